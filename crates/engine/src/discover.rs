@@ -1,0 +1,139 @@
+//! Step zero: which nginx, which config, which worker identity.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use why502_host::{identity_for, user_name, Identity, ProcessTable};
+use why502_nginx::config::{parse_config, NginxConfig, ParseLimits, ParsedConfig};
+use why502_nginx::discovery::{self, Master, DEFAULT_CONF};
+
+use crate::{DiagnoseError, Options};
+
+/// How the worker identity was found, for the report.
+#[derive(Debug, Clone)]
+pub struct WorkerIdentity {
+    pub identity: Option<Identity>,
+    /// `running worker 1234`, `user directive at nginx.conf:1`, ...
+    pub source: String,
+}
+
+/// Everything known about the nginx being diagnosed.
+#[derive(Debug)]
+pub struct NginxSetup {
+    pub binary: Option<PathBuf>,
+    pub conf: PathBuf,
+    pub conf_source: &'static str,
+    pub prefix: Option<PathBuf>,
+    pub master: Option<Master>,
+    pub other_masters: Vec<Master>,
+    pub parsed: ParsedConfig,
+    pub config: NginxConfig,
+    pub worker: WorkerIdentity,
+}
+
+pub async fn discover(opts: &Options, procs: &ProcessTable) -> Result<NginxSetup, DiagnoseError> {
+    let own = why502_host::own_netns(&opts.proc_root);
+    let mut masters = discovery::find_masters(procs, own);
+    let chosen = choose_master(&mut masters, opts)?;
+
+    let binary = chosen
+        .as_ref()
+        .and_then(|m| m.binary.clone())
+        .or_else(discovery::find_binary);
+    let (conf, conf_source) = match (&opts.nginx_conf, &chosen) {
+        (Some(c), _) => (c.clone(), "flag"),
+        (None, Some(Master { conf: Some(c), .. })) => (c.clone(), "master"),
+        _ => match binary.as_deref() {
+            Some(b) => match discovery::build_info(b, Duration::from_secs(2)).await {
+                Some(discovery::BuildInfo {
+                    conf_path: Some(c), ..
+                }) => (c, "nginx -V"),
+                _ => (PathBuf::from(DEFAULT_CONF), "default"),
+            },
+            None => (PathBuf::from(DEFAULT_CONF), "default"),
+        },
+    };
+    if chosen.is_none() && binary.is_none() && !conf.exists() {
+        return Err(DiagnoseError::NoNginx {
+            reason: format!(
+                "no running nginx master, no nginx binary, and {} does not exist",
+                conf.display()
+            ),
+        });
+    }
+    // nginx resolves `include` against the directory of the main config.
+    let conf_dir = conf
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let parsed = parse_config(&conf, &conf_dir, &ParseLimits::default()).map_err(|e| {
+        DiagnoseError::ConfigUnreadable {
+            conf: conf.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    let config = NginxConfig::from_parsed(&parsed);
+    let worker = worker_identity(chosen.as_ref(), &config);
+    let prefix = chosen.as_ref().and_then(|m| m.prefix.clone());
+    Ok(NginxSetup {
+        binary,
+        conf,
+        conf_source,
+        prefix,
+        master: chosen,
+        other_masters: masters,
+        parsed,
+        config,
+        worker,
+    })
+}
+
+/// Pick the master to diagnose: `--nginx-pid`, else the one running `--nginx-conf`, else the
+/// first in the agent's own network namespace. The rest stay listed in the report.
+fn choose_master(masters: &mut Vec<Master>, opts: &Options) -> Result<Option<Master>, DiagnoseError> {
+    let index = if let Some(pid) = opts.nginx_pid {
+        Some(
+            masters
+                .iter()
+                .position(|m| m.pid == pid)
+                .ok_or(DiagnoseError::NoSuchMaster { pid })?,
+        )
+    } else if let Some(conf) = &opts.nginx_conf {
+        let want = std::fs::canonicalize(conf).unwrap_or_else(|_| conf.clone());
+        masters.iter().position(|m| {
+            m.same_netns
+                && m.conf
+                    .as_ref()
+                    .map(|c| std::fs::canonicalize(c).unwrap_or_else(|_| c.clone()) == want)
+                    .unwrap_or(false)
+        })
+    } else {
+        masters.iter().position(|m| m.same_netns)
+    };
+    Ok(index.map(|i| masters.remove(i)))
+}
+
+fn worker_identity(master: Option<&Master>, config: &NginxConfig) -> WorkerIdentity {
+    if let Some(w) = master.and_then(|m| m.workers.iter().find(|w| w.credentials.is_some())) {
+        if let Some(c) = &w.credentials {
+            return WorkerIdentity {
+                identity: Some(Identity {
+                    name: user_name(c.uid),
+                    uid: c.uid,
+                    gid: c.gid,
+                    groups: c.groups.clone(),
+                }),
+                source: format!("running worker {}", w.pid),
+            };
+        }
+    }
+    // Not running: nginx started as root switches to `user`, by default `nobody`.
+    let (user, group, source) = match &config.user {
+        Some(u) => (u.as_str(), config.group.as_deref(), "user directive".to_string()),
+        None => ("nobody", None, "nginx's built-in default user".to_string()),
+    };
+    WorkerIdentity {
+        identity: identity_for(user, group),
+        source: format!("{source} ({user})"),
+    }
+}

@@ -1,0 +1,174 @@
+//! The engine: discover nginx, gather every source once, walk the decision tree for each
+//! upstream concurrently, assemble the report.
+//!
+//! Architecture invariant: the flow is one-way — discover → gather → walk → report. Steps read
+//! only the shared `Sources`; none reads the host again for something another step already read.
+//! The engine knows nothing of terminals or output formats.
+
+mod discover;
+mod options;
+mod sources;
+pub mod steps;
+mod targets;
+pub mod tree;
+mod walk;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use why502_host::ProcessTable;
+use why502_listen::ListenTable;
+use why502_model::{MasterSummary, NginxInfo, Report, SCHEMA};
+use why502_nginx::check::{check_config, ConfigCheck};
+
+pub use options::Options;
+pub use targets::{TargetAddr, UpstreamTarget};
+pub use tree::{TreeStep, TREE};
+
+use crate::sources::Sources;
+use crate::steps::nginx_config::{self, ConfigFinding};
+
+/// Why a run could not diagnose at all (exit 3).
+#[derive(Debug, thiserror::Error)]
+pub enum DiagnoseError {
+    #[error("no nginx found: {reason}; pass --nginx-conf PATH")]
+    NoNginx { reason: String },
+    #[error("cannot read nginx config {}: {reason}", conf.display())]
+    ConfigUnreadable { conf: PathBuf, reason: String },
+    #[error("no nginx master with pid {pid}")]
+    NoSuchMaster { pid: u32 },
+    #[error("no upstream matches {filter}")]
+    NoMatchingUpstream { filter: String },
+}
+
+/// Parse errors that could make `nginx -t` itself slow or loop (it has no include-cycle guard).
+fn nginx_t_is_unsafe(errors: &[why502_nginx::config::ParseError]) -> Option<String> {
+    errors
+        .iter()
+        .find(|e| {
+            let m = e.message.to_ascii_lowercase();
+            m.contains("cycle") || m.contains("too large") || m.contains("too long") || m.contains("depth")
+        })
+        .map(|e| format!("skipped: {e}"))
+}
+
+pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let deadline = started + opts.timeout;
+
+    let procs = ProcessTable::read(&opts.proc_root);
+    let setup = discover::discover(opts, &procs).await?;
+
+    // nginx -t costs several ms: run it while the rest is gathered and walked.
+    let config_check = {
+        let binary = setup.binary.clone();
+        let conf = setup.conf.clone();
+        let prefix = setup.prefix.clone();
+        let globals = setup.master.as_ref().and_then(|m| m.globals.clone());
+        let unsafe_reason = nginx_t_is_unsafe(&setup.parsed.errors);
+        let budget = opts.timeout.mul_f32(0.8).min(Duration::from_secs(5));
+        tokio::spawn(async move {
+            match (unsafe_reason, binary) {
+                (Some(reason), _) => ConfigCheck::NotRun { reason },
+                (None, None) => ConfigCheck::NotRun {
+                    reason: "no nginx binary found".to_string(),
+                },
+                (None, Some(bin)) => {
+                    check_config(&bin, &conf, prefix.as_deref(), globals.as_deref(), budget).await
+                }
+            }
+        })
+    };
+
+    let (mut targets, dynamic) = targets::collect_targets(&setup.config);
+    let referenced: HashSet<String> = targets.iter().map(|t| t.address.clone()).collect();
+    if let Some(f) = &opts.upstream {
+        targets.retain(|t| targets::matches_upstream_filter(t, f));
+        if targets.is_empty() {
+            return Err(DiagnoseError::NoMatchingUpstream { filter: f.clone() });
+        }
+    }
+    if let Some(name) = &opts.server_name {
+        targets.retain(|t| targets::matches_server_filter(t, name));
+        if targets.is_empty() {
+            return Err(DiagnoseError::NoMatchingUpstream {
+                filter: format!("server_name {name}"),
+            });
+        }
+    }
+
+    let listen = ListenTable::read(&opts.proc_root);
+    let mut notes: Vec<String> = listen.unreadable.iter().map(|u| format!("unreadable: {u}")).collect();
+    notes.extend(dynamic.iter().map(|d| {
+        format!("not diagnosed: `{}` at {} (its target is chosen at request time)", d.directive, d.at)
+    }));
+    notes.extend(setup.parsed.errors.iter().map(|e| format!("config: {e}")));
+    if targets.is_empty() {
+        notes.push(format!("no upstreams (proxy_pass, fastcgi_pass, ...) found in {}", setup.conf.display()));
+    }
+
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let check = match tokio::time::timeout(remaining, config_check).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => ConfigCheck::NotRun {
+            reason: format!("nginx -t task failed: {e}"),
+        },
+        Err(_) => ConfigCheck::NotRun {
+            reason: format!("nginx -t did not finish within --timeout {:?}", opts.timeout),
+        },
+    };
+    let conf_shown = setup.conf.display().to_string();
+    let loaded_at = setup.master.as_ref().and_then(|m| m.loaded_at());
+    let config = ConfigFinding {
+        finding: nginx_config::judge(&check, &setup.parsed.errors, &conf_shown),
+        changed_since_load: nginx_config::changed_since(&setup.parsed.files, loaded_at),
+    };
+    let host_checks = config.host_checks();
+
+    let sources = Arc::new(Sources::new(procs, listen, setup.worker.clone(), referenced, config));
+    let upstreams = walk::walk_all(targets, sources.clone(), opts.all, deadline).await;
+
+    let nginx = NginxInfo {
+        binary: setup.binary.as_ref().map(|b| b.display().to_string()),
+        conf: conf_shown,
+        conf_source: setup.conf_source.to_string(),
+        prefix: setup.prefix.as_ref().map(|p| p.display().to_string()),
+        worker_user: sources.worker.identity.as_ref().map(|i| i.name.clone()),
+        master_pid: setup.master.as_ref().map(|m| m.pid),
+        loaded_at: loaded_at.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        other_masters: setup
+            .other_masters
+            .iter()
+            .map(|m| MasterSummary {
+                pid: m.pid,
+                binary: m.binary.as_ref().map(|b| b.display().to_string()),
+                conf: m.conf.as_ref().map(|c| c.display().to_string()),
+                same_netns: m.same_netns,
+            })
+            .collect(),
+        changed_since_load: sources.config.changed_since_load.clone(),
+    };
+    let status = Report::compute_status(&upstreams, &host_checks);
+    Ok(Report {
+        schema: SCHEMA.to_string(),
+        status,
+        host: hostname(),
+        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        nginx,
+        upstreams,
+        host_checks,
+        notes,
+    })
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}

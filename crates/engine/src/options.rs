@@ -1,0 +1,33 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the user asked for; every field has a zero-config default.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub nginx_conf: Option<PathBuf>,
+    pub nginx_pid: Option<u32>,
+    pub error_logs: Vec<PathBuf>,
+    pub since: Duration,
+    pub upstream: Option<String>,
+    pub server_name: Option<String>,
+    pub all: bool,
+    pub timeout: Duration,
+    /// Normally /proc; tests point it elsewhere.
+    pub proc_root: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            nginx_conf: None,
+            nginx_pid: None,
+            error_logs: Vec::new(),
+            since: Duration::from_secs(3600),
+            upstream: None,
+            server_name: None,
+            all: false,
+            timeout: Duration::from_secs(10),
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+}

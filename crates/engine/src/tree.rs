@@ -1,0 +1,115 @@
+//! The 502 decision tree, declared once. The walker follows this order, `why502 tree` prints
+//! it, and docs/tree.md is generated from it.
+
+use why502_model::{CauseId, StepId};
+
+/// One node of the tree: the question, how the agent answers it, what an admin would type,
+/// and the causes a break here can name.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeStep {
+    pub id: StepId,
+    pub question: &'static str,
+    /// How the agent answers the question.
+    pub method: &'static str,
+    /// The commands an admin runs by hand for the same question.
+    pub by_hand: &'static [&'static str],
+    pub causes: &'static [CauseId],
+}
+
+/// The walk, in order. It stops at the first step that breaks (unless `--all`).
+pub const TREE: &[TreeStep] = &[
+    TreeStep {
+        id: StepId::ErrorLog,
+        question: "What does nginx's error log say about this upstream?",
+        method: "read each error_log backward within --since; keep the lines naming this upstream",
+        by_hand: &["tail -n 200 /var/log/nginx/error.log"],
+        causes: &[],
+    },
+    TreeStep {
+        id: StepId::BackendUp,
+        question: "Is the backend running and listening where nginx points?",
+        method: "stat the socket and every parent directory for the worker's uid/gids; match /proc/net/{unix,tcp,tcp6} listeners and their processes",
+        by_hand: &["ss -tulnp | grep LISTEN", "ls -la /run/php/php8.2-fpm.sock"],
+        causes: &[
+            CauseId::BackendDown,
+            CauseId::SocketMissing,
+            CauseId::SocketPermission,
+            CauseId::SocketStale,
+            CauseId::AddressMismatch,
+            CauseId::UpstreamDns,
+        ],
+    },
+    TreeStep {
+        id: StepId::DirectRequest,
+        question: "Does the backend answer a request that bypasses nginx?",
+        method: "speak the location's protocol (HTTP, FastCGI, uwsgi, TLS) with nginx's timeouts and buffer sizes",
+        by_hand: &["curl -v http://127.0.0.1:9000/"],
+        causes: &[
+            CauseId::UpstreamTimeout,
+            CauseId::UpstreamReset,
+            CauseId::UpstreamInvalidResponse,
+            CauseId::UpstreamHeaderTooBig,
+            CauseId::UpstreamTls,
+            CauseId::UpstreamDns,
+        ],
+    },
+    TreeStep {
+        id: StepId::BackendLog,
+        question: "Does the backend's own log show errors?",
+        method: "read the backend's logs (php-fpm, gunicorn, uwsgi, journald) within --since",
+        by_hand: &["tail /var/log/php8.2-fpm.log", "journalctl -u myapp -n 50"],
+        causes: &[CauseId::PoolExhausted, CauseId::AppError],
+    },
+    TreeStep {
+        id: StepId::Resources,
+        question: "Is the host out of memory, disk space or inodes?",
+        method: "OOM kills from the kernel log, statvfs of the paths the chain writes, /proc/meminfo",
+        by_hand: &["dmesg | grep -i oom", "df -h && df -i", "free -h"],
+        causes: &[CauseId::OomKilled, CauseId::DiskFull, CauseId::InodesExhausted],
+    },
+    TreeStep {
+        id: StepId::Security,
+        question: "Does a firewall rule, SELinux or AppArmor cut nginx off its backend?",
+        method: "evaluate nftables/iptables rules for nginx's packets; AVC and AppArmor denials",
+        by_hand: &["iptables -L -n -v", "nft list ruleset", "ausearch -m AVC -ts recent"],
+        causes: &[
+            CauseId::FirewallBlocked,
+            CauseId::SelinuxDenied,
+            CauseId::ApparmorDenied,
+        ],
+    },
+    TreeStep {
+        id: StepId::NginxConfig,
+        question: "Does `nginx -t` pass, and is what runs what is on disk?",
+        method: "nginx -t -c CONF with its messages mapped to file:line; config mtimes vs the master's last (re)load",
+        by_hand: &["nginx -t", "nginx -T | less"],
+        causes: &[CauseId::NginxConfigInvalid, CauseId::ConfigChangedSinceLoad],
+    },
+];
+
+pub fn tree_step(id: StepId) -> &'static TreeStep {
+    // TREE holds every StepId; the test below keeps it that way.
+    TREE.iter()
+        .find(|s| s.id == id)
+        .unwrap_or(&TREE[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_has_every_step_once_in_contract_order() {
+        let ids: Vec<StepId> = TREE.iter().map(|s| s.id).collect();
+        assert_eq!(ids, StepId::ALL);
+    }
+
+    #[test]
+    fn every_cause_a_step_names_belongs_to_a_step() {
+        for s in TREE {
+            for c in s.causes {
+                assert!(c.info().step.is_some(), "{c} listed under {}", s.id);
+            }
+        }
+    }
+}

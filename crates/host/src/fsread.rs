@@ -1,0 +1,94 @@
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a regular file")]
+    NotRegular { path: PathBuf },
+}
+
+impl ReadError {
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, ReadError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied)
+    }
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ReadError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Read at most `max` bytes of a file. Opened non-blocking so a FIFO cannot stall the run;
+/// character devices and FIFOs are refused (a `/dev/zero` would otherwise fill the cap for
+/// nothing). /proc files are regular files of size 0 and are read normally.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    let io = |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.file_type().is_file() {
+        return Err(ReadError::NotRegular {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut buf = Vec::new();
+    File::take(file, max).read_to_end(&mut buf).map_err(io)?;
+    Ok(buf)
+}
+
+/// `read_bounded`, decoded lossily: host files may hold any bytes.
+pub fn read_to_string_bounded(path: &Path, max: u64) -> Result<String, ReadError> {
+    let bytes = read_bounded(path, max)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_the_bytes_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("big");
+        std::fs::write(&p, vec![b'x'; 10_000]).expect("write");
+        assert_eq!(read_bounded(&p, 100).expect("read").len(), 100);
+        assert_eq!(read_bounded(&p, 1 << 20).expect("read").len(), 10_000);
+    }
+
+    #[test]
+    fn refuses_devices_and_fifos() {
+        let err = read_bounded(Path::new("/dev/zero"), 10).expect_err("device");
+        assert!(matches!(err, ReadError::NotRegular { .. }), "{err}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("cstring");
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = read_bounded(&fifo, 10).expect_err("fifo");
+        assert!(matches!(err, ReadError::NotRegular { .. }), "{err}");
+    }
+
+    #[test]
+    fn reads_proc_files_of_size_zero() {
+        let s = read_to_string_bounded(Path::new("/proc/self/status"), 64 * 1024).expect("read");
+        assert!(s.contains("Pid:"));
+    }
+
+    #[test]
+    fn missing_file_is_not_found() {
+        let err = read_bounded(Path::new("/nonexistent/x"), 10).expect_err("missing");
+        assert!(err.is_not_found());
+    }
+}

@@ -1,0 +1,15 @@
+//! The one layer that touches the host: bounded file reads, external commands with explicit
+//! argv and a deadline, and the /proc process table.
+//!
+//! Architecture invariant: nothing here writes to the host. Every read has a byte cap and
+//! every command a timeout, so a caller cannot hang or exhaust memory through this crate.
+
+pub mod exec;
+pub mod fsread;
+pub mod proc;
+pub mod users;
+
+pub use exec::{run, CommandOutput, ExecError};
+pub use fsread::{read_bounded, read_to_string_bounded, ReadError};
+pub use proc::{own_netns, Credentials, ProcessInfo, ProcessTable};
+pub use users::{group_name, identity_for, user_name, Identity};

@@ -1,0 +1,275 @@
+//! A snapshot of /proc: every process's name, parent, command line and start time, read once
+//! per run. Costlier facts (credentials, namespace, open sockets) are read on demand for the
+//! few processes that matter.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::fsread::{read_bounded, read_to_string_bounded};
+
+const SMALL_FILE: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    /// `comm` (at most 15 bytes, as the kernel keeps it).
+    pub comm: String,
+    /// NUL-separated argv; a process that rewrote its title (nginx, php-fpm) has it in argv[0].
+    pub cmdline: Vec<String>,
+    /// Start time in clock ticks after boot (field 22 of /proc/PID/stat).
+    pub start_ticks: u64,
+}
+
+impl ProcessInfo {
+    /// The command line as one string, as `ps` shows it.
+    pub fn cmdline_joined(&self) -> String {
+        self.cmdline.join(" ")
+    }
+}
+
+/// Effective credentials of a process, from /proc/PID/status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessTable {
+    root: PathBuf,
+    procs: Vec<ProcessInfo>,
+    boot_time: Option<u64>,
+    clock_ticks: u64,
+}
+
+impl ProcessTable {
+    /// Read every process under `root` (normally `/proc`). Processes that vanish while being
+    /// read are skipped; an unreadable root gives an empty table.
+    pub fn read(root: &Path) -> ProcessTable {
+        let mut procs = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(root) {
+            for entry in entries.flatten() {
+                let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if let Some(p) = read_process(root, pid) {
+                    procs.push(p);
+                }
+            }
+        }
+        procs.sort_by_key(|p| p.pid);
+        let boot_time = read_to_string_bounded(&root.join("stat"), 1 << 20)
+            .ok()
+            .and_then(|s| parse_btime(&s));
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        ProcessTable {
+            root: root.to_path_buf(),
+            procs,
+            boot_time,
+            clock_ticks: if ticks > 0 { ticks as u64 } else { 100 },
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ProcessInfo> {
+        self.procs.iter()
+    }
+
+    pub fn get(&self, pid: u32) -> Option<&ProcessInfo> {
+        self.procs
+            .binary_search_by_key(&pid, |p| p.pid)
+            .ok()
+            .map(|i| &self.procs[i])
+    }
+
+    pub fn children_of(&self, pid: u32) -> impl Iterator<Item = &ProcessInfo> {
+        self.procs.iter().filter(move |p| p.ppid == pid)
+    }
+
+    /// Wall-clock start time of a process.
+    pub fn start_time(&self, p: &ProcessInfo) -> Option<SystemTime> {
+        let boot = self.boot_time?;
+        let secs_after_boot = p.start_ticks as f64 / self.clock_ticks as f64;
+        Some(UNIX_EPOCH + Duration::from_secs(boot) + Duration::from_secs_f64(secs_after_boot))
+    }
+
+    pub fn credentials(&self, pid: u32) -> Option<Credentials> {
+        let s = read_to_string_bounded(&self.root.join(pid.to_string()).join("status"), SMALL_FILE)
+            .ok()?;
+        parse_credentials(&s)
+    }
+
+    /// The inode of the process's network namespace (`net:[4026531840]`).
+    pub fn netns(&self, pid: u32) -> Option<u64> {
+        netns_inode(&self.root.join(pid.to_string()).join("ns/net"))
+    }
+
+    pub fn exe(&self, pid: u32) -> Option<PathBuf> {
+        std::fs::read_link(self.root.join(pid.to_string()).join("exe")).ok()
+    }
+
+    pub fn cwd(&self, pid: u32) -> Option<PathBuf> {
+        std::fs::read_link(self.root.join(pid.to_string()).join("cwd")).ok()
+    }
+
+    /// Which process holds each of the given socket inodes. Scans /proc/PID/fd only until
+    /// every inode is found, so the usual case reads a handful of processes' fds, not all.
+    pub fn socket_owners(&self, wanted: &HashSet<u64>) -> HashMap<u64, u32> {
+        let mut found = HashMap::new();
+        if wanted.is_empty() {
+            return found;
+        }
+        for p in &self.procs {
+            let Ok(fds) = std::fs::read_dir(self.root.join(p.pid.to_string()).join("fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                let Ok(target) = std::fs::read_link(fd.path()) else {
+                    continue;
+                };
+                if let Some(inode) = socket_inode(&target.to_string_lossy()) {
+                    if wanted.contains(&inode) {
+                        found.entry(inode).or_insert(p.pid);
+                    }
+                }
+            }
+            if found.len() == wanted.len() {
+                break;
+            }
+        }
+        found
+    }
+}
+
+/// The agent's own network namespace.
+pub fn own_netns(root: &Path) -> Option<u64> {
+    netns_inode(&root.join("self/ns/net"))
+}
+
+fn netns_inode(link: &Path) -> Option<u64> {
+    let target = std::fs::read_link(link).ok()?;
+    let s = target.to_string_lossy();
+    s.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+fn read_process(root: &Path, pid: u32) -> Option<ProcessInfo> {
+    let dir = root.join(pid.to_string());
+    let stat = read_to_string_bounded(&dir.join("stat"), SMALL_FILE).ok()?;
+    let (comm, ppid, start_ticks) = parse_stat(&stat)?;
+    let cmdline = read_bounded(&dir.join("cmdline"), SMALL_FILE)
+        .map(|b| split_cmdline(&b))
+        .unwrap_or_default();
+    Some(ProcessInfo {
+        pid,
+        ppid,
+        comm,
+        cmdline,
+        start_ticks,
+    })
+}
+
+/// `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split at the last `)`.
+pub fn parse_stat(stat: &str) -> Option<(String, u32, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let rest: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] is field 3 (state); ppid is field 4, starttime field 22.
+    let ppid = rest.get(1)?.parse().ok()?;
+    let start = rest.get(19)?.parse().ok()?;
+    Some((comm, ppid, start))
+}
+
+fn split_cmdline(bytes: &[u8]) -> Vec<String> {
+    bytes
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+fn parse_btime(stat: &str) -> Option<u64> {
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+pub fn parse_credentials(status: &str) -> Option<Credentials> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+    };
+    // Uid: real effective saved fs — access checks use the effective (fs) ids.
+    let uid = field("Uid:")?.get(1)?.parse().ok()?;
+    let gid = field("Gid:")?.get(1)?.parse().ok()?;
+    let groups = field("Groups:")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|g| g.parse().ok())
+        .collect();
+    Some(Credentials { uid, gid, groups })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_spaces_and_parens_in_comm() {
+        let stat = "812 (php-fpm: pool (www)) S 1 812 812 0 -1 4194624 9 0 0 0 0 0 0 0 20 0 1 0 4242 1000 100";
+        let (comm, ppid, start) = parse_stat(stat).expect("parse");
+        assert_eq!(comm, "php-fpm: pool (www)");
+        assert_eq!(ppid, 1);
+        assert_eq!(start, 4242);
+    }
+
+    #[test]
+    fn credentials_use_effective_ids_and_groups() {
+        let status = "Name:\tnginx\nUid:\t0\t33\t33\t33\nGid:\t0\t33\t33\t33\nGroups:\t33 4 \n";
+        let c = parse_credentials(status).expect("creds");
+        assert_eq!(
+            c,
+            Credentials {
+                uid: 33,
+                gid: 33,
+                groups: vec![33, 4]
+            }
+        );
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let t = ProcessTable::read(Path::new("/proc"));
+        let me = t.get(std::process::id()).expect("self in table");
+        assert!(!me.cmdline.is_empty());
+        assert!(t.start_time(me).is_some());
+        assert!(t.netns(me.pid).is_some());
+        assert_eq!(t.netns(me.pid), own_netns(Path::new("/proc")));
+    }
+
+    #[test]
+    fn finds_the_owner_of_a_socket() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        use std::os::fd::AsRawFd;
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd()))
+            .expect("fd link");
+        let inode = socket_inode(&link.to_string_lossy()).expect("socket inode");
+        let t = ProcessTable::read(Path::new("/proc"));
+        let owners = t.socket_owners(&HashSet::from([inode]));
+        assert_eq!(owners.get(&inode), Some(&std::process::id()));
+    }
+}

@@ -1,0 +1,75 @@
+//! Users and groups through NSS (getpwnam_r & co.), so LDAP/sssd users resolve as nginx sees them.
+
+use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
+
+/// Who a process acts as for permission checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (may include `gid`).
+    pub groups: Vec<u32>,
+}
+
+impl Identity {
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
+    }
+}
+
+/// Resolve a user name (and optional group name, as in nginx's `user USER [GROUP]`) to ids,
+/// with the supplementary groups the kernel would give a process started with initgroups().
+pub fn identity_for(user: &str, group: Option<&str>) -> Option<Identity> {
+    let u = User::from_name(user).ok().flatten()?;
+    let gid = match group {
+        Some(g) => Group::from_name(g).ok().flatten()?.gid,
+        None => u.gid,
+    };
+    let cname = std::ffi::CString::new(user).ok()?;
+    let groups = getgrouplist(&cname, gid)
+        .map(|gs| gs.into_iter().map(Gid::as_raw).collect())
+        .unwrap_or_else(|_| vec![gid.as_raw()]);
+    Some(Identity {
+        name: u.name,
+        uid: u.uid.as_raw(),
+        gid: gid.as_raw(),
+        groups,
+    })
+}
+
+pub fn user_name(uid: u32) -> String {
+    User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+pub fn group_name(gid: u32) -> String {
+    Group::from_gid(Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+        .unwrap_or_else(|| gid.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_root() {
+        let id = identity_for("root", None).expect("root exists");
+        assert_eq!((id.uid, id.gid), (0, 0));
+        assert!(id.in_group(0));
+        assert_eq!(user_name(0), "root");
+        assert_eq!(group_name(0), "root");
+    }
+
+    #[test]
+    fn unknown_user_is_none_and_unknown_ids_print_as_numbers() {
+        assert!(identity_for("why502-no-such-user", None).is_none());
+        assert_eq!(user_name(4_000_000_000), "4000000000");
+    }
+}

@@ -1,0 +1,162 @@
+//! The report of one run: `why502.report.v1` of the contract. Fields are only ever added.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CauseId, Outcome, Status, StepId};
+
+pub const SCHEMA: &str = "why502.report.v1";
+
+/// A fact a verdict rests on, with where it was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// `/var/log/nginx/error.log:1289`, `/proc/net/unix`, `stat /run/php/x.sock`...
+    pub source: String,
+    pub detail: String,
+}
+
+impl Evidence {
+    pub fn new(source: impl Into<String>, detail: impl Into<String>) -> Self {
+        Evidence {
+            source: source.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The result of one step for one upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepReport {
+    pub step: StepId,
+    pub outcome: Outcome,
+    /// Set when the outcome is `break` or `warn`: the cause it points to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<CauseId>,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    pub evidence: Vec<Evidence>,
+    pub duration_ms: u64,
+}
+
+/// The one answer for an upstream: the step that broke (or the last that ran) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub step: StepId,
+    pub cause: CauseId,
+    pub summary: String,
+    pub fix: String,
+    pub evidence: Vec<Evidence>,
+}
+
+/// Where nginx's configuration points at an upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    pub file: String,
+    pub line: u32,
+    pub server_name: Option<String>,
+    pub location: Option<String>,
+    /// The directive as written: `fastcgi_pass unix:/run/php/php8.2-fpm.sock`.
+    #[serde(default)]
+    pub directive: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Http,
+    Fastcgi,
+    Uwsgi,
+    Scgi,
+    Grpc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamReport {
+    /// `unix:/run/php/php8.2-fpm.sock` or `127.0.0.1:9000` (`[::1]:9000`, `backend.internal:3000`).
+    pub address: String,
+    /// The `upstream` block this server belongs to, if any.
+    pub name: Option<String>,
+    pub protocol: Protocol,
+    /// `true` when nginx reaches it over TLS (`https://`, `grpcs://`).
+    #[serde(default)]
+    pub tls: bool,
+    pub referenced_by: Vec<Reference>,
+    pub status: Status,
+    pub verdict: Verdict,
+    pub steps: Vec<StepReport>,
+}
+
+/// A host-wide finding not tied to one upstream (nginx -t, disk, OOM kills of others).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCheck {
+    pub step: StepId,
+    pub outcome: Outcome,
+    pub cause: CauseId,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    pub evidence: Vec<Evidence>,
+}
+
+/// An nginx master found on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterSummary {
+    pub pid: u32,
+    pub binary: Option<String>,
+    pub conf: Option<String>,
+    /// `true` when it runs in the agent's own network namespace.
+    pub same_netns: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NginxInfo {
+    pub binary: Option<String>,
+    pub conf: String,
+    /// How the config was found: `flag`, `master`, `nginx -V`, `default`.
+    #[serde(default)]
+    pub conf_source: String,
+    pub prefix: Option<String>,
+    pub worker_user: Option<String>,
+    pub master_pid: Option<u32>,
+    /// When the running master last started or reloaded, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_at: Option<String>,
+    /// Other nginx masters on this host (other network namespaces, containers).
+    #[serde(default)]
+    pub other_masters: Vec<MasterSummary>,
+    /// Config files changed on disk after the running master (re)loaded.
+    #[serde(default)]
+    pub changed_since_load: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub status: Status,
+    pub host: String,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub nginx: NginxInfo,
+    pub upstreams: Vec<UpstreamReport>,
+    pub host_checks: Vec<HostCheck>,
+    /// Problems met while diagnosing (unreadable sources, parse errors) that did not stop it.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// The report's status: the worst of its upstreams and host checks.
+    pub fn compute_status(upstreams: &[UpstreamReport], host_checks: &[HostCheck]) -> Status {
+        let from_hosts = host_checks.iter().map(|h| match h.outcome {
+            Outcome::Break => Status::Break,
+            Outcome::Warn => Status::Warning,
+            Outcome::Unknown => Status::Unknown,
+            Outcome::Pass | Outcome::Skip => Status::Ok,
+        });
+        upstreams
+            .iter()
+            .map(|u| u.status)
+            .chain(from_hosts)
+            .fold(Status::Ok, Status::worst)
+    }
+}

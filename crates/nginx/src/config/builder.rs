@@ -1,0 +1,387 @@
+//! Builds the 502-relevant [`NginxConfig`] from a parsed directive tree.
+//!
+//! `server`, `upstream` and `*_pass` are taken from the `http` block only: `stream`
+//! proxies can't answer HTTP 502, and nginx keeps `http` and `stream` upstream names apart,
+//! so a `stream` upstream must not turn an `http` pass into an `Upstream` endpoint.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::endpoint::{parse_address, parse_pass_target, UpstreamNames, UPSTREAM_SERVER};
+use super::model::{
+    Directive, Endpoint, ErrorLogDest, ErrorLogTarget, Location, NginxConfig, ParsedConfig, Pass,
+    PassKind, PassSettings, Server, UpstreamBlock, UpstreamServer,
+};
+use super::parser::resolve_against;
+use super::units::{parse_flag, parse_size, parse_time};
+use super::variables::substitute_variables;
+
+/// Blocks whose contents are data (`map` keys, MIME types...), not directives: a
+/// `proxy_pass` or `error_log` in there is a key, not a directive.
+const DATA_BLOCKS: &[&str] = &[
+    "map",
+    "geo",
+    "types",
+    "split_clients",
+    "charset_map",
+    "match",
+];
+
+/// Blocks a `*_pass` can sit in, below `http`.
+const PASS_SCOPES: &[&str] = &["server", "location", "if", "limit_except"];
+
+impl Default for PassSettings {
+    /// nginx's defaults: one memory page of buffer (4k on x86_64), 60s timeouts, no
+    /// upstream certificate verification, no SNI.
+    fn default() -> Self {
+        PassSettings {
+            buffer_size: 4096,
+            connect_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            ssl_verify: false,
+            ssl_server_name: false,
+            ssl_name: None,
+            ssl_trusted_certificate: None,
+        }
+    }
+}
+
+impl NginxConfig {
+    /// The model of a parsed configuration. Relative file names (`error_log`, `pid`,
+    /// `*_ssl_trusted_certificate`) are resolved against `parsed.prefix`. When no
+    /// `error_log` is configured `error_logs` stays empty: the compiled-in default
+    /// applies, which only the caller knows.
+    pub fn from_parsed(parsed: &ParsedConfig) -> NginxConfig {
+        let main = parsed.directives.as_slice();
+        let prefix = parsed.prefix.as_path();
+        let http: Vec<&Directive> = main
+            .iter()
+            .filter(|d| d.name == "http" && d.block.is_some())
+            .collect();
+        let upstreams: Vec<UpstreamBlock> = children_named(&http, "upstream")
+            .filter_map(upstream_block)
+            .collect();
+        let upstream_names = UpstreamNames::new(upstreams.iter().map(|u| u.name.as_str()));
+        let user = first_named(main, "user");
+        NginxConfig {
+            user: user.and_then(|d| d.args.first().cloned()),
+            group: user.and_then(|d| d.args.get(1).cloned()),
+            error_logs: error_logs(main, prefix),
+            servers: children_named(&http, "server")
+                .filter(|d| d.block.is_some())
+                .map(server)
+                .collect(),
+            passes: passes(&http, &upstream_names, prefix),
+            upstreams,
+            resolvers: resolvers(main),
+            pid_file: first_named(main, "pid")
+                .and_then(|d| d.args.first())
+                .map(|path| resolve_against(prefix, path)),
+        }
+    }
+}
+
+fn children(directive: &Directive) -> &[Directive] {
+    directive.block.as_deref().unwrap_or_default()
+}
+
+fn first_named<'a>(directives: &'a [Directive], name: &str) -> Option<&'a Directive> {
+    directives.iter().find(|d| d.name == name)
+}
+
+/// The directives called `name` directly inside any of `blocks`.
+fn children_named<'a>(
+    blocks: &'a [&'a Directive],
+    name: &'a str,
+) -> impl Iterator<Item = &'a Directive> + 'a {
+    blocks
+        .iter()
+        .flat_map(|block| children(block))
+        .filter(move |d| d.name == name)
+}
+
+/// Calls `visit` on every directive, at any depth, except inside data blocks.
+fn visit_all<'a>(directives: &'a [Directive], visit: &mut impl FnMut(&'a Directive)) {
+    for directive in directives {
+        visit(directive);
+        if !DATA_BLOCKS.contains(&directive.name.as_str()) {
+            visit_all(children(directive), visit);
+        }
+    }
+}
+
+fn error_logs(main: &[Directive], prefix: &Path) -> Vec<ErrorLogTarget> {
+    let mut logs = Vec::new();
+    visit_all(main, &mut |d| {
+        if d.name == "error_log" {
+            logs.extend(error_log(d, prefix));
+        }
+    });
+    logs
+}
+
+fn error_log(directive: &Directive, prefix: &Path) -> Option<ErrorLogTarget> {
+    let target = directive.args.first()?;
+    let dest = if target == "stderr" {
+        ErrorLogDest::Stderr
+    } else if let Some(spec) = target.strip_prefix("syslog:") {
+        ErrorLogDest::Syslog { spec: spec.into() }
+    } else if target.starts_with("memory:") {
+        ErrorLogDest::Memory
+    } else {
+        ErrorLogDest::File {
+            path: resolve_against(prefix, target),
+        }
+    };
+    Some(ErrorLogTarget {
+        dest,
+        level: directive
+            .args
+            .get(1)
+            .cloned()
+            .unwrap_or_else(|| "error".into()),
+        loc: directive.loc.clone(),
+    })
+}
+
+/// Every address of every `resolver`, once each, without `valid=`-style parameters.
+fn resolvers(main: &[Directive]) -> Vec<String> {
+    let mut addresses: Vec<String> = Vec::new();
+    visit_all(main, &mut |d| {
+        if d.name != "resolver" {
+            return;
+        }
+        for arg in d.args.iter().filter(|arg| !arg.contains('=')) {
+            if !addresses.contains(arg) {
+                addresses.push(arg.clone());
+            }
+        }
+    });
+    addresses
+}
+
+fn server(directive: &Directive) -> Server {
+    let body = children(directive);
+    let mut locations = Vec::new();
+    collect_locations(body, &mut locations);
+    Server {
+        listen: body
+            .iter()
+            .filter(|d| d.name == "listen")
+            .filter_map(|d| d.args.first().cloned())
+            .collect(),
+        server_names: server_names(directive),
+        locations,
+        loc: directive.loc.clone(),
+    }
+}
+
+fn server_names(server: &Directive) -> Vec<String> {
+    children(server)
+        .iter()
+        .filter(|d| d.name == "server_name")
+        .flat_map(|d| d.args.iter().cloned())
+        .collect()
+}
+
+/// Locations in source order, nested ones right after their parent.
+fn collect_locations(body: &[Directive], out: &mut Vec<Location>) {
+    for directive in body.iter().filter(|d| d.name == "location") {
+        out.push(Location {
+            pattern: directive.args.join(" "),
+            loc: directive.loc.clone(),
+        });
+        collect_locations(children(directive), out);
+    }
+}
+
+fn upstream_block(directive: &Directive) -> Option<UpstreamBlock> {
+    let name = directive.args.first()?;
+    directive.block.as_ref()?;
+    Some(UpstreamBlock {
+        name: name.clone(),
+        servers: children(directive)
+            .iter()
+            .filter(|d| d.name == "server")
+            .filter_map(upstream_server)
+            .collect(),
+        loc: directive.loc.clone(),
+    })
+}
+
+/// `server ADDRESS [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down] ...;` with
+/// nginx's defaults for what is absent or invalid.
+fn upstream_server(directive: &Directive) -> Option<UpstreamServer> {
+    let (raw, params) = directive.args.split_first()?;
+    let endpoint = parse_address(raw, UPSTREAM_SERVER, &UpstreamNames::default())
+        .unwrap_or_else(|| Endpoint::Dynamic { raw: raw.clone() });
+    let mut server = UpstreamServer {
+        endpoint,
+        raw: raw.clone(),
+        weight: 1,
+        max_fails: 1,
+        fail_timeout: Duration::from_secs(10),
+        backup: false,
+        down: false,
+        loc: directive.loc.clone(),
+    };
+    for param in params {
+        match param.split_once('=') {
+            Some(("weight", value)) => {
+                if let Some(weight) = parse_count(value).filter(|&w| w > 0) {
+                    server.weight = weight;
+                }
+            }
+            Some(("max_fails", value)) => {
+                if let Some(max_fails) = parse_count(value) {
+                    server.max_fails = max_fails;
+                }
+            }
+            Some(("fail_timeout", value)) => {
+                if let Some(timeout) = parse_time(value) {
+                    server.fail_timeout = timeout;
+                }
+            }
+            None if param == "backup" => server.backup = true,
+            None if param == "down" => server.down = true,
+            _ => {}
+        }
+    }
+    Some(server)
+}
+
+/// A plain decimal count, like nginx's `ngx_atoi`.
+fn parse_count(value: &str) -> Option<u32> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
+}
+
+fn pass_kind(name: &str) -> Option<PassKind> {
+    [
+        PassKind::Proxy,
+        PassKind::Fastcgi,
+        PassKind::Uwsgi,
+        PassKind::Scgi,
+        PassKind::Grpc,
+    ]
+    .into_iter()
+    .find(|kind| kind.directive() == name)
+}
+
+fn passes(http: &[&Directive], upstreams: &UpstreamNames, prefix: &Path) -> Vec<Pass> {
+    let mut walker = PassWalker {
+        upstreams,
+        prefix,
+        scopes: Vec::new(),
+        passes: Vec::new(),
+    };
+    for block in http {
+        walker.walk(block);
+    }
+    walker.passes
+}
+
+/// Walks `http` → `server` → `location` / `if` ..., keeping the enclosing blocks, whose
+/// directives are what a pass inherits.
+struct PassWalker<'a> {
+    upstreams: &'a UpstreamNames,
+    prefix: &'a Path,
+    /// Enclosing blocks, outermost (`http`) first.
+    scopes: Vec<&'a Directive>,
+    passes: Vec<Pass>,
+}
+
+impl<'a> PassWalker<'a> {
+    fn walk(&mut self, block: &'a Directive) {
+        self.scopes.push(block);
+        for directive in children(block) {
+            if let Some(kind) = pass_kind(&directive.name) {
+                self.passes.extend(self.pass(directive, kind));
+            }
+            if directive.block.is_some() && PASS_SCOPES.contains(&directive.name.as_str()) {
+                self.walk(directive);
+            }
+        }
+        self.scopes.pop();
+    }
+
+    fn pass(&self, directive: &Directive, kind: PassKind) -> Option<Pass> {
+        let raw = directive.args.first()?;
+        // Unresolved variables stay as written, so the endpoint parser sees their `$` and
+        // gives up on just the part they are in.
+        let substituted = substitute_variables(raw, |name| literal_set_value(&self.scopes, name));
+        let (scheme, endpoint) = parse_pass_target(kind, &substituted, self.upstreams);
+        let server_names = self
+            .innermost("server")
+            .map(server_names)
+            .unwrap_or_default();
+        Some(Pass {
+            kind,
+            raw: raw.clone(),
+            scheme,
+            endpoint: endpoint.unwrap_or_else(|| Endpoint::Dynamic { raw: raw.clone() }),
+            loc: directive.loc.clone(),
+            server_name: server_names.first().cloned(),
+            server_names,
+            location: self.innermost("location").map(|l| l.args.join(" ")),
+            settings: pass_settings(kind, &self.scopes, self.prefix),
+        })
+    }
+
+    fn innermost(&self, name: &str) -> Option<&'a Directive> {
+        self.scopes.iter().rev().find(|d| d.name == name).copied()
+    }
+}
+
+/// The value `set $name VALUE;` gives the variable, from the innermost scope that sets it
+/// (its last `set` there, the one that runs last). `None` when no scope sets it, or when
+/// that value itself has variables, which are only known per request.
+fn literal_set_value<'a>(scopes: &[&'a Directive], name: &str) -> Option<&'a str> {
+    let sets = |scope: &&'a Directive| {
+        children(scope).iter().rev().find(|d| {
+            d.name == "set"
+                && d.args
+                    .first()
+                    .and_then(|var| var.strip_prefix('$'))
+                    .is_some_and(|var| var.eq_ignore_ascii_case(name))
+        })
+    };
+    let value = scopes.iter().rev().find_map(sets)?.args.get(1)?;
+    (!value.contains('$')).then_some(value.as_str())
+}
+
+/// The pass module's settings as nginx merges them: the nearest enclosing block that
+/// sets one wins; unset or invalid values take nginx's default.
+fn pass_settings(kind: PassKind, scopes: &[&Directive], prefix: &Path) -> PassSettings {
+    let defaults = PassSettings::default();
+    let value =
+        |suffix: &str| nearest_value(scopes, &format!("{}{suffix}", kind.settings_prefix()));
+    let time = |suffix: &str, default| value(suffix).and_then(parse_time).unwrap_or(default);
+    let flag = |suffix: &str, default| value(suffix).and_then(parse_flag).unwrap_or(default);
+    PassSettings {
+        buffer_size: value("buffer_size")
+            .and_then(parse_size)
+            .unwrap_or(defaults.buffer_size),
+        connect_timeout: time("connect_timeout", defaults.connect_timeout),
+        read_timeout: time("read_timeout", defaults.read_timeout),
+        send_timeout: time("send_timeout", defaults.send_timeout),
+        ssl_verify: flag("ssl_verify", defaults.ssl_verify),
+        ssl_server_name: flag("ssl_server_name", defaults.ssl_server_name),
+        ssl_name: value("ssl_name").map(str::to_owned),
+        ssl_trusted_certificate: value("ssl_trusted_certificate")
+            .map(|path| resolve_against(prefix, path)),
+    }
+}
+
+/// The first argument of the directive `name` in the innermost scope that has it.
+fn nearest_value<'a>(scopes: &[&'a Directive], name: &str) -> Option<&'a str> {
+    scopes
+        .iter()
+        .rev()
+        .find_map(|scope| first_named(children(scope), name))
+        .and_then(|d| d.args.first())
+        .map(String::as_str)
+}

@@ -1,0 +1,243 @@
+//! Finding nginx: the running masters from /proc (binary, `-c`, `-p`, workers and their
+//! credentials, network namespace), else the binary's compiled-in `--conf-path`, else
+//! /etc/nginx/nginx.conf.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use why502_host::proc::Credentials;
+use why502_host::ProcessTable;
+
+pub const DEFAULT_CONF: &str = "/etc/nginx/nginx.conf";
+pub const DEFAULT_BINARY: &str = "/usr/sbin/nginx";
+const MASTER_TITLE: &str = "nginx: master process";
+const WORKER_TITLE: &str = "nginx: worker process";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worker {
+    pub pid: u32,
+    pub credentials: Option<Credentials>,
+    pub started: Option<SystemTime>,
+}
+
+/// A running nginx master and what its command line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Master {
+    pub pid: u32,
+    pub binary: Option<PathBuf>,
+    /// `-c` as given (resolved against the prefix when relative); `None` = compiled-in default.
+    pub conf: Option<PathBuf>,
+    /// `-p` as given.
+    pub prefix: Option<PathBuf>,
+    /// `-g` directives as given.
+    pub globals: Option<String>,
+    pub netns: Option<u64>,
+    pub same_netns: bool,
+    pub started: Option<SystemTime>,
+    pub workers: Vec<Worker>,
+}
+
+impl Master {
+    /// When the running configuration was loaded: a reload replaces every worker, so the
+    /// oldest live worker is no older than the last reload; without workers, the master's start.
+    pub fn loaded_at(&self) -> Option<SystemTime> {
+        let oldest_worker = self.workers.iter().filter_map(|w| w.started).min();
+        match (self.started, oldest_worker) {
+            (Some(m), Some(w)) => Some(m.max(w)),
+            (m, w) => m.or(w),
+        }
+    }
+}
+
+/// Every nginx master in the table, the ones in the agent's network namespace first.
+pub fn find_masters(table: &ProcessTable, own_netns: Option<u64>) -> Vec<Master> {
+    let mut masters: Vec<Master> = table
+        .iter()
+        .filter_map(|p| {
+            let title = p.cmdline_joined();
+            let original = title.strip_prefix(MASTER_TITLE)?.trim().to_string();
+            Some(master_from(table, p.pid, &original, own_netns))
+        })
+        .collect();
+    masters.sort_by_key(|m| (!m.same_netns, m.pid));
+    masters
+}
+
+fn master_from(table: &ProcessTable, pid: u32, original_cmdline: &str, own: Option<u64>) -> Master {
+    let args = parse_master_args(original_cmdline);
+    let netns = table.netns(pid);
+    let workers = table
+        .children_of(pid)
+        .filter(|c| c.cmdline_joined().starts_with(WORKER_TITLE))
+        .map(|c| Worker {
+            pid: c.pid,
+            credentials: table.credentials(c.pid),
+            started: table.start_time(c),
+        })
+        .collect();
+    let binary = table
+        .exe(pid)
+        .or_else(|| args.program.as_ref().filter(|p| p.is_absolute()).cloned());
+    let conf = args.conf.map(|c| match (&args.prefix, c.is_relative()) {
+        (Some(prefix), true) => prefix.join(c),
+        _ => c,
+    });
+    Master {
+        pid,
+        binary,
+        conf,
+        prefix: args.prefix,
+        globals: args.globals,
+        netns,
+        same_netns: netns.is_some() && netns == own,
+        started: table.get(pid).and_then(|p| table.start_time(p)),
+        workers,
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MasterArgs {
+    pub program: Option<PathBuf>,
+    pub conf: Option<PathBuf>,
+    pub prefix: Option<PathBuf>,
+    pub globals: Option<String>,
+}
+
+/// Parse the original command line nginx keeps in its title (`/usr/sbin/nginx -p /srv/ -c
+/// conf/nginx.conf -g daemon off;`). The title is one space-joined string, so paths with spaces
+/// cannot be told apart; those are rare enough for nginx to accept the same limitation in `ps`.
+pub fn parse_master_args(cmdline: &str) -> MasterArgs {
+    let mut words = cmdline.split_whitespace().peekable();
+    let mut out = MasterArgs {
+        program: words.next().map(PathBuf::from),
+        ..MasterArgs::default()
+    };
+    while let Some(w) = words.next() {
+        match w {
+            "-c" => out.conf = words.next().map(PathBuf::from),
+            "-p" => out.prefix = words.next().map(PathBuf::from),
+            // -g's one argument holds spaces once joined into the title: take words up to the
+            // next option.
+            "-g" => {
+                let mut g = Vec::new();
+                while let Some(next) = words.next_if(|n| !n.starts_with('-')) {
+                    g.push(next);
+                }
+                out.globals = Some(g.join(" "));
+            }
+            _ => {
+                // nginx also accepts `-cFILE` glued.
+                if let Some(c) = w.strip_prefix("-c").filter(|c| !c.is_empty()) {
+                    out.conf = Some(PathBuf::from(c));
+                } else if let Some(p) = w.strip_prefix("-p").filter(|p| !p.is_empty()) {
+                    out.prefix = Some(PathBuf::from(p));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What `nginx -V` says about where things are.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BuildInfo {
+    pub version: Option<String>,
+    pub conf_path: Option<PathBuf>,
+    pub prefix: Option<PathBuf>,
+    pub error_log_path: Option<PathBuf>,
+}
+
+pub fn parse_build_info(v_output: &str) -> BuildInfo {
+    let mut info = BuildInfo::default();
+    for line in v_output.lines() {
+        if let Some(v) = line.strip_prefix("nginx version: ") {
+            info.version = Some(v.trim().to_string());
+        }
+        if let Some(args) = line.strip_prefix("configure arguments:") {
+            for a in args.split_whitespace() {
+                if let Some(v) = a.strip_prefix("--conf-path=") {
+                    info.conf_path = Some(PathBuf::from(v));
+                } else if let Some(v) = a.strip_prefix("--prefix=") {
+                    info.prefix = Some(PathBuf::from(v));
+                } else if let Some(v) = a.strip_prefix("--error-log-path=") {
+                    info.error_log_path = Some(PathBuf::from(v));
+                }
+            }
+        }
+    }
+    info
+}
+
+/// Ask the binary for its compiled-in paths (`nginx -V` prints to stderr).
+pub async fn build_info(binary: &Path, timeout: Duration) -> Option<BuildInfo> {
+    let bin = binary.to_str()?;
+    let out = why502_host::run(&[bin, "-V"], timeout, 64 * 1024).await.ok()?;
+    let info = parse_build_info(&format!("{}{}", out.stderr, out.stdout));
+    (info.version.is_some() || info.conf_path.is_some()).then_some(info)
+}
+
+/// The nginx binary: the master's, else the first of PATH's `nginx`, /usr/sbin/nginx.
+pub fn find_binary() -> Option<PathBuf> {
+    let from_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("nginx")).collect::<Vec<_>>())
+        .unwrap_or_default();
+    from_path
+        .into_iter()
+        .chain([
+            PathBuf::from(DEFAULT_BINARY),
+            PathBuf::from("/usr/local/nginx/sbin/nginx"),
+            PathBuf::from("/usr/local/sbin/nginx"),
+        ])
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_args_variants() {
+        let cases: &[(&str, Option<&str>, Option<&str>, Option<&str>)] = &[
+            ("/usr/sbin/nginx -g daemon on; master_process on;", None, None, Some("daemon on; master_process on;")),
+            ("/usr/sbin/nginx -p /tmp/lab/ -c /tmp/lab/conf/nginx.conf", Some("/tmp/lab/conf/nginx.conf"), Some("/tmp/lab/"), None),
+            ("nginx -c/etc/nginx/alt.conf", Some("/etc/nginx/alt.conf"), None, None),
+            ("/usr/sbin/nginx", None, None, None),
+            ("/usr/sbin/nginx -c conf/site.conf -p /srv/nginx", Some("conf/site.conf"), Some("/srv/nginx"), None),
+        ];
+        for (line, conf, prefix, globals) in cases {
+            let a = parse_master_args(line);
+            assert_eq!(a.conf.as_deref(), conf.map(Path::new), "{line}");
+            assert_eq!(a.prefix.as_deref(), prefix.map(Path::new), "{line}");
+            assert_eq!(a.globals.as_deref(), *globals, "{line}");
+        }
+    }
+
+    #[test]
+    fn build_info_from_debian_nginx_v() {
+        let v = "nginx version: nginx/1.22.1\nbuilt with OpenSSL 3.0.9 30 May 2023\nTLS SNI support enabled\nconfigure arguments: --with-cc-opt='-g -O2' --prefix=/usr/share/nginx --conf-path=/etc/nginx/nginx.conf --http-log-path=/var/log/nginx/access.log --error-log-path=stderr --lock-path=/var/lock/nginx.lock\n";
+        let b = parse_build_info(v);
+        assert_eq!(b.version.as_deref(), Some("nginx/1.22.1"));
+        assert_eq!(b.conf_path.as_deref(), Some(Path::new("/etc/nginx/nginx.conf")));
+        assert_eq!(b.prefix.as_deref(), Some(Path::new("/usr/share/nginx")));
+    }
+
+    #[test]
+    fn loaded_at_is_the_later_of_master_and_oldest_worker() {
+        let t = |s| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        let m = Master {
+            pid: 1,
+            binary: None,
+            conf: None,
+            prefix: None,
+            globals: None,
+            netns: None,
+            same_netns: true,
+            started: t(100),
+            workers: vec![
+                Worker { pid: 2, credentials: None, started: t(500) },
+                Worker { pid: 3, credentials: None, started: t(700) },
+            ],
+        };
+        assert_eq!(m.loaded_at(), t(500));
+    }
+}

@@ -1,0 +1,146 @@
+//! The command line, per the contract. One declaration drives parsing and `--help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "why502",
+    version,
+    about = "Why is nginx returning 502 Bad Gateway? Finds nginx and every upstream it proxies to, walks the 502 decision tree for each, and names the root cause, its evidence and its fix.",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "With no command, runs `diagnose` with autodetection: the running nginx master's -c, its workers' user, every upstream in its config.\n\nExamples:\n  why502                          diagnose everything, text for a person\n  why502 --json                   the same as JSON (schema why502.report.v1)\n  why502 --server-name shop.example --since 15m\n  why502 --upstream unix:/run/php/php8.2-fpm.sock --all\n  why502 tree                     the decision tree it walks\n  why502 causes                   every cause id with its fix\n\nExit codes: 0 ok, 1 warning, 2 break found, 3 could not diagnose."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub diagnose: DiagnoseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find nginx and its upstreams, walk the 502 decision tree for each, print the report.
+    Diagnose(DiagnoseArgs),
+    /// Print the decision tree the diagnosis walks.
+    Tree {
+        #[arg(long, value_enum, default_value_t = TreeFormat::Text)]
+        format: TreeFormat,
+    },
+    /// List every cause id with its title, step and fix.
+    Causes {
+        /// Machine-readable list.
+        #[arg(long)]
+        json: bool,
+        /// The Markdown reference (docs/causes.md is generated from this).
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TreeFormat {
+    Text,
+    Mermaid,
+    Dot,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Prometheus,
+    Nagios,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DiagnoseArgs {
+    /// nginx main config to read [default: the running master's -c, else `nginx -V`'s --conf-path, else /etc/nginx/nginx.conf]
+    #[arg(long, value_name = "PATH")]
+    pub nginx_conf: Option<PathBuf>,
+    /// Diagnose this nginx master when the host runs several (containers, network namespaces)
+    #[arg(long, value_name = "PID")]
+    pub nginx_pid: Option<u32>,
+    /// nginx error log(s) to read, repeatable [default: every error_log in the config]
+    #[arg(long, value_name = "PATH")]
+    pub error_log: Vec<PathBuf>,
+    /// How far back log evidence counts, e.g. 15m, 2h
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub since: Duration,
+    /// Diagnose only this upstream: unix:/run/x.sock, 127.0.0.1:9000, or an upstream block name
+    #[arg(long, value_name = "ADDR|NAME")]
+    pub upstream: Option<String>,
+    /// Diagnose only the upstreams this virtual host (server_name) uses
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Do not stop at the first break: run every step and report them all
+    #[arg(long)]
+    pub all: bool,
+    /// Total time budget for the run; no single probe may hang it
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Machine-readable report on stdout (same as --format json)
+    #[arg(long)]
+    pub json: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Agent config file (TOML) [default: /etc/why502/why502.toml if present]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// No colour, even on a terminal (NO_COLOR is honoured too)
+    #[arg(long)]
+    pub no_color: bool,
+    /// Quiet: only the one-line verdict per broken upstream
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Verbose: every step with its evidence, also for healthy upstreams
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+impl DiagnoseArgs {
+    pub fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            self.format
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 15m, 2h)"))?;
+    if d.is_zero() {
+        return Err("must be more than zero".to_string());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bare_flags_mean_diagnose() {
+        let cli = Cli::try_parse_from(["why502", "--json", "--since", "15m"]).expect("parse");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.diagnose.format(), Format::Json);
+        assert_eq!(cli.diagnose.since, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn bad_durations_are_rejected() {
+        assert!(Cli::try_parse_from(["why502", "--timeout", "banana"]).is_err());
+        assert!(Cli::try_parse_from(["why502", "--timeout", "0s"]).is_err());
+    }
+}

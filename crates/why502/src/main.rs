@@ -1,0 +1,140 @@
+//! `why502`: the command line, the renderers, and (later) `serve`.
+
+mod cli;
+mod render;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use why502_engine::Options;
+use why502_model::{Report, Status};
+
+use cli::{Cli, Command, DiagnoseArgs, Format, TreeFormat};
+
+const UNKNOWN_EXIT: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are not errors; bad flags are "could not diagnose".
+            return if e.use_stderr() { ExitCode::from(UNKNOWN_EXIT) } else { ExitCode::SUCCESS };
+        }
+    };
+    match cli.command {
+        Some(Command::Tree { format }) => print(&match format {
+            TreeFormat::Text => render::tree::text(),
+            TreeFormat::Mermaid => render::tree::mermaid(),
+            TreeFormat::Dot => render::tree::dot(),
+        }),
+        Some(Command::Causes { json, markdown }) => print(&if json {
+            render::catalog::json()
+        } else if markdown {
+            render::catalog::markdown()
+        } else {
+            render::catalog::text()
+        }),
+        Some(Command::Diagnose(args)) => diagnose(&args),
+        None => diagnose(&cli.diagnose),
+    }
+}
+
+fn print(s: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`why502 causes | head`) is not an error worth a panic.
+    let _ = out.write_all(s.as_bytes());
+    ExitCode::SUCCESS
+}
+
+fn diagnose(args: &DiagnoseArgs) -> ExitCode {
+    let format = args.format();
+    match run(args) {
+        Ok(report) => {
+            let rendered = match format {
+                Format::Json => serde_json::to_string_pretty(&report).map(|s| s + "\n").unwrap_or_default(),
+                Format::Prometheus => render::metrics::prometheus(&report),
+                Format::Nagios => render::metrics::nagios(&report),
+                Format::Text => render::text::render(
+                    &report,
+                    &render::text::Style {
+                        color: use_color(args),
+                        quiet: args.quiet,
+                        verbose: args.verbose,
+                    },
+                ),
+            };
+            print(&rendered);
+            ExitCode::from(report.status.exit_code() as u8)
+        }
+        Err(e) => {
+            eprintln!("why502: {e:#}");
+            match format {
+                Format::Json => {
+                    let v = serde_json::json!({
+                        "schema": why502_model::SCHEMA,
+                        "status": Status::Unknown,
+                        "error": format!("{e:#}"),
+                        "upstreams": [],
+                        "host_checks": [],
+                    });
+                    print(&format!("{v:#}\n"));
+                }
+                Format::Nagios => {
+                    print(&format!("WHY502 UNKNOWN - {e:#}\n"));
+                }
+                Format::Prometheus => {
+                    print("# TYPE why502_status gauge\nwhy502_status 3\n");
+                }
+                Format::Text => {}
+            }
+            ExitCode::from(UNKNOWN_EXIT)
+        }
+    }
+}
+
+fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
+    check_agent_config(args)?;
+    let opts = Options {
+        nginx_conf: args.nginx_conf.clone(),
+        nginx_pid: args.nginx_pid,
+        error_logs: args.error_log.clone(),
+        since: args.since,
+        upstream: args.upstream.clone(),
+        server_name: args.server_name.clone(),
+        all: args.all,
+        timeout: args.timeout,
+        ..Options::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(async {
+        // The engine bounds every probe by the deadline; this outer cap is the guarantee that
+        // the process answers within --timeout (plus a little to render) whatever happens.
+        tokio::time::timeout(args.timeout + std::time::Duration::from_millis(500), why502_engine::diagnose(&opts)).await
+    });
+    // Do not wait for stray blocking tasks (a hung DNS lookup) when the budget is spent.
+    runtime.shutdown_background();
+    match report {
+        Ok(r) => Ok(r?),
+        Err(_) => anyhow::bail!("the diagnosis did not finish within --timeout {:?}", args.timeout),
+    }
+}
+
+/// The agent config file holds no settings yet; still, a file the user names must exist, so a
+/// typo is not silently ignored.
+fn check_agent_config(args: &DiagnoseArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.config {
+        std::fs::metadata(path).with_context(|| format!("--config {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn use_color(args: &DiagnoseArgs) -> bool {
+    !args.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}

@@ -1,0 +1,170 @@
+//! The report for a person at 3 a.m.: per upstream the walked path, the break marked, its
+//! evidence and its fix; the whole in one glance.
+
+use std::fmt::Write;
+
+use why502_model::{Outcome, Report, Status, StepReport, UpstreamReport};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn red(&self, s: &str) -> String {
+        self.paint("1;31", s)
+    }
+    fn green(&self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    fn yellow(&self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+    fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+}
+
+fn status_mark(st: &Style, s: Status) -> String {
+    match s {
+        Status::Ok => st.green("OK   "),
+        Status::Warning => st.yellow("WARN "),
+        Status::Unknown => st.yellow("???  "),
+        Status::Break => st.red("BREAK"),
+    }
+}
+
+fn outcome_mark(st: &Style, o: Outcome) -> String {
+    match o {
+        Outcome::Pass => st.green("pass "),
+        Outcome::Break => st.red("BREAK"),
+        Outcome::Warn => st.yellow("warn "),
+        Outcome::Skip => st.dim("skip "),
+        Outcome::Unknown => st.yellow("???  "),
+    }
+}
+
+pub fn render(report: &Report, st: &Style) -> String {
+    let mut out = String::new();
+    if st.quiet {
+        for u in report.upstreams.iter().filter(|u| u.status != Status::Ok) {
+            let _ = writeln!(out, "{} {}: {} — {}", status_mark(st, u.status), u.address, u.verdict.cause, u.verdict.summary);
+        }
+        for h in report.host_checks.iter().filter(|h| matches!(h.outcome, Outcome::Break | Outcome::Warn | Outcome::Unknown)) {
+            let _ = writeln!(out, "{} host {}: {} — {}", outcome_mark(st, h.outcome), h.step, h.cause, h.summary);
+        }
+        return out;
+    }
+    header(&mut out, report, st);
+    for u in &report.upstreams {
+        upstream(&mut out, u, st);
+    }
+    let _ = writeln!(out);
+    for h in &report.host_checks {
+        let _ = writeln!(out, "host  {} {:<15} {}", outcome_mark(st, h.outcome), h.step.as_str(), h.summary);
+        if h.outcome == Outcome::Break || h.outcome == Outcome::Warn || st.verbose {
+            for e in &h.evidence {
+                let _ = writeln!(out, "{}", st.dim(&format!("        {}: {}", e.source, e.detail)));
+            }
+            if let Some(fix) = &h.fix {
+                let _ = writeln!(out, "        {} {fix}", st.bold("fix:"));
+            }
+        }
+    }
+    for n in &report.notes {
+        let _ = writeln!(out, "{}", st.dim(&format!("note: {n}")));
+    }
+    footer(&mut out, report, st);
+    out
+}
+
+fn header(out: &mut String, r: &Report, st: &Style) {
+    let n = &r.nginx;
+    let master = n
+        .master_pid
+        .map(|p| format!("master pid {p}"))
+        .unwrap_or_else(|| "no running master".to_string());
+    let _ = writeln!(
+        out,
+        "{} on {} — nginx {}, {} ({}), workers as {}",
+        st.bold("why502"),
+        r.host,
+        master,
+        n.conf,
+        n.conf_source,
+        n.worker_user.as_deref().unwrap_or("?")
+    );
+    if !n.other_masters.is_empty() {
+        let others: Vec<String> = n.other_masters.iter().map(|m| m.pid.to_string()).collect();
+        let _ = writeln!(out, "{}", st.dim(&format!("other nginx masters (choose with --nginx-pid): {}", others.join(", "))));
+    }
+    let _ = writeln!(out);
+}
+
+fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
+    let refs: Vec<String> = u
+        .referenced_by
+        .iter()
+        .map(|r| {
+            let site = r.server_name.as_deref().unwrap_or("_");
+            let loc = r.location.as_deref().map(|l| format!(" {l}")).unwrap_or_default();
+            format!("{site}{loc} @ {}:{}", r.file, r.line)
+        })
+        .collect();
+    let name = u.name.as_deref().map(|n| format!(" [upstream {n}]")).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{} {}{} {}",
+        status_mark(st, u.status),
+        st.bold(&u.address),
+        name,
+        st.dim(&format!("({:?}; {})", u.protocol, refs.join("; ")).to_lowercase()),
+    );
+    let show_all = st.verbose || u.status != Status::Ok;
+    for s in &u.steps {
+        if !show_all && s.outcome == Outcome::Skip {
+            continue;
+        }
+        step_line(out, s, st, show_all);
+    }
+    if u.status == Status::Break {
+        let _ = writeln!(out, "      {} {}", st.red("cause:"), st.bold(u.verdict.cause.as_str()));
+        let _ = writeln!(out, "      {} {}", st.bold("fix:"), u.verdict.fix);
+    }
+}
+
+fn step_line(out: &mut String, s: &StepReport, st: &Style, detailed: bool) {
+    let _ = writeln!(out, "      {} {:<15} {}", outcome_mark(st, s.outcome), s.step.as_str(), s.summary);
+    if detailed && matches!(s.outcome, Outcome::Break | Outcome::Warn | Outcome::Unknown) || st.verbose {
+        for e in &s.evidence {
+            let _ = writeln!(out, "{}", st.dim(&format!("            {}: {}", e.source, e.detail)));
+        }
+    }
+}
+
+fn footer(out: &mut String, r: &Report, st: &Style) {
+    let broken = r.upstreams.iter().filter(|u| u.status == Status::Break).count();
+    let line = match r.status {
+        Status::Ok => st.green(&format!("OK: no break found on {} upstream(s)", r.upstreams.len())),
+        Status::Warning => st.yellow("WARNING: no break now, but a risk (see above)"),
+        Status::Unknown => st.yellow("UNKNOWN: some steps could not look (see above)"),
+        Status::Break => st.red(&format!(
+            "BREAK: {broken} of {} upstream(s) broken{}",
+            r.upstreams.len(),
+            if broken == 0 { " — see host checks" } else { "" }
+        )),
+    };
+    let _ = writeln!(out, "\n{line}  {}", st.dim(&format!("({} ms)", r.duration_ms)));
+}

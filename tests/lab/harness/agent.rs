@@ -1,0 +1,527 @@
+//! Running the `why502` binary and checking its report.
+//!
+//! A failed check prints every mismatch at once together with the full
+//! report and stderr, so whoever works on the agent sees the whole picture
+//! from one test run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::lab::Lab;
+use super::process::{head, run_capped, tail, Captured};
+
+/// Built by cargo because the lab is an integration test of the package.
+pub const AGENT_BIN: &str = env!("CARGO_BIN_EXE_why502");
+
+/// Runs the scenarios against another build (a release binary, an installed
+/// package, a stub while debugging the harness) instead of `AGENT_BIN`.
+pub const AGENT_OVERRIDE_ENV: &str = "WHY502_LAB_AGENT";
+
+pub fn agent_bin() -> PathBuf {
+    std::env::var_os(AGENT_OVERRIDE_ENV).map_or_else(|| PathBuf::from(AGENT_BIN), PathBuf::from)
+}
+
+/// Hard wall-clock cap for one agent run inside a namespace. The agent's own
+/// default budget is 10 s, so 30 s only trips on a real hang.
+pub const AGENT_CAP: Duration = Duration::from_secs(30);
+
+const SHOWN_OUTPUT: usize = 16 * 1024;
+
+/// One finished `why502` run.
+#[derive(Debug)]
+pub struct AgentRun {
+    /// Arguments after the binary name, for messages.
+    pub argv: Vec<String>,
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// stdout parsed as JSON when `--json` / `--format json` was passed and
+    /// parsing succeeded.
+    pub json: Option<Value>,
+    /// Why `json` is None although JSON was requested.
+    pub json_error: Option<String>,
+}
+
+impl AgentRun {
+    fn from_captured(argv: Vec<String>, out: Captured) -> AgentRun {
+        let (json, json_error) = if wants_json(&argv) {
+            match serde_json::from_str::<Value>(&out.stdout) {
+                Ok(value) => (Some(value), None),
+                Err(err) => (None, Some(format!("stdout is not JSON: {err}"))),
+            }
+        } else {
+            (None, None)
+        };
+        AgentRun {
+            argv,
+            exit_code: out.exit_code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+            json,
+            json_error,
+        }
+    }
+
+    /// Everything about this run, for panic messages.
+    pub fn context(&self) -> String {
+        let stdout = match &self.json {
+            Some(value) => serde_json::to_string_pretty(value).unwrap_or_default(),
+            None => self.stdout.clone(),
+        };
+        format!(
+            "command: why502 {}\nexit code: {}\nstderr:\n{}\nstdout:\n{}",
+            self.argv.join(" "),
+            self.exit_code,
+            tail(&self.stderr, SHOWN_OUTPUT),
+            head(&stdout, SHOWN_OUTPUT)
+        )
+    }
+
+    /// The parsed report; panics (with the raw output) if there is none.
+    #[track_caller]
+    pub fn report(&self) -> &Value {
+        match &self.json {
+            Some(value) => value,
+            None => panic!(
+                "why502 gave no JSON report ({})\n{}",
+                self.json_error
+                    .as_deref()
+                    .unwrap_or("--json was not passed"),
+                self.context()
+            ),
+        }
+    }
+
+    /// The `upstreams[]` entry for `address`; panics listing what is there.
+    #[track_caller]
+    pub fn upstream(&self, address: &str) -> &Value {
+        find_upstream(self.report(), address)
+            .unwrap_or_else(|| panic!("report has no upstream {address:?}\n{}", self.context()))
+    }
+
+    pub fn panicked(&self) -> bool {
+        self.stderr.contains("panicked at")
+    }
+
+    /// Checks the run against `expect`; panics listing every mismatch.
+    #[track_caller]
+    pub fn assert(&self, expect: &Expect) {
+        let problems = expect.problems(self);
+        if !problems.is_empty() {
+            panic!(
+                "why502 verdict is not what the scenario expects:\n  - {}\n{}",
+                problems.join("\n  - "),
+                self.context()
+            );
+        }
+    }
+}
+
+fn wants_json(argv: &[String]) -> bool {
+    argv.iter().any(|arg| arg == "--json")
+        || argv
+            .windows(2)
+            .any(|pair| pair[0] == "--format" && pair[1] == "json")
+        || argv.iter().any(|arg| arg == "--format=json")
+}
+
+/// Runs an agent command under `cap`; a run that exceeds it is killed and
+/// fails the test (a hang is a bug in its own right).
+#[track_caller]
+pub(super) fn run_agent_command(cmd: Command, argv: Vec<String>, cap: Duration) -> AgentRun {
+    let out = run_capped(cmd, cap);
+    let timed_out = out.timed_out;
+    let run = AgentRun::from_captured(argv, out);
+    assert!(
+        !timed_out,
+        "why502 did not return within {cap:?} and was killed\n{}",
+        run.context()
+    );
+    run
+}
+
+impl Lab {
+    /// `ip netns exec NS why502 diagnose <args...>`, capped at 30 s.
+    #[track_caller]
+    pub fn run_agent(&self, args: &[&str]) -> AgentRun {
+        let argv: Vec<String> = std::iter::once("diagnose")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect();
+        let cmd = self.netns.command(&agent_bin(), &argv);
+        run_agent_command(cmd, argv, AGENT_CAP)
+    }
+}
+
+/// What a scenario expects from one run. Only the fields that were set are
+/// checked; a panic in stderr always fails.
+#[derive(Clone, Debug, Default)]
+pub struct Expect {
+    status: Option<String>,
+    exit_code: Option<i32>,
+    nginx_conf: Option<String>,
+    upstreams: Vec<UpstreamExpect>,
+}
+
+/// Expectations for one `upstreams[]` entry, found by its address.
+#[derive(Clone, Debug)]
+pub struct UpstreamExpect {
+    address: String,
+    status: Option<String>,
+    step: Option<String>,
+    cause: Option<String>,
+    summary_contains: Vec<String>,
+}
+
+impl Expect {
+    /// Top-level `status` and the exit code.
+    pub fn report(status: &str, exit_code: i32) -> Expect {
+        Expect {
+            status: Some(status.into()),
+            exit_code: Some(exit_code),
+            ..Expect::default()
+        }
+    }
+
+    /// Only the exit code.
+    pub fn exit(exit_code: i32) -> Expect {
+        Expect {
+            exit_code: Some(exit_code),
+            ..Expect::default()
+        }
+    }
+
+    /// All fine: status ok, exit 0, the upstream ok with cause `none`.
+    pub fn healthy(address: &str) -> Expect {
+        Expect::report("ok", 0).upstream(UpstreamExpect::at(address).status("ok").cause("none"))
+    }
+
+    /// One broken upstream: status break, exit 2, the upstream's verdict at
+    /// `step` with `cause`.
+    pub fn broken(address: &str, step: &str, cause: &str) -> Expect {
+        Expect::report("break", 2).upstream(
+            UpstreamExpect::at(address)
+                .status("break")
+                .step(step)
+                .cause(cause),
+        )
+    }
+
+    pub fn upstream(mut self, upstream: UpstreamExpect) -> Expect {
+        self.upstreams.push(upstream);
+        self
+    }
+
+    /// The most recently added upstream's `verdict.summary` contains `needle`.
+    pub fn summary_contains(mut self, needle: &str) -> Expect {
+        let last = self
+            .upstreams
+            .pop()
+            .expect("summary_contains needs an upstream expectation first");
+        self.upstreams.push(last.summary_contains(needle));
+        self
+    }
+
+    /// `nginx.conf` in the report equals `path`.
+    pub fn nginx_conf(mut self, path: &Path) -> Expect {
+        self.nginx_conf = Some(path.display().to_string());
+        self
+    }
+
+    fn problems(&self, run: &AgentRun) -> Vec<String> {
+        let mut problems = Vec::new();
+        if run.panicked() {
+            problems.push("why502 panicked (see stderr)".to_string());
+        }
+        if let Some(code) = self.exit_code {
+            if run.exit_code != code {
+                problems.push(format!("exit code: expected {code}, got {}", run.exit_code));
+            }
+        }
+        let Some(report) = &run.json else {
+            problems.push(
+                run.json_error
+                    .clone()
+                    .unwrap_or_else(|| "no JSON report (--json not passed?)".into()),
+            );
+            return problems;
+        };
+        check_str(
+            &mut problems,
+            "status",
+            report.pointer("/status"),
+            self.status.as_deref(),
+        );
+        check_str(
+            &mut problems,
+            "nginx.conf",
+            report.pointer("/nginx/conf"),
+            self.nginx_conf.as_deref(),
+        );
+        for upstream in &self.upstreams {
+            upstream.check(report, &mut problems);
+        }
+        problems
+    }
+}
+
+impl UpstreamExpect {
+    pub fn at(address: &str) -> UpstreamExpect {
+        UpstreamExpect {
+            address: address.into(),
+            status: None,
+            step: None,
+            cause: None,
+            summary_contains: Vec::new(),
+        }
+    }
+
+    pub fn status(mut self, status: &str) -> UpstreamExpect {
+        self.status = Some(status.into());
+        self
+    }
+
+    pub fn step(mut self, step: &str) -> UpstreamExpect {
+        self.step = Some(step.into());
+        self
+    }
+
+    pub fn cause(mut self, cause: &str) -> UpstreamExpect {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    pub fn summary_contains(mut self, needle: &str) -> UpstreamExpect {
+        self.summary_contains.push(needle.into());
+        self
+    }
+
+    fn check(&self, report: &Value, problems: &mut Vec<String>) {
+        let Some(upstream) = find_upstream(report, &self.address) else {
+            problems.push(format!(
+                "no upstream with address {:?}; report has {:?}",
+                self.address,
+                upstream_addresses(report)
+            ));
+            return;
+        };
+        let what = |field: &str| format!("upstream {} {field}", self.address);
+        check_str(
+            problems,
+            &what("status"),
+            upstream.pointer("/status"),
+            self.status.as_deref(),
+        );
+        check_str(
+            problems,
+            &what("verdict.step"),
+            upstream.pointer("/verdict/step"),
+            self.step.as_deref(),
+        );
+        check_str(
+            problems,
+            &what("verdict.cause"),
+            upstream.pointer("/verdict/cause"),
+            self.cause.as_deref(),
+        );
+        let summary = upstream
+            .pointer("/verdict/summary")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        for needle in &self.summary_contains {
+            if !summary.contains(needle.as_str()) {
+                problems.push(format!(
+                    "{}: {summary:?} does not mention {needle:?}",
+                    what("verdict.summary")
+                ));
+            }
+        }
+    }
+}
+
+fn check_str(
+    problems: &mut Vec<String>,
+    what: &str,
+    actual: Option<&Value>,
+    expected: Option<&str>,
+) {
+    let Some(expected) = expected else { return };
+    if actual.and_then(Value::as_str) != Some(expected) {
+        let shown = actual.map_or_else(|| "nothing".to_string(), Value::to_string);
+        problems.push(format!("{what}: expected {expected:?}, got {shown}"));
+    }
+}
+
+/// The `upstreams[]` entry whose `address` is exactly `address`.
+pub fn find_upstream<'a>(report: &'a Value, address: &str) -> Option<&'a Value> {
+    report
+        .get("upstreams")?
+        .as_array()?
+        .iter()
+        .find(|upstream| upstream.get("address").and_then(Value::as_str) == Some(address))
+}
+
+fn upstream_addresses(report: &Value) -> Vec<&str> {
+    report
+        .get("upstreams")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|upstream| upstream.get("address").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every object carrying `cause`: upstream verdicts and host checks.
+pub fn find_causes<'a>(report: &'a Value, cause: &str) -> Vec<&'a Value> {
+    let verdicts = report
+        .get("upstreams")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|upstream| upstream.get("verdict"));
+    let host_checks = report
+        .get("host_checks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    verdicts
+        .chain(host_checks)
+        .filter(|item| item.get("cause").and_then(Value::as_str) == Some(cause))
+        .collect()
+}
+
+/// Whether a verdict / host check's `summary` or `evidence` names
+/// `<file_name>:<line>` (e.g. `nginx.conf:12`, also as the tail of a full
+/// path, but not `nginx.conf:120` or `xnginx.conf:12`).
+pub fn mentions_file_line(item: &Value, file_name: &str, line: usize) -> bool {
+    let mut texts = Vec::new();
+    if let Some(summary) = item.get("summary") {
+        collect_strings(summary, &mut texts);
+    }
+    if let Some(evidence) = item.get("evidence") {
+        collect_strings(evidence, &mut texts);
+    }
+    let needle = format!("{file_name}:{line}");
+    texts.iter().any(|text| contains_token(text, &needle))
+}
+
+fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(text) => out.push(text),
+        Value::Array(items) => items.iter().for_each(|item| collect_strings(item, out)),
+        Value::Object(map) => map.values().for_each(|item| collect_strings(item, out)),
+        _ => {}
+    }
+}
+
+/// `needle` occurs in `text` not glued to a longer file name or number.
+fn contains_token(text: &str, needle: &str) -> bool {
+    text.match_indices(needle).any(|(start, _)| {
+        let before = text[..start].chars().next_back();
+        let after = text[start + needle.len()..].chars().next();
+        let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        !before.is_some_and(name_char) && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn file_line_must_not_be_part_of_a_longer_token() {
+        let item = json!({"summary": "unknown directive in /tmp/x/nginx.conf:12", "evidence": []});
+        assert!(mentions_file_line(&item, "nginx.conf", 12));
+        assert!(!mentions_file_line(&item, "nginx.conf", 1));
+        assert!(!mentions_file_line(&item, "x.conf", 12));
+        let in_evidence =
+            json!({"summary": "bad", "evidence": [{"source": "/a/b.conf:3", "detail": "x"}]});
+        assert!(mentions_file_line(&in_evidence, "b.conf", 3));
+    }
+
+    #[test]
+    fn causes_are_found_in_verdicts_and_host_checks() {
+        let report = json!({
+            "upstreams": [{"address": "127.0.0.1:8000", "verdict": {"cause": "none"}}],
+            "host_checks": [{"step": "nginx_config", "cause": "nginx_config_invalid"}]
+        });
+        assert_eq!(find_causes(&report, "nginx_config_invalid").len(), 1);
+        assert!(find_upstream(&report, "127.0.0.1:8000").is_some());
+    }
+
+    fn finished_run(report: Value, exit_code: i32) -> AgentRun {
+        AgentRun {
+            argv: vec!["diagnose".into(), "--json".into()],
+            exit_code,
+            stdout: report.to_string(),
+            stderr: String::new(),
+            json: Some(report),
+            json_error: None,
+        }
+    }
+
+    /// The example report from the contract.
+    fn contract_example() -> Value {
+        json!({
+            "schema": "why502.report.v1",
+            "status": "break",
+            "nginx": {"binary": "/usr/sbin/nginx", "conf": "/etc/nginx/nginx.conf", "worker_user": "www-data", "master_pid": 812},
+            "upstreams": [{
+                "address": "unix:/run/php/php8.2-fpm.sock",
+                "name": "php",
+                "protocol": "fastcgi",
+                "status": "break",
+                "verdict": {
+                    "step": "backend_up",
+                    "cause": "socket_permission",
+                    "summary": "www-data cannot connect to /run/php/php8.2-fpm.sock (srw------- root:root)",
+                    "fix": "...",
+                    "evidence": []
+                },
+                "steps": []
+            }],
+            "host_checks": []
+        })
+    }
+
+    #[test]
+    fn a_report_matching_the_contract_passes() {
+        let expect = Expect::broken(
+            "unix:/run/php/php8.2-fpm.sock",
+            "backend_up",
+            "socket_permission",
+        )
+        .summary_contains("www-data")
+        .nginx_conf(Path::new("/etc/nginx/nginx.conf"));
+        assert_eq!(
+            expect.problems(&finished_run(contract_example(), 2)),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn every_mismatch_is_listed() {
+        let expect = Expect::broken(
+            "unix:/run/php/php8.2-fpm.sock",
+            "backend_up",
+            "backend_down",
+        )
+        .summary_contains("nope");
+        let problems = expect.problems(&finished_run(contract_example(), 0));
+        assert_eq!(problems.len(), 3, "{problems:#?}"); // exit code, cause, summary
+        let missing =
+            Expect::healthy("127.0.0.1:8000").problems(&finished_run(contract_example(), 2));
+        assert!(
+            missing
+                .iter()
+                .any(|problem| problem.contains("no upstream with address")),
+            "{missing:#?}"
+        );
+    }
+}

@@ -1,0 +1,346 @@
+//! `Lab`: one scenario's sandbox — a network namespace, a temp dir holding
+//! every config/log/socket, and the processes started inside. Dropping the
+//! Lab (also while a failed test unwinds) stops those processes, deletes the
+//! namespace and removes the temp dir, in that order.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::netns::NetNs;
+use super::process::{read_log, run_capped, tail, Spawned};
+use super::requirements::{lab_tools, skip_or_fail, Tools, WORKER_USER};
+use super::users::lookup_user;
+use super::wait::poll_until;
+
+/// Set to keep every stack running after its test (see README).
+pub const KEEP_ENV: &str = "WHY502_LAB_KEEP";
+
+/// nginx writes the error-log line before it answers the client, but the
+/// lab tolerates a slow disk or a loaded CI box.
+const ERROR_LOG_WAIT: Duration = Duration::from_secs(2);
+
+/// Cap for one curl run; curl itself is told `--max-time 5`.
+const CURL_CAP: Duration = Duration::from_secs(10);
+
+/// Distinguishes several labs created by one test process.
+static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Temp subdirectories nginx's workers write request bodies / buffered
+/// responses into; they must belong to the worker user.
+const NGINX_TEMP_DIRS: [&str; 5] = ["body", "proxy", "fastcgi", "uwsgi", "scgi"];
+
+pub struct Lab {
+    scenario: String,
+    pub(super) tools: Tools,
+    // Drop for Lab tears these down explicitly; each also cleans up after
+    // itself, which covers a Lab::new that panics half-way.
+    pub(super) procs: Vec<Spawned>,
+    pub(super) netns: NetNs,
+    dir: Option<TempDir>,
+    root: PathBuf,
+}
+
+impl Lab {
+    /// Checks the host, then builds the sandbox. None means "skipped"
+    /// (already reported on stderr); in CI an unmet requirement panics.
+    pub fn new(scenario: &str) -> Option<Lab> {
+        let tools = match lab_tools() {
+            Ok(tools) => tools,
+            Err(reason) => {
+                skip_or_fail(scenario, &reason);
+                return None;
+            }
+        };
+        let netns = match NetNs::create(&netns_name(scenario), &tools.ip) {
+            Ok(netns) => netns,
+            Err(reason) => {
+                skip_or_fail(
+                    scenario,
+                    &format!("cannot create a network namespace: {reason}"),
+                );
+                return None;
+            }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("why502-lab-")
+            .tempdir()
+            .expect("lab: cannot create a temp dir");
+        let root = dir.path().to_path_buf();
+        prepare_tree(&root);
+        eprintln!(
+            "lab {scenario}: netns {}, dir {}",
+            netns.name(),
+            root.display()
+        );
+        Some(Lab {
+            scenario: scenario.to_string(),
+            tools,
+            procs: Vec::new(),
+            netns,
+            dir: Some(dir),
+            root,
+        })
+    }
+
+    pub fn scenario(&self) -> &str {
+        &self.scenario
+    }
+
+    pub fn netns_name(&self) -> &str {
+        self.netns.name()
+    }
+
+    /// The temp dir every file of this stack lives in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A path inside the temp dir, e.g. `lab.path("run/php-fpm.sock")`.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// Starts `program args...` inside the namespace and records its pid.
+    pub(super) fn spawn(
+        &mut self,
+        label: &str,
+        program: &Path,
+        args: &[String],
+        stop_signal: libc::c_int,
+    ) -> &mut Spawned {
+        let cmd = self.netns.command(program, args);
+        let logs = self.path("logs");
+        self.procs
+            .push(Spawned::spawn(label, cmd, &logs, stop_signal));
+        self.procs.last_mut().expect("just pushed")
+    }
+
+    pub(super) fn process_mut(&mut self, label: &str) -> Option<&mut Spawned> {
+        self.procs.iter_mut().find(|proc| proc.label() == label)
+    }
+
+    /// Stops one recorded process and forgets it. Err: it had to be SIGKILLed.
+    pub(super) fn stop_process(&mut self, label: &str) -> Result<ExitStatus, String> {
+        let index = self
+            .procs
+            .iter()
+            .position(|proc| proc.label() == label)
+            .unwrap_or_else(|| panic!("lab: no process labelled {label} was started"));
+        let mut proc = self.procs.remove(index);
+        proc.stop()
+    }
+
+    /// HTTP status of a GET from inside the namespace; 0 when nothing answered.
+    #[track_caller]
+    pub fn curl_status(&self, url: &str) -> u16 {
+        let args = [
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            url,
+        ];
+        let out = run_capped(self.netns.command(&self.tools.curl, &args), CURL_CAP);
+        assert!(
+            !out.timed_out,
+            "lab: curl {url} did not finish within {CURL_CAP:?}"
+        );
+        out.stdout.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "lab: curl printed {:?} for {url}; stderr: {}",
+                out.stdout, out.stderr
+            )
+        })
+    }
+
+    /// Status code of `GET http://127.0.0.1:8080<path>` through nginx.
+    pub fn curl_through_nginx(&self, path: &str) -> u16 {
+        self.curl_status(&format!("http://{}{path}", super::nginx::NGINX_LISTEN))
+    }
+
+    pub fn error_log_path(&self) -> PathBuf {
+        self.path("logs/error.log")
+    }
+
+    pub fn error_log_text(&self) -> String {
+        fs::read(self.error_log_path())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn error_log_contains(&self, needle: &str) -> bool {
+        self.error_log_text().contains(needle)
+    }
+
+    /// Proves the breakage is real before the agent is asked about it: a
+    /// request through nginx gets 502 and nginx's error log explains why.
+    #[track_caller]
+    pub fn prove_502(&self, expected_error_log_substring: &str) {
+        let status = self.curl_through_nginx("/");
+        assert_eq!(
+            status,
+            502,
+            "lab {}: the stack was supposed to be broken, but nginx answered {status}\nnginx error log tail:\n{}",
+            self.scenario,
+            tail(&self.error_log_text(), 4000)
+        );
+        let logged = poll_until(ERROR_LOG_WAIT, || {
+            self.error_log_contains(expected_error_log_substring)
+                .then_some(())
+        });
+        assert!(
+            logged.is_some(),
+            "lab {}: nginx answered 502 but its error log has no line containing {expected_error_log_substring:?} \
+             within {ERROR_LOG_WAIT:?}\nnginx error log tail:\n{}",
+            self.scenario,
+            tail(&self.error_log_text(), 4000)
+        );
+    }
+
+    /// Everything worth seeing when a scenario fails: the logs of the stack.
+    pub fn diagnostics(&self) -> String {
+        let mut text = format!(
+            "nginx error log tail:\n{}\n",
+            tail(&self.error_log_text(), 4000)
+        );
+        for proc in &self.procs {
+            text.push_str(&format!(
+                "{} stderr tail:\n{}\n",
+                proc.label(),
+                tail(&read_log(proc.stderr_path()), 2000)
+            ));
+        }
+        text
+    }
+
+    /// Leaves processes, namespace and temp dir in place and says how to
+    /// get into them and how to clean up afterwards.
+    fn keep_for_inspection(&mut self) {
+        let pids: Vec<String> = self
+            .procs
+            .iter()
+            .map(|proc| format!("{}={}", proc.label(), proc.pid()))
+            .collect();
+        let pid_list: Vec<String> = self
+            .procs
+            .iter()
+            .map(|proc| proc.pid().to_string())
+            .collect();
+        for proc in &mut self.procs {
+            proc.disarm();
+        }
+        self.netns.disarm();
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.keep();
+        }
+        let ns = self.netns.name();
+        let root = self.root.display();
+        // Straight to the real stderr (not the test runner's capture), so
+        // the instructions show up even without `--nocapture`.
+        let _ = writeln!(
+            std::io::stderr(),
+            "lab {} kept for inspection ({KEEP_ENV} is set):\n  netns: {ns}   enter: ip netns exec {ns} bash\n  \
+             dir:   {root}\n  pids:  {}\n  clean up: kill {}; ip netns del {ns}; rm -rf {root}",
+            self.scenario,
+            pids.join(" "),
+            pid_list.join(" ")
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::env::var_os(KEEP_ENV).is_some_and(|value| !value.is_empty() && value != "0") {
+            self.keep_for_inspection();
+            return;
+        }
+        // Explicit order: processes (in reverse start order, so nginx goes
+        // before its backends), then the namespace they ran in, then files.
+        while let Some(proc) = self.procs.pop() {
+            drop(proc);
+        }
+        self.netns.delete();
+        if let Some(dir) = self.dir.take() {
+            if let Err(err) = dir.close() {
+                eprintln!("lab cleanup: cannot remove {}: {err}", self.root.display());
+            }
+        }
+    }
+}
+
+/// `w502-<short scenario>-<pid>-<n>`: short enough to read in `ip netns
+/// list`, unique across parallel tests and concurrent test processes.
+fn netns_name(scenario: &str) -> String {
+    let short: String = scenario
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(12)
+        .collect();
+    let n = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("w502-{short}-{}-{n}", std::process::id())
+}
+
+/// Creates the directory layout every stack uses:
+/// conf/ logs/ run/ www/index.php tmp/{body,proxy,fastcgi,uwsgi,scgi}.
+fn prepare_tree(root: &Path) {
+    // tempfile creates 0700; www-data (nginx and php-fpm workers) must be
+    // able to traverse into run/ and www/.
+    set_mode(root, 0o755);
+    for sub in ["conf", "logs", "run", "www", "tmp"] {
+        make_dir(&root.join(sub), 0o755);
+    }
+    let worker =
+        lookup_user(WORKER_USER).unwrap_or_else(|| panic!("lab: user {WORKER_USER} vanished"));
+    for sub in NGINX_TEMP_DIRS {
+        let dir = root.join("tmp").join(sub);
+        make_dir(&dir, 0o700);
+        chown(&dir, Some(worker.uid), Some(worker.gid)).unwrap_or_else(|err| {
+            panic!(
+                "lab: cannot chown {} to {WORKER_USER}: {err}",
+                dir.display()
+            )
+        });
+    }
+    let index = root.join("www/index.php");
+    fs::write(&index, "<?php echo \"ok\";\n")
+        .unwrap_or_else(|err| panic!("lab: cannot write {}: {err}", index.display()));
+    set_mode(&index, 0o644);
+}
+
+/// Creates a directory (parents included) and sets its exact mode, which a
+/// umask could otherwise narrow.
+pub(super) fn make_dir(path: &Path, mode: u32) {
+    fs::create_dir_all(path)
+        .unwrap_or_else(|err| panic!("lab: cannot create {}: {err}", path.display()));
+    set_mode(path, mode);
+}
+
+pub(super) fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|err| panic!("lab: cannot chmod {:o} {}: {err}", mode, path.display()));
+}
+
+pub(super) fn write_file(path: &Path, content: &str) {
+    fs::write(path, content)
+        .unwrap_or_else(|err| panic!("lab: cannot write {}: {err}", path.display()));
+}
+
+/// The upstream address as the report spells a unix socket: `unix:` + path.
+pub fn unix_addr(socket: &Path) -> String {
+    format!("unix:{}", socket.display())
+}
+
+/// The upstream address as the report spells a TCP backend: `ip:port`.
+pub fn tcp_addr(ip: &str, port: u16) -> String {
+    format!("{ip}:{port}")
+}

@@ -1,0 +1,33 @@
+//! The reusable part of the lab: host requirements, network namespaces,
+//! process supervision, config templates for nginx / php-fpm, the python
+//! backend, and running + checking the `why502` binary.
+//!
+//! The harness API is wider than what today's scenarios use (e.g. php-fpm on
+//! TCP), so unused items are allowed here rather than deleted.
+#![allow(dead_code)]
+
+mod agent;
+mod cli;
+mod lab;
+mod netns;
+mod nginx;
+mod php_fpm;
+mod process;
+mod python;
+mod requirements;
+mod users;
+mod wait;
+
+// The whole API is re-exported even where no scenario uses it yet.
+#[allow(unused_imports)]
+pub use agent::{find_causes, find_upstream, mentions_file_line, AgentRun, Expect, UpstreamExpect};
+#[allow(unused_imports)]
+pub use cli::CliSandbox;
+#[allow(unused_imports)]
+pub use lab::{tcp_addr, unix_addr, Lab};
+#[allow(unused_imports)]
+pub use nginx::{parse_nginx_error_location, NGINX_LISTEN};
+#[allow(unused_imports)]
+pub use php_fpm::{FpmListen, PhpFpmPool};
+#[allow(unused_imports)]
+pub use users::{lookup_group, lookup_user};

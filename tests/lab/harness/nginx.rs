@@ -1,0 +1,195 @@
+//! nginx: config template, start-and-wait, and `nginx -t`.
+//!
+//! nginx is started with `-c <temp dir>/conf/nginx.conf`, never the default
+//! /etc/nginx/nginx.conf, so the agent's detection of the running master's
+//! `-c` is exercised by every scenario that does not pass `--nginx-conf`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::lab::{write_file, Lab};
+use super::process::{read_log, run_capped, tail, Captured};
+use super::wait::poll_until;
+
+/// Where every lab nginx listens (inside its own namespace).
+pub const NGINX_LISTEN: &str = "127.0.0.1:8080";
+
+const PROCESS_LABEL: &str = "nginx";
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+const CONFIG_TEST_CAP: Duration = Duration::from_secs(10);
+
+/// The whole nginx.conf for a lab stack; `location_body` is the scenario's
+/// `location / { ... }` content (fastcgi_pass / proxy_pass ...).
+pub fn render_nginx_conf(root: &Path, location_body: &str) -> String {
+    let r = root.display();
+    let body: String = location_body
+        .lines()
+        .map(|line| format!("            {}\n", line.trim()))
+        .collect();
+    format!(
+        "user www-data;
+worker_processes 1;
+daemon off;
+pid {r}/nginx.pid;
+error_log {r}/logs/error.log info;
+
+events {{}}
+
+http {{
+    access_log {r}/logs/access.log;
+    client_body_temp_path {r}/tmp/body;
+    proxy_temp_path {r}/tmp/proxy;
+    fastcgi_temp_path {r}/tmp/fastcgi;
+    uwsgi_temp_path {r}/tmp/uwsgi;
+    scgi_temp_path {r}/tmp/scgi;
+
+    server {{
+        listen {NGINX_LISTEN};
+        server_name lab.test;
+
+        location / {{
+{body}        }}
+    }}
+}}
+"
+    )
+}
+
+/// Where nginx says a config error is: `... in /path/file.conf:12` → (path, 12).
+pub fn parse_nginx_error_location(nginx_stderr: &str) -> Option<(PathBuf, usize)> {
+    nginx_stderr.lines().find_map(|line| {
+        let (_, location) = line.rsplit_once(" in ")?;
+        let (file, number) = location.trim().rsplit_once(':')?;
+        Some((PathBuf::from(file), number.parse().ok()?))
+    })
+}
+
+impl Lab {
+    pub fn nginx_conf(&self) -> PathBuf {
+        self.path("conf/nginx.conf")
+    }
+
+    /// `--nginx-conf` argument value for `run_agent`.
+    pub fn nginx_conf_arg(&self) -> String {
+        self.nginx_conf().display().to_string()
+    }
+
+    /// `location` body that hands every request to php-fpm on `socket`.
+    pub fn fastcgi_location(&self, socket: &Path) -> String {
+        format!(
+            "fastcgi_pass unix:{};\ninclude /etc/nginx/fastcgi_params;\nfastcgi_param SCRIPT_FILENAME {};",
+            socket.display(),
+            self.path("www/index.php").display()
+        )
+    }
+
+    /// `location` body that proxies every request to `http://<addr>`.
+    pub fn proxy_location(&self, addr: &str) -> String {
+        format!("proxy_pass http://{addr};")
+    }
+
+    /// Writes nginx.conf with the given location body, starts nginx in the
+    /// namespace and waits until it answers on 127.0.0.1:8080.
+    pub fn start_nginx(&mut self, location_body: &str) {
+        let conf = self.nginx_conf();
+        write_file(&conf, &render_nginx_conf(self.root(), location_body));
+        let prefix = format!("{}/", self.root().display());
+        let args = vec![
+            "-p".to_string(),
+            prefix,
+            "-c".to_string(),
+            conf.display().to_string(),
+        ];
+        let nginx = self.tools.nginx.clone();
+        // SIGTERM: fast shutdown; the master stops its workers before exiting.
+        self.spawn(PROCESS_LABEL, &nginx, &args, libc::SIGTERM);
+        self.wait_for_nginx();
+    }
+
+    fn wait_for_nginx(&mut self) {
+        let ready = poll_until(START_TIMEOUT, || {
+            if let Some(status) = self
+                .process_mut(PROCESS_LABEL)
+                .and_then(|proc| proc.poll_exit())
+            {
+                return Some(Err(format!("nginx exited during startup ({status})")));
+            }
+            // Any HTTP status (even 502) means nginx accepts and answers.
+            (self.curl_through_nginx("/") != 0).then_some(Ok(()))
+        });
+        let problem = match ready {
+            Some(Ok(())) => return,
+            Some(Err(problem)) => problem,
+            None => format!("nginx did not answer on {NGINX_LISTEN} within {START_TIMEOUT:?}"),
+        };
+        let stderr = self
+            .process_mut(PROCESS_LABEL)
+            .map(|proc| read_log(proc.stderr_path()))
+            .unwrap_or_default();
+        panic!(
+            "lab {}: {problem}\nnginx stderr:\n{}\nnginx error log tail:\n{}\nconfig {}:\n{}",
+            self.scenario(),
+            tail(&stderr, 4000),
+            tail(&self.error_log_text(), 4000),
+            self.nginx_conf().display(),
+            read_log(&self.nginx_conf())
+        );
+    }
+
+    /// Inserts `directive` as the first line inside `http {` of the written
+    /// nginx.conf, on disk only — the running nginx keeps its old config.
+    /// Returns the 1-based line number the directive landed on.
+    pub fn inject_into_nginx_http_block(&self, directive: &str) -> usize {
+        let conf = self.nginx_conf();
+        let text = read_log(&conf);
+        let mut lines: Vec<&str> = text.lines().collect();
+        let http = lines
+            .iter()
+            .position(|line| line.trim() == "http {")
+            .unwrap_or_else(|| panic!("lab: no `http {{` line in {}", conf.display()));
+        let indented = format!("    {directive}");
+        lines.insert(http + 1, &indented);
+        write_file(&conf, &(lines.join("\n") + "\n"));
+        http + 2
+    }
+
+    /// `nginx -t` on the lab's config, inside the namespace.
+    pub fn nginx_config_test(&self) -> Captured {
+        let prefix = format!("{}/", self.root().display());
+        let conf = self.nginx_conf_arg();
+        let args = ["-t", "-p", prefix.as_str(), "-c", conf.as_str()];
+        let out = run_capped(
+            self.netns.command(&self.tools.nginx, &args),
+            CONFIG_TEST_CAP,
+        );
+        assert!(
+            !out.timed_out,
+            "lab: nginx -t did not finish within {CONFIG_TEST_CAP:?}"
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_location_nginx_reports() {
+        let stderr = "nginx: [emerg] unknown directive \"unknown_directive_xyz\" in /tmp/x/conf/nginx.conf:10\n\
+                      nginx: configuration file /tmp/x/conf/nginx.conf test failed\n";
+        assert_eq!(
+            parse_nginx_error_location(stderr),
+            Some((PathBuf::from("/tmp/x/conf/nginx.conf"), 10))
+        );
+    }
+
+    #[test]
+    fn template_uses_the_temp_dir_everywhere() {
+        let conf = render_nginx_conf(Path::new("/tmp/lab"), "proxy_pass http://127.0.0.1:8000;");
+        assert!(conf.contains("pid /tmp/lab/nginx.pid;"));
+        assert!(conf.contains("error_log /tmp/lab/logs/error.log info;"));
+        assert!(conf.contains("            proxy_pass http://127.0.0.1:8000;\n"));
+        assert!(!conf.contains("/var/"));
+    }
+}

@@ -1,0 +1,252 @@
+//! nginx's own configuration is broken.
+//!
+//! `lab_nginx_config_invalid` runs a live stack whose config file was broken
+//! after nginx started. The `lab_cli_*` tests need no namespace or daemon:
+//! they point the binary at hostile config files and check it neither
+//! hangs, crashes nor gives a vague answer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::{
+    find_causes, mentions_file_line, parse_nginx_error_location, AgentRun, CliSandbox, Expect, Lab,
+};
+
+const CONFIG_INVALID: &str = "nginx_config_invalid";
+
+/// Wall-clock cap for the CLI tests: a generous bound that only a hang or
+/// runaway loop exceeds, not a tight timing assertion.
+const CLI_CAP: Duration = Duration::from_secs(5);
+
+/// A report text larger than this is not a "clear message" — it means the
+/// agent echoed the 10 MB line (or something like it) back at the user.
+const MAX_REASONABLE_OUTPUT: usize = 64 * 1024;
+
+/// The report has an `nginx_config_invalid` verdict or host check whose
+/// summary/evidence names one of `locations` (`file name`, line).
+#[track_caller]
+fn assert_config_invalid_at(run: &AgentRun, locations: &[(&str, usize)]) {
+    let found = find_causes(run.report(), CONFIG_INVALID);
+    assert!(
+        !found.is_empty(),
+        "no verdict or host check has cause {CONFIG_INVALID}\n{}",
+        run.context()
+    );
+    let names_location = found.iter().any(|item| {
+        locations
+            .iter()
+            .any(|(file, line)| mentions_file_line(item, file, *line))
+    });
+    let wanted: Vec<String> = locations
+        .iter()
+        .map(|(file, line)| format!("{file}:{line}"))
+        .collect();
+    assert!(
+        names_location,
+        "{CONFIG_INVALID} is reported, but its summary/evidence names none of {wanted:?}\n{}",
+        run.context()
+    );
+}
+
+/// The file:line nginx itself blames for `conf`.
+fn nginx_blames(sandbox: &CliSandbox, conf: &Path) -> (String, usize) {
+    let test = sandbox.nginx_test(conf);
+    let (file, line) = parse_nginx_error_location(&test.stderr).unwrap_or_else(|| {
+        panic!(
+            "nginx -t did not name a file:line for {}:\n{}",
+            conf.display(),
+            test.stderr
+        )
+    });
+    let name = file
+        .file_name()
+        .expect("nginx names a file")
+        .to_string_lossy()
+        .into_owned();
+    (name, line)
+}
+
+/// A main config that can be tested without root: logs and pid in the sandbox.
+fn main_conf(sandbox: &CliSandbox, http_body: &str) -> String {
+    let root = sandbox.root().display();
+    format!("pid {root}/nginx.pid;\nerror_log {root}/error.log;\nevents {{}}\nhttp {{\n{http_body}\n}}\n")
+}
+
+fn diagnose_json(sandbox: &CliSandbox, conf: &Path) -> AgentRun {
+    let conf = conf.display().to_string();
+    sandbox.run_why502(&["diagnose", "--json", "--nginx-conf", &conf], CLI_CAP)
+}
+
+#[test]
+fn lab_nginx_config_invalid() {
+    let Some(mut lab) = Lab::new("nginx-conf-invalid") else {
+        return;
+    };
+    lab.start_http_backend("127.0.0.1", 8000);
+    let location = lab.proxy_location("127.0.0.1:8000");
+    lab.start_nginx(&location);
+    assert_eq!(
+        lab.curl_through_nginx("/"),
+        200,
+        "healthy stack must serve 200\n{}",
+        lab.diagnostics()
+    );
+
+    // Break the file on disk only; the running master keeps the old config.
+    let line = lab.inject_into_nginx_http_block("unknown_directive_xyz on;");
+    let test = lab.nginx_config_test();
+    assert_ne!(
+        test.exit_code, 0,
+        "nginx -t must reject the broken config:\n{}",
+        test.stderr
+    );
+    let blamed = parse_nginx_error_location(&test.stderr);
+    assert_eq!(
+        blamed,
+        Some((lab.nginx_conf(), line)),
+        "nginx -t blames another place:\n{}",
+        test.stderr
+    );
+    assert_eq!(
+        lab.curl_through_nginx("/"),
+        200,
+        "the running nginx still serves its old config"
+    );
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    run.assert(&Expect::report("break", 2));
+    assert_config_invalid_at(&run, &[("nginx.conf", line)]);
+}
+
+#[test]
+fn lab_cli_include_cycle() {
+    let Some(sandbox) = CliSandbox::new("cli-include-cycle") else {
+        return;
+    };
+    let (a, b) = (sandbox.path("a.conf"), sandbox.path("b.conf"));
+    sandbox.write("a.conf", &format!("include {};\n", b.display()));
+    sandbox.write("b.conf", &format!("include {};\n", a.display()));
+    let conf = sandbox.write(
+        "nginx.conf",
+        &main_conf(&sandbox, &format!("    include {};", a.display())),
+    );
+    // nginx itself cannot help here: `nginx -t` recurses until its stack
+    // overflows (SIGSEGV), so the agent must detect the cycle on its own.
+
+    let run = diagnose_json(&sandbox, &conf);
+    run.assert(&Expect::exit(2));
+    // Either include of the cycle is a fair place to blame.
+    assert_config_invalid_at(&run, &[("a.conf", 1), ("b.conf", 1)]);
+}
+
+#[test]
+fn lab_cli_unterminated_block() {
+    let Some(sandbox) = CliSandbox::new("cli-unterminated") else {
+        return;
+    };
+    let body = "    server {\n        listen 127.0.0.1:8080;\n    }";
+    let text = main_conf(&sandbox, body);
+    let text = text
+        .trim_end()
+        .strip_suffix('}')
+        .expect("main_conf ends with the http block's brace");
+    let conf = sandbox.write("nginx.conf", text);
+    let (file, eof_line) = nginx_blames(&sandbox, &conf);
+    assert_eq!(file, "nginx.conf");
+    let http_line = text
+        .lines()
+        .position(|line| line == "http {")
+        .expect("has an http block")
+        + 1;
+
+    let run = diagnose_json(&sandbox, &conf);
+    run.assert(&Expect::exit(2));
+    // nginx blames the end of the file; the unclosed `http {` is just as good.
+    assert_config_invalid_at(&run, &[("nginx.conf", eof_line), ("nginx.conf", http_line)]);
+}
+
+#[test]
+fn lab_cli_huge_single_line_include() {
+    let Some(sandbox) = CliSandbox::new("cli-huge-line") else {
+        return;
+    };
+    let big = sandbox.write("big.conf", &"a".repeat(10 * 1024 * 1024));
+    let conf = sandbox.write(
+        "nginx.conf",
+        &main_conf(&sandbox, &format!("    include {};", big.display())),
+    );
+
+    let run = diagnose_json(&sandbox, &conf);
+    assert!(!run.panicked(), "why502 panicked\n{}", run.context());
+    assert!(
+        matches!(run.exit_code, 2 | 3),
+        "expected exit 2 (config invalid) or 3 (cannot diagnose)\n{}",
+        run.context()
+    );
+    let output = run.stdout.len() + run.stderr.len();
+    assert!(
+        output <= MAX_REASONABLE_OUTPUT,
+        "why502 printed {output} bytes — it echoes the huge line back\n{}",
+        run.context()
+    );
+    assert!(
+        has_clear_message(&run),
+        "why502 gave no reason for exit {}\n{}",
+        run.exit_code,
+        run.context()
+    );
+}
+
+/// A reason a person can read: a summary in the JSON report, or (for
+/// "could not diagnose") a line on stderr.
+fn has_clear_message(run: &AgentRun) -> bool {
+    let summary_in_report = run.json.as_ref().is_some_and(|report| {
+        let verdicts = find_causes(report, CONFIG_INVALID);
+        let any_break = report
+            .pointer("/upstreams")
+            .and_then(|list| list.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|upstream| upstream.get("verdict"))
+            .chain(
+                report
+                    .pointer("/host_checks")
+                    .and_then(|list| list.as_array())
+                    .into_iter()
+                    .flatten(),
+            );
+        verdicts.into_iter().chain(any_break).any(|item| {
+            item.get("summary")
+                .and_then(|summary| summary.as_str())
+                .is_some_and(|summary| !summary.trim().is_empty())
+        })
+    });
+    summary_in_report || (run.exit_code == 3 && !run.stderr.trim().is_empty())
+}
+
+#[test]
+fn lab_cli_missing_config() {
+    let Some(sandbox) = CliSandbox::new("cli-missing-config") else {
+        return;
+    };
+    // Plain `why502` is `why502 diagnose`.
+    let run = sandbox.run_why502(&["--nginx-conf", "/nonexistent/nginx.conf"], CLI_CAP);
+    assert!(!run.panicked(), "why502 panicked\n{}", run.context());
+    assert_eq!(
+        run.exit_code,
+        3,
+        "a missing config means UNKNOWN\n{}",
+        run.context()
+    );
+    let reason: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    assert_eq!(
+        reason.len(),
+        1,
+        "expected a one-line reason on stderr\n{}",
+        run.context()
+    );
+}

@@ -1,0 +1,6 @@
+//! One file per family of breakage. Every test is named `lab_<scenario>` so
+//! the test runner's output lists exactly which scenarios ran.
+
+mod config;
+mod php_fpm;
+mod tcp;

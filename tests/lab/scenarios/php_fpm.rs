@@ -1,0 +1,151 @@
+//! nginx → php-fpm over a unix socket: healthy, stopped, socket deleted,
+//! wrong path, socket permissions, parent directory permissions.
+
+use std::fs;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::Path;
+
+use crate::harness::{lookup_group, unix_addr, Expect, Lab, PhpFpmPool};
+
+/// nginx's log text for connect() to a socket path that does not exist.
+const ENOENT: &str = "(2: No such file or directory)";
+/// nginx's log text for connect() refused by file permissions.
+const EACCES: &str = "(13: Permission denied)";
+
+/// php-fpm with the stock pool on `socket`, nginx passing every request to
+/// `nginx_socket` (the same path unless a scenario wants a mismatch).
+fn php_stack(lab: &mut Lab, pool: PhpFpmPool, nginx_socket: &Path) {
+    lab.start_php_fpm(pool);
+    let location = lab.fastcgi_location(nginx_socket);
+    lab.start_nginx(&location);
+}
+
+#[test]
+fn lab_healthy_php_fpm_unix_socket() {
+    let Some(mut lab) = Lab::new("healthy-php-fpm") else {
+        return;
+    };
+    let socket = lab.path("run/php-fpm.sock");
+    php_stack(&mut lab, PhpFpmPool::unix(&socket), &socket);
+    assert_eq!(
+        lab.curl_through_nginx("/"),
+        200,
+        "healthy stack must serve 200\n{}",
+        lab.diagnostics()
+    );
+
+    // No --nginx-conf: the agent must find this namespace's master and read
+    // its `-c`, which points into the temp dir, not /etc/nginx.
+    let run = lab.run_agent(&["--json"]);
+    run.assert(&Expect::healthy(&unix_addr(&socket)).nginx_conf(&lab.nginx_conf()));
+}
+
+#[test]
+fn lab_php_fpm_stopped() {
+    let Some(mut lab) = Lab::new("php-fpm-stopped") else {
+        return;
+    };
+    let socket = lab.path("run/php-fpm.sock");
+    php_stack(&mut lab, PhpFpmPool::unix(&socket), &socket);
+    lab.stop_php_fpm();
+    assert!(
+        !socket.exists(),
+        "a gracefully stopped php-fpm removes {}",
+        socket.display()
+    );
+    lab.prove_502(ENOENT);
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    run.assert(&Expect::broken(
+        &unix_addr(&socket),
+        "backend_up",
+        "backend_down",
+    ));
+}
+
+#[test]
+fn lab_socket_deleted_while_running() {
+    let Some(mut lab) = Lab::new("socket-deleted") else {
+        return;
+    };
+    let socket = lab.path("run/php-fpm.sock");
+    php_stack(&mut lab, PhpFpmPool::unix(&socket), &socket);
+    // php-fpm keeps running and listening on the now-unnamed socket inode.
+    fs::remove_file(&socket).expect("remove php-fpm's socket file");
+    lab.prove_502(ENOENT);
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    run.assert(
+        &Expect::broken(&unix_addr(&socket), "backend_up", "socket_missing")
+            .summary_contains("php-fpm"),
+    );
+}
+
+#[test]
+fn lab_socket_path_mismatch() {
+    let Some(mut lab) = Lab::new("socket-path-mismatch") else {
+        return;
+    };
+    let real_socket = lab.path("run/php-fpm.sock");
+    let nginx_socket = lab.path("run/php8.2-fpm.sock");
+    php_stack(&mut lab, PhpFpmPool::unix(&real_socket), &nginx_socket);
+    lab.prove_502(ENOENT);
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    run.assert(
+        &Expect::broken(&unix_addr(&nginx_socket), "backend_up", "address_mismatch")
+            .summary_contains(&real_socket.display().to_string()),
+    );
+}
+
+#[test]
+fn lab_socket_mode_0600_root() {
+    let Some(mut lab) = Lab::new("socket-mode-0600") else {
+        return;
+    };
+    let socket = lab.path("run/php-fpm.sock");
+    let pool = PhpFpmPool::unix(&socket).socket_owner("root", "root", "0600");
+    php_stack(&mut lab, pool, &socket);
+    lab.prove_502(EACCES);
+
+    let expected = Expect::broken(&unix_addr(&socket), "backend_up", "socket_permission");
+    lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()])
+        .assert(&expected);
+    // Same verdict when the agent has to find nginx's config by itself.
+    lab.run_agent(&["--json"]).assert(&expected);
+
+    // Apply the fix the verdict is about and check the agent notices.
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o660)).expect("chmod 0660 the socket");
+    let www_data = lookup_group("www-data").expect("group www-data exists");
+    chown(&socket, None, Some(www_data)).expect("chgrp www-data the socket");
+    assert_eq!(
+        lab.curl_through_nginx("/"),
+        200,
+        "fixed socket must serve 200\n{}",
+        lab.diagnostics()
+    );
+    lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()])
+        .assert(&Expect::report("ok", 0));
+}
+
+#[test]
+fn lab_parent_dir_no_search_permission() {
+    let Some(mut lab) = Lab::new("parent-dir-0700") else {
+        return;
+    };
+    let private = lab.path("private");
+    fs::create_dir(&private).expect("create the private socket dir");
+    // root:root 0700: www-data may not traverse it, whatever the socket's mode.
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700))
+        .expect("chmod 0700 the socket dir");
+    let socket = private.join("php-fpm.sock");
+    let pool = PhpFpmPool::unix(&socket).socket_owner("www-data", "www-data", "0666");
+    php_stack(&mut lab, pool, &socket);
+    lab.prove_502(EACCES);
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    run.assert(
+        &Expect::broken(&unix_addr(&socket), "backend_up", "socket_permission")
+            .summary_contains(&private.display().to_string()),
+    );
+}
