@@ -90,7 +90,10 @@ pub async fn discover(opts: &Options, procs: &ProcessTable) -> Result<NginxSetup
 
 /// Pick the master to diagnose: `--nginx-pid`, else the one running `--nginx-conf`, else the
 /// first in the agent's own network namespace. The rest stay listed in the report.
-fn choose_master(masters: &mut Vec<Master>, opts: &Options) -> Result<Option<Master>, DiagnoseError> {
+fn choose_master(
+    masters: &mut Vec<Master>,
+    opts: &Options,
+) -> Result<Option<Master>, DiagnoseError> {
     let index = if let Some(pid) = opts.nginx_pid {
         Some(
             masters
@@ -129,7 +132,11 @@ fn worker_identity(master: Option<&Master>, config: &NginxConfig) -> WorkerIdent
     }
     // Not running: nginx started as root switches to `user`, by default `nobody`.
     let (user, group, source) = match &config.user {
-        Some(u) => (u.as_str(), config.group.as_deref(), "user directive".to_string()),
+        Some(u) => (
+            u.as_str(),
+            config.group.as_deref(),
+            "user directive".to_string(),
+        ),
         None => ("nobody", None, "nginx's built-in default user".to_string()),
     };
     WorkerIdentity {

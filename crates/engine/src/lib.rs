@@ -29,6 +29,7 @@ pub use targets::{TargetAddr, UpstreamTarget};
 pub use tree::{TreeStep, TREE};
 
 use crate::sources::Sources;
+use crate::steps::error_log::ErrorLogs;
 use crate::steps::nginx_config::{self, ConfigFinding};
 
 /// Why a run could not diagnose at all (exit 3).
@@ -50,7 +51,10 @@ fn nginx_t_is_unsafe(errors: &[why502_nginx::config::ParseError]) -> Option<Stri
         .iter()
         .find(|e| {
             let m = e.message.to_ascii_lowercase();
-            m.contains("cycle") || m.contains("too large") || m.contains("too long") || m.contains("depth")
+            m.contains("cycle")
+                || m.contains("too large")
+                || m.contains("too long")
+                || m.contains("depth")
         })
         .map(|e| format!("skipped: {e}"))
 }
@@ -101,14 +105,29 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         }
     }
 
+    let error_logs = {
+        let files = error_log_files(opts, &setup.config);
+        let since = opts.since;
+        tokio::task::spawn_blocking(move || read_error_logs(files, since))
+    };
     let listen = ListenTable::read(&opts.proc_root);
-    let mut notes: Vec<String> = listen.unreadable.iter().map(|u| format!("unreadable: {u}")).collect();
+    let mut notes: Vec<String> = listen
+        .unreadable
+        .iter()
+        .map(|u| format!("unreadable: {u}"))
+        .collect();
     notes.extend(dynamic.iter().map(|d| {
-        format!("not diagnosed: `{}` at {} (its target is chosen at request time)", d.directive, d.at)
+        format!(
+            "not diagnosed: `{}` at {} (its target is chosen at request time)",
+            d.directive, d.at
+        )
     }));
     notes.extend(setup.parsed.errors.iter().map(|e| format!("config: {e}")));
     if targets.is_empty() {
-        notes.push(format!("no upstreams (proxy_pass, fastcgi_pass, ...) found in {}", setup.conf.display()));
+        notes.push(format!(
+            "no upstreams (proxy_pass, fastcgi_pass, ...) found in {}",
+            setup.conf.display()
+        ));
     }
 
     let remaining = deadline.saturating_duration_since(Instant::now());
@@ -118,7 +137,10 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             reason: format!("nginx -t task failed: {e}"),
         },
         Err(_) => ConfigCheck::NotRun {
-            reason: format!("nginx -t did not finish within --timeout {:?}", opts.timeout),
+            reason: format!(
+                "nginx -t did not finish within --timeout {:?}",
+                opts.timeout
+            ),
         },
     };
     let conf_shown = setup.conf.display().to_string();
@@ -129,7 +151,15 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     };
     let host_checks = config.host_checks();
 
-    let sources = Arc::new(Sources::new(procs, listen, setup.worker.clone(), referenced, config));
+    let error_logs = error_logs.await.unwrap_or_default();
+    let sources = Arc::new(Sources::new(
+        procs,
+        listen,
+        setup.worker.clone(),
+        referenced,
+        config,
+        error_logs,
+    ));
     let upstreams = walk::walk_all(targets, sources.clone(), opts.all, deadline).await;
 
     let nginx = NginxInfo {
@@ -164,6 +194,70 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         host_checks,
         notes,
     })
+}
+
+/// The error logs to read: `--error-log`, else every file `error_log` of the config, else
+/// nginx's compiled-in default. syslog and stderr destinations cannot be read back.
+fn error_log_files(
+    opts: &Options,
+    config: &why502_nginx::config::NginxConfig,
+) -> Vec<Result<PathBuf, String>> {
+    use why502_nginx::config::ErrorLogDest;
+    if !opts.error_logs.is_empty() {
+        return opts.error_logs.iter().cloned().map(Ok).collect();
+    }
+    let mut out: Vec<Result<PathBuf, String>> = Vec::new();
+    for e in &config.error_logs {
+        let item = match &e.dest {
+            ErrorLogDest::File { path } if path.as_os_str() == "/dev/null" => continue,
+            ErrorLogDest::File { path } => Ok(path.clone()),
+            ErrorLogDest::Syslog { spec } => Err(format!(
+                "error_log {spec} at {} goes to syslog; read it there or pass --error-log",
+                e.loc
+            )),
+            ErrorLogDest::Stderr => Err(format!(
+                "error_log stderr at {} goes to nginx's stderr (the journal under systemd)",
+                e.loc
+            )),
+            ErrorLogDest::Memory => continue,
+        };
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    if out.is_empty() {
+        out.push(Ok(PathBuf::from(DEFAULT_ERROR_LOG)));
+    }
+    out
+}
+
+/// Debian's and nginx.org's compiled-in error log.
+const DEFAULT_ERROR_LOG: &str = "/var/log/nginx/error.log";
+
+fn read_error_logs(files: Vec<Result<PathBuf, String>>, since: Duration) -> ErrorLogs {
+    use why502_nginx::errorlog::{read_window, WindowLimits};
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let since_epoch = now - since.as_secs() as i64;
+    let mut logs = ErrorLogs {
+        since_text: humantime::format_duration(since).to_string(),
+        ..ErrorLogs::default()
+    };
+    for f in files {
+        match f {
+            Ok(path) => match read_window(&path, since_epoch, WindowLimits::default()) {
+                Ok(w) => logs.windows.push(w),
+                Err(e) if e.is_permission_denied() => logs
+                    .unreadable
+                    .push(format!("{e} (run as root or in group adm)")),
+                Err(e) => logs.unreadable.push(e.to_string()),
+            },
+            Err(reason) => logs.unreadable.push(reason),
+        }
+    }
+    logs
 }
 
 fn hostname() -> String {

@@ -8,6 +8,7 @@ use why502_host::ProcessTable;
 use why502_listen::ListenTable;
 
 use crate::discover::WorkerIdentity;
+use crate::steps::error_log::ErrorLogs;
 use crate::steps::nginx_config::ConfigFinding;
 
 pub struct Sources {
@@ -20,6 +21,7 @@ pub struct Sources {
     /// offered as "the backend listening somewhere else".
     pub referenced: HashSet<String>,
     pub config: ConfigFinding,
+    pub error_logs: ErrorLogs,
     owners: Mutex<HashMap<u64, Option<u32>>>,
 }
 
@@ -37,6 +39,7 @@ impl Sources {
         worker: WorkerIdentity,
         referenced: HashSet<String>,
         config: ConfigFinding,
+        error_logs: ErrorLogs,
     ) -> Sources {
         Sources {
             procs,
@@ -45,6 +48,7 @@ impl Sources {
             local_addrs: local_addresses(),
             referenced,
             config,
+            error_logs,
             owners: Mutex::new(HashMap::new()),
         }
     }
@@ -56,7 +60,11 @@ impl Sources {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let missing: HashSet<u64> = inodes.iter().copied().filter(|i| !cache.contains_key(i)).collect();
+        let missing: HashSet<u64> = inodes
+            .iter()
+            .copied()
+            .filter(|i| !cache.contains_key(i))
+            .collect();
         if !missing.is_empty() {
             let found = self.procs.socket_owners(&missing);
             for i in missing {
@@ -143,14 +151,23 @@ mod tests {
     fn labels() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            process_label("php-fpm8.2", &v(&["php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)"])),
+            process_label(
+                "php-fpm8.2",
+                &v(&["php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)"])
+            ),
             "php-fpm"
         );
         assert_eq!(
-            process_label("python3", &v(&["/usr/bin/python3", "-m", "http.server", "8000"])),
+            process_label(
+                "python3",
+                &v(&["/usr/bin/python3", "-m", "http.server", "8000"])
+            ),
             "python3 http.server"
         );
-        assert_eq!(process_label("gunicorn", &v(&["/usr/bin/gunicorn", "app:app"])), "gunicorn");
+        assert_eq!(
+            process_label("gunicorn", &v(&["/usr/bin/gunicorn", "app:app"])),
+            "gunicorn"
+        );
         assert_eq!(process_label("kworker", &v(&[])), "kworker");
     }
 }

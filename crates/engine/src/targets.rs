@@ -49,26 +49,30 @@ pub fn collect_targets(config: &NginxConfig) -> (Vec<UpstreamTarget>, Vec<Dynami
                 },
                 None,
             )],
-            Endpoint::Upstream { name } => match config.upstreams.iter().find(|u| &u.name == name) {
-                Some(block) => block
-                    .servers
-                    .iter()
-                    // nginx never sends to a server marked `down`.
-                    .filter(|s| !s.down)
-                    .filter_map(|s| match &s.endpoint {
-                        Endpoint::Unix { path } => Some((TargetAddr::Unix(path.clone()), Some(name.clone()))),
-                        Endpoint::Tcp { host, port } => Some((
-                            TargetAddr::Tcp {
-                                host: host.clone(),
-                                port: *port,
-                            },
-                            Some(name.clone()),
-                        )),
-                        _ => None,
-                    })
-                    .collect(),
-                None => Vec::new(),
-            },
+            Endpoint::Upstream { name } => {
+                match config.upstreams.iter().find(|u| &u.name == name) {
+                    Some(block) => block
+                        .servers
+                        .iter()
+                        // nginx never sends to a server marked `down`.
+                        .filter(|s| !s.down)
+                        .filter_map(|s| match &s.endpoint {
+                            Endpoint::Unix { path } => {
+                                Some((TargetAddr::Unix(path.clone()), Some(name.clone())))
+                            }
+                            Endpoint::Tcp { host, port } => Some((
+                                TargetAddr::Tcp {
+                                    host: host.clone(),
+                                    port: *port,
+                                },
+                                Some(name.clone()),
+                            )),
+                            _ => None,
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                }
+            }
             Endpoint::Dynamic { .. } => {
                 dynamic.push(DynamicPass {
                     directive: format!("{} {}", pass.kind.directive(), pass.raw),
@@ -171,7 +175,9 @@ fn server_name_matches(pattern: &str, name: &str) -> bool {
         return true;
     }
     if let Some(suffix) = pattern.strip_prefix("*.") {
-        return name.to_ascii_lowercase().ends_with(&format!(".{}", suffix.to_ascii_lowercase()));
+        return name
+            .to_ascii_lowercase()
+            .ends_with(&format!(".{}", suffix.to_ascii_lowercase()));
     }
     if let Some(base) = pattern.strip_prefix('.') {
         let n = name.to_ascii_lowercase();
@@ -179,7 +185,9 @@ fn server_name_matches(pattern: &str, name: &str) -> bool {
         return n == b || n.ends_with(&format!(".{b}"));
     }
     if let Some(prefix) = pattern.strip_suffix(".*") {
-        return name.to_ascii_lowercase().starts_with(&format!("{}.", prefix.to_ascii_lowercase()));
+        return name
+            .to_ascii_lowercase()
+            .starts_with(&format!("{}.", prefix.to_ascii_lowercase()));
     }
     false
 }
@@ -200,7 +208,11 @@ mod tests {
             ("shop.example", "blog.example", false),
         ];
         for (pattern, name, want) in cases {
-            assert_eq!(server_name_matches(pattern, name), want, "{pattern} vs {name}");
+            assert_eq!(
+                server_name_matches(pattern, name),
+                want,
+                "{pattern} vs {name}"
+            );
         }
     }
 

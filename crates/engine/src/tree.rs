@@ -89,9 +89,7 @@ pub const TREE: &[TreeStep] = &[
 
 pub fn tree_step(id: StepId) -> &'static TreeStep {
     // TREE holds every StepId; the test below keeps it that way.
-    TREE.iter()
-        .find(|s| s.id == id)
-        .unwrap_or(&TREE[0])
+    TREE.iter().find(|s| s.id == id).unwrap_or(&TREE[0])
 }
 
 #[cfg(test)]

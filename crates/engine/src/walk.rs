@@ -10,7 +10,7 @@ use why502_model::{CauseId, Outcome, Status, StepId, StepReport, UpstreamReport,
 use crate::sources::Sources;
 use crate::steps::{run_step, StepContext};
 use crate::targets::UpstreamTarget;
-use crate::tree::TREE;
+use crate::tree::{tree_step, TREE};
 
 pub async fn walk_all(
     targets: Vec<UpstreamTarget>,
@@ -41,7 +41,12 @@ pub async fn walk_all(
         .collect()
 }
 
-pub async fn walk(target: &UpstreamTarget, sources: &Sources, all: bool, deadline: Instant) -> UpstreamReport {
+pub async fn walk(
+    target: &UpstreamTarget,
+    sources: &Sources,
+    all: bool,
+    deadline: Instant,
+) -> UpstreamReport {
     let cx = StepContext { sources, deadline };
     let mut steps = Vec::with_capacity(TREE.len());
     let mut broke_at: Option<StepId> = None;
@@ -91,6 +96,12 @@ pub async fn walk(target: &UpstreamTarget, sources: &Sources, all: bool, deadlin
 pub fn conclude(steps: &[StepReport]) -> (Status, Verdict) {
     if let Some(b) = steps.iter().find(|s| s.outcome == Outcome::Break) {
         let cause = b.cause.unwrap_or(CauseId::Unknown);
+        // What nginx itself logged is the first evidence an admin looks for: quote the newest
+        // error-log line beside the break it explains.
+        let logged = steps
+            .iter()
+            .find(|s| s.step == StepId::ErrorLog && s.outcome == Outcome::Warn)
+            .and_then(|s| s.evidence.first().cloned());
         return (
             Status::Break,
             Verdict {
@@ -98,12 +109,22 @@ pub fn conclude(steps: &[StepReport]) -> (Status, Verdict) {
                 cause,
                 summary: b.summary.clone(),
                 fix: b.fix.clone().unwrap_or_else(|| cause.fix().to_string()),
-                evidence: b.evidence.clone(),
+                evidence: logged
+                    .into_iter()
+                    .chain(b.evidence.iter().cloned())
+                    .collect(),
             },
         );
     }
-    let unknown: Vec<&StepReport> = steps.iter().filter(|s| s.outcome == Outcome::Unknown).collect();
-    let risk = steps.iter().find(|s| s.outcome == Outcome::Warn && s.cause.is_some());
+    // A step that could not look leaves the status unknown only if it could have found a break
+    // (the error log is evidence for the others, not a check of its own).
+    let unknown: Vec<&StepReport> = steps
+        .iter()
+        .filter(|s| s.outcome == Outcome::Unknown && !tree_step(s.step).causes.is_empty())
+        .collect();
+    let risk = steps
+        .iter()
+        .find(|s| s.outcome == Outcome::Warn && s.cause.is_some());
     let last_run = steps
         .iter()
         .rev()
@@ -166,9 +187,104 @@ fn timed_out(t: &UpstreamTarget) -> UpstreamReport {
             step: StepId::BackendUp,
             cause: CauseId::None,
             summary: "the run's --timeout ran out before this upstream's walk finished".to_string(),
-            fix: "Run again with a larger --timeout, or --upstream to diagnose it alone.".to_string(),
+            fix: "Run again with a larger --timeout, or --upstream to diagnose it alone."
+                .to_string(),
             evidence: Vec::new(),
         },
         steps: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use why502_model::Evidence;
+
+    fn step(step: StepId, outcome: Outcome, cause: Option<CauseId>) -> StepReport {
+        StepReport {
+            step,
+            outcome,
+            cause,
+            summary: format!("{step} {outcome:?}"),
+            fix: None,
+            evidence: vec![Evidence::new(format!("{step}"), "detail")],
+            duration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn status_and_verdict_rules() {
+        use Outcome::*;
+        use StepId::*;
+        // (steps, expected status, expected verdict cause)
+        let cases: Vec<(Vec<StepReport>, Status, CauseId)> = vec![
+            (
+                vec![step(ErrorLog, Pass, None), step(BackendUp, Pass, None)],
+                Status::Ok,
+                CauseId::None,
+            ),
+            (
+                vec![
+                    step(ErrorLog, Warn, None),
+                    step(BackendUp, Break, Some(CauseId::SocketPermission)),
+                ],
+                Status::Break,
+                CauseId::SocketPermission,
+            ),
+            // Could not look where a break could hide: never ok.
+            (
+                vec![step(ErrorLog, Pass, None), step(BackendUp, Unknown, None)],
+                Status::Unknown,
+                CauseId::None,
+            ),
+            // The error log is evidence only: not reading it does not make the upstream unknown.
+            (
+                vec![step(ErrorLog, Unknown, None), step(BackendUp, Pass, None)],
+                Status::Ok,
+                CauseId::None,
+            ),
+            // A risk with a cause warns; an informational warn does not.
+            (
+                vec![
+                    step(BackendUp, Pass, None),
+                    step(NginxConfig, Warn, Some(CauseId::ConfigChangedSinceLoad)),
+                ],
+                Status::Warning,
+                CauseId::ConfigChangedSinceLoad,
+            ),
+            (
+                vec![step(ErrorLog, Warn, None), step(BackendUp, Pass, None)],
+                Status::Ok,
+                CauseId::None,
+            ),
+            // A break wins over an unknown elsewhere.
+            (
+                vec![
+                    step(BackendUp, Unknown, None),
+                    step(NginxConfig, Break, Some(CauseId::NginxConfigInvalid)),
+                ],
+                Status::Break,
+                CauseId::NginxConfigInvalid,
+            ),
+        ];
+        for (steps, status, cause) in cases {
+            let (s, v) = conclude(&steps);
+            assert_eq!((s, v.cause), (status, cause), "{steps:?}");
+        }
+    }
+
+    #[test]
+    fn break_verdict_quotes_the_error_log_first() {
+        let steps = vec![
+            step(StepId::ErrorLog, Outcome::Warn, None),
+            step(
+                StepId::BackendUp,
+                Outcome::Break,
+                Some(CauseId::BackendDown),
+            ),
+        ];
+        let (_, v) = conclude(&steps);
+        let sources: Vec<&str> = v.evidence.iter().map(|e| e.source.as_str()).collect();
+        assert_eq!(sources, ["error_log", "backend_up"]);
     }
 }

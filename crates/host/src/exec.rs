@@ -110,9 +110,13 @@ mod tests {
 
     #[tokio::test]
     async fn captures_output_and_code() {
-        let out = run(&["sh", "-c", "echo hi; echo err >&2; exit 3"], Duration::from_secs(5), 1024)
-            .await
-            .expect("run");
+        let out = run(
+            &["sh", "-c", "echo hi; echo err >&2; exit 3"],
+            Duration::from_secs(5),
+            1024,
+        )
+        .await
+        .expect("run");
         assert_eq!(out.code, Some(3));
         assert_eq!(out.stdout, "hi\n");
         assert_eq!(out.stderr, "err\n");
@@ -130,18 +134,26 @@ mod tests {
 
     #[tokio::test]
     async fn caps_output() {
-        let out = run(&["head", "-c", "100000", "/dev/zero"], Duration::from_secs(5), 1000)
-            .await
-            .expect("run");
+        let out = run(
+            &["head", "-c", "100000", "/dev/zero"],
+            Duration::from_secs(5),
+            1000,
+        )
+        .await
+        .expect("run");
         assert_eq!(out.stdout.len(), 1000);
         assert!(out.success());
     }
 
     #[tokio::test]
     async fn missing_program_is_not_found() {
-        let err = run(&["/nonexistent/why502-no-such-tool"], Duration::from_secs(1), 10)
-            .await
-            .expect_err("missing");
+        let err = run(
+            &["/nonexistent/why502-no-such-tool"],
+            Duration::from_secs(1),
+            10,
+        )
+        .await
+        .expect_err("missing");
         assert!(matches!(err, ExecError::NotFound { .. }));
     }
 }

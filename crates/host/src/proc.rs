@@ -52,7 +52,10 @@ impl ProcessTable {
         let mut procs = Vec::new();
         if let Ok(entries) = std::fs::read_dir(root) {
             for entry in entries.flatten() {
-                let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<u32>().ok())
                 else {
                     continue;
                 };
@@ -161,7 +164,10 @@ fn netns_inode(link: &Path) -> Option<u64> {
 }
 
 fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 fn read_process(root: &Path, pid: u32) -> Option<ProcessInfo> {
@@ -265,8 +271,8 @@ mod tests {
     fn finds_the_owner_of_a_socket() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         use std::os::fd::AsRawFd;
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd()))
-            .expect("fd link");
+        let link =
+            std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd())).expect("fd link");
         let inode = socket_inode(&link.to_string_lossy()).expect("socket inode");
         let t = ProcessTable::read(Path::new("/proc"));
         let owners = t.socket_owners(&HashSet::from([inode]));

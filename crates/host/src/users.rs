@@ -22,9 +22,15 @@ impl Identity {
 /// with the supplementary groups the kernel would give a process started with initgroups().
 pub fn identity_for(user: &str, group: Option<&str>) -> Option<Identity> {
     let u = User::from_name(user).ok().flatten()?;
+    // nginx's `user USER;` without a group uses the group named like the user (not the
+    // user's primary group); fall back to the primary group when there is none.
     let gid = match group {
         Some(g) => Group::from_name(g).ok().flatten()?.gid,
-        None => u.gid,
+        None => Group::from_name(user)
+            .ok()
+            .flatten()
+            .map(|g| g.gid)
+            .unwrap_or(u.gid),
     };
     let cname = std::ffi::CString::new(user).ok()?;
     let groups = getgrouplist(&cname, gid)

@@ -16,10 +16,16 @@ pub struct CheckMessage {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigCheck {
-    Passed { warnings: Vec<CheckMessage> },
-    Failed { messages: Vec<CheckMessage> },
+    Passed {
+        warnings: Vec<CheckMessage>,
+    },
+    Failed {
+        messages: Vec<CheckMessage>,
+    },
     /// nginx could not be run (absent, timed out); the reason says which.
-    NotRun { reason: String },
+    NotRun {
+        reason: String,
+    },
 }
 
 /// Run `nginx -t -q -c CONF [-p PREFIX] [-g GLOBALS]` with explicit argv and a deadline.
@@ -54,22 +60,30 @@ pub async fn check_config(
                 ConfigCheck::Failed { messages }
             }
         }
-        Err(e @ (ExecError::NotFound { .. } | ExecError::Spawn { .. } | ExecError::Timeout { .. })) => {
-            ConfigCheck::NotRun {
-                reason: e.to_string(),
-            }
-        }
+        Err(
+            e @ (ExecError::NotFound { .. } | ExecError::Spawn { .. } | ExecError::Timeout { .. }),
+        ) => ConfigCheck::NotRun {
+            reason: e.to_string(),
+        },
     }
 }
 
 /// Keep nginx's `[level]` lines; the "syntax is ok"/"test failed" summaries carry no new facts.
+/// nginx prints them either as `nginx: [emerg] text` or, once its log is set up, in error-log
+/// form: `2026/11/21 13:30:00 [emerg] 22498#22498: text`.
 pub fn parse_check_output(stderr: &str) -> Vec<CheckMessage> {
     stderr
         .lines()
         .filter_map(|line| {
-            let rest = line.strip_prefix("nginx: ").unwrap_or(line);
-            let rest = rest.strip_prefix('[')?;
-            let (level, text) = rest.split_once("] ")?;
+            let open = line
+                .find(" [")
+                .map(|i| i + 2)
+                .or_else(|| line.starts_with('[').then_some(1))?;
+            let (level, text) = line[open..].split_once("] ")?;
+            if level.is_empty() || !level.bytes().all(|b| b.is_ascii_lowercase()) {
+                return None;
+            }
+            let text = strip_pid_prefix(text);
             let (file, line_no) = file_line_suffix(text);
             Some(CheckMessage {
                 level: level.to_string(),
@@ -79,6 +93,20 @@ pub fn parse_check_output(stderr: &str) -> Vec<CheckMessage> {
             })
         })
         .collect()
+}
+
+/// `22498#22498: text` → `text`.
+fn strip_pid_prefix(text: &str) -> &str {
+    match text.split_once(": ") {
+        Some((pid, rest))
+            if pid
+                .split('#')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            rest
+        }
+        _ => text,
+    }
 }
 
 /// nginx ends a config error with ` in /path/file.conf:LINE`.
@@ -106,8 +134,24 @@ mod tests {
         let m = parse_check_output(stderr);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].level, "emerg");
-        assert_eq!(m[0].file.as_deref(), Some(Path::new("/tmp/lab/conf/nginx.conf")));
+        assert_eq!(
+            m[0].file.as_deref(),
+            Some(Path::new("/tmp/lab/conf/nginx.conf"))
+        );
         assert_eq!(m[0].line, Some(5));
+    }
+
+    #[test]
+    fn parses_error_log_form() {
+        let stderr = "2026/11/21 13:30:00 [emerg] 22498#22498: unknown directive \"bogus_directive\" in /tmp/t1/n.conf:3\nnginx: configuration file /tmp/t1/n.conf test failed\n";
+        let m = parse_check_output(stderr);
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            m[0].text,
+            "unknown directive \"bogus_directive\" in /tmp/t1/n.conf:3"
+        );
+        assert_eq!(m[0].line, Some(3));
+        assert_eq!(m[0].file.as_deref(), Some(Path::new("/tmp/t1/n.conf")));
     }
 
     #[test]

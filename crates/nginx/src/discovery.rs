@@ -171,7 +171,9 @@ pub fn parse_build_info(v_output: &str) -> BuildInfo {
 /// Ask the binary for its compiled-in paths (`nginx -V` prints to stderr).
 pub async fn build_info(binary: &Path, timeout: Duration) -> Option<BuildInfo> {
     let bin = binary.to_str()?;
-    let out = why502_host::run(&[bin, "-V"], timeout, 64 * 1024).await.ok()?;
+    let out = why502_host::run(&[bin, "-V"], timeout, 64 * 1024)
+        .await
+        .ok()?;
     let info = parse_build_info(&format!("{}{}", out.stderr, out.stdout));
     (info.version.is_some() || info.conf_path.is_some()).then_some(info)
 }
@@ -179,7 +181,11 @@ pub async fn build_info(binary: &Path, timeout: Duration) -> Option<BuildInfo> {
 /// The nginx binary: the master's, else the first of PATH's `nginx`, /usr/sbin/nginx.
 pub fn find_binary() -> Option<PathBuf> {
     let from_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("nginx")).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("nginx"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     from_path
         .into_iter()
@@ -197,12 +203,34 @@ mod tests {
 
     #[test]
     fn master_args_variants() {
-        let cases: &[(&str, Option<&str>, Option<&str>, Option<&str>)] = &[
-            ("/usr/sbin/nginx -g daemon on; master_process on;", None, None, Some("daemon on; master_process on;")),
-            ("/usr/sbin/nginx -p /tmp/lab/ -c /tmp/lab/conf/nginx.conf", Some("/tmp/lab/conf/nginx.conf"), Some("/tmp/lab/"), None),
-            ("nginx -c/etc/nginx/alt.conf", Some("/etc/nginx/alt.conf"), None, None),
+        // (command line, -c, -p, -g)
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let cases: &[Case] = &[
+            (
+                "/usr/sbin/nginx -g daemon on; master_process on;",
+                None,
+                None,
+                Some("daemon on; master_process on;"),
+            ),
+            (
+                "/usr/sbin/nginx -p /tmp/lab/ -c /tmp/lab/conf/nginx.conf",
+                Some("/tmp/lab/conf/nginx.conf"),
+                Some("/tmp/lab/"),
+                None,
+            ),
+            (
+                "nginx -c/etc/nginx/alt.conf",
+                Some("/etc/nginx/alt.conf"),
+                None,
+                None,
+            ),
             ("/usr/sbin/nginx", None, None, None),
-            ("/usr/sbin/nginx -c conf/site.conf -p /srv/nginx", Some("conf/site.conf"), Some("/srv/nginx"), None),
+            (
+                "/usr/sbin/nginx -c conf/site.conf -p /srv/nginx",
+                Some("conf/site.conf"),
+                Some("/srv/nginx"),
+                None,
+            ),
         ];
         for (line, conf, prefix, globals) in cases {
             let a = parse_master_args(line);
@@ -217,7 +245,10 @@ mod tests {
         let v = "nginx version: nginx/1.22.1\nbuilt with OpenSSL 3.0.9 30 May 2023\nTLS SNI support enabled\nconfigure arguments: --with-cc-opt='-g -O2' --prefix=/usr/share/nginx --conf-path=/etc/nginx/nginx.conf --http-log-path=/var/log/nginx/access.log --error-log-path=stderr --lock-path=/var/lock/nginx.lock\n";
         let b = parse_build_info(v);
         assert_eq!(b.version.as_deref(), Some("nginx/1.22.1"));
-        assert_eq!(b.conf_path.as_deref(), Some(Path::new("/etc/nginx/nginx.conf")));
+        assert_eq!(
+            b.conf_path.as_deref(),
+            Some(Path::new("/etc/nginx/nginx.conf"))
+        );
         assert_eq!(b.prefix.as_deref(), Some(Path::new("/usr/share/nginx")));
     }
 
@@ -234,8 +265,16 @@ mod tests {
             same_netns: true,
             started: t(100),
             workers: vec![
-                Worker { pid: 2, credentials: None, started: t(500) },
-                Worker { pid: 3, credentials: None, started: t(700) },
+                Worker {
+                    pid: 2,
+                    credentials: None,
+                    started: t(500),
+                },
+                Worker {
+                    pid: 3,
+                    credentials: None,
+                    started: t(700),
+                },
             ],
         };
         assert_eq!(m.loaded_at(), t(500));

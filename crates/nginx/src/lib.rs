@@ -2,8 +2,10 @@
 //! and the error log.
 //!
 //! Architecture invariant: parsing never fails on content — a broken config yields a model
-//! plus `ParseError`s with file:line; only an unreadable main file is an `Err`.
+//! plus `ParseError`s with file:line; only an unreadable main file is an `Err`. Every file
+//! read is bounded.
 
 pub mod check;
 pub mod config;
 pub mod discovery;
+pub mod errorlog;

@@ -45,16 +45,29 @@ impl FileFacts {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SocketAccess {
     /// Nothing at the path (or a directory on the way is missing).
-    Missing { missing: PathBuf },
+    Missing {
+        missing: PathBuf,
+    },
     /// Something is there, but not a socket.
-    NotASocket { file_type: String },
+    NotASocket {
+        file_type: String,
+    },
     /// A directory on the way lacks search permission for the identity.
-    DirectoryDenied { dir: PathBuf, facts: FileFacts },
+    DirectoryDenied {
+        dir: PathBuf,
+        facts: FileFacts,
+    },
     /// The socket lacks write permission for the identity.
-    SocketDenied { facts: FileFacts },
-    Allowed { facts: FileFacts },
+    SocketDenied {
+        facts: FileFacts,
+    },
+    Allowed {
+        facts: FileFacts,
+    },
     /// The agent itself could not look (not root, path unreadable).
-    Unknown { reason: String },
+    Unknown {
+        reason: String,
+    },
 }
 
 /// Check whether `who` may connect to the unix socket at `path`.
@@ -62,7 +75,9 @@ pub fn check_socket_access(path: &Path, who: &Identity) -> SocketAccess {
     for dir in directories_to_search(path) {
         let meta = match std::fs::metadata(&dir) {
             Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => return SocketAccess::Missing { missing: dir },
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return SocketAccess::Missing { missing: dir }
+            }
             Err(e) => return unknown(&dir, &e),
         };
         if !meta.is_dir() {
@@ -203,7 +218,11 @@ pub fn symbolic_mode(meta: &std::fs::Metadata) -> String {
 
 fn rwx(mode: u32) -> String {
     let mut s = String::with_capacity(9);
-    for (shift, special, set, unset) in [(6, 0o4000, 's', 'S'), (3, 0o2000, 's', 'S'), (0, 0o1000, 't', 'T')] {
+    for (shift, special, set, unset) in [
+        (6, 0o4000, 's', 'S'),
+        (3, 0o2000, 's', 'S'),
+        (0, 0o1000, 't', 'T'),
+    ] {
         let bits = (mode >> shift) & 0o7;
         s.push(if bits & 4 != 0 { 'r' } else { '-' });
         s.push(if bits & 2 != 0 { 'w' } else { '-' });

@@ -21,7 +21,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // Help and version are not errors; bad flags are "could not diagnose".
-            return if e.use_stderr() { ExitCode::from(UNKNOWN_EXIT) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(UNKNOWN_EXIT)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match cli.command {
@@ -54,7 +58,9 @@ fn diagnose(args: &DiagnoseArgs) -> ExitCode {
     match run(args) {
         Ok(report) => {
             let rendered = match format {
-                Format::Json => serde_json::to_string_pretty(&report).map(|s| s + "\n").unwrap_or_default(),
+                Format::Json => serde_json::to_string_pretty(&report)
+                    .map(|s| s + "\n")
+                    .unwrap_or_default(),
                 Format::Prometheus => render::metrics::prometheus(&report),
                 Format::Nagios => render::metrics::nagios(&report),
                 Format::Text => render::text::render(
@@ -116,13 +122,20 @@ fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
     let report = runtime.block_on(async {
         // The engine bounds every probe by the deadline; this outer cap is the guarantee that
         // the process answers within --timeout (plus a little to render) whatever happens.
-        tokio::time::timeout(args.timeout + std::time::Duration::from_millis(500), why502_engine::diagnose(&opts)).await
+        tokio::time::timeout(
+            args.timeout + std::time::Duration::from_millis(500),
+            why502_engine::diagnose(&opts),
+        )
+        .await
     });
     // Do not wait for stray blocking tasks (a hung DNS lookup) when the budget is spent.
     runtime.shutdown_background();
     match report {
         Ok(r) => Ok(r?),
-        Err(_) => anyhow::bail!("the diagnosis did not finish within --timeout {:?}", args.timeout),
+        Err(_) => anyhow::bail!(
+            "the diagnosis did not finish within --timeout {:?}",
+            args.timeout
+        ),
     }
 }
 

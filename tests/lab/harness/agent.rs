@@ -376,21 +376,23 @@ fn upstream_addresses(report: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// Every object carrying `cause`: upstream verdicts and host checks.
+/// Every upstream verdict and every host check: the report's findings.
+pub fn findings(report: &Value) -> Vec<&Value> {
+    let list = |key: &str| {
+        report
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    };
+    let verdicts = list("upstreams").filter_map(|upstream| upstream.get("verdict"));
+    verdicts.chain(list("host_checks")).collect()
+}
+
+/// The findings (verdicts, host checks) whose `cause` is `cause`.
 pub fn find_causes<'a>(report: &'a Value, cause: &str) -> Vec<&'a Value> {
-    let verdicts = report
-        .get("upstreams")
-        .and_then(Value::as_array)
+    findings(report)
         .into_iter()
-        .flatten()
-        .filter_map(|upstream| upstream.get("verdict"));
-    let host_checks = report
-        .get("host_checks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten();
-    verdicts
-        .chain(host_checks)
         .filter(|item| item.get("cause").and_then(Value::as_str) == Some(cause))
         .collect()
 }

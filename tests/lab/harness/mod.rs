@@ -20,7 +20,9 @@ mod wait;
 
 // The whole API is re-exported even where no scenario uses it yet.
 #[allow(unused_imports)]
-pub use agent::{find_causes, find_upstream, mentions_file_line, AgentRun, Expect, UpstreamExpect};
+pub use agent::{
+    find_causes, find_upstream, findings, mentions_file_line, AgentRun, Expect, UpstreamExpect,
+};
 #[allow(unused_imports)]
 pub use cli::CliSandbox;
 #[allow(unused_imports)]

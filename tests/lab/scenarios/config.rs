@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::{
-    find_causes, mentions_file_line, parse_nginx_error_location, AgentRun, CliSandbox, Expect, Lab,
+    find_causes, findings, mentions_file_line, parse_nginx_error_location, AgentRun, CliSandbox,
+    Expect, Lab,
 };
 
 const CONFIG_INVALID: &str = "nginx_config_invalid";
@@ -201,21 +202,7 @@ fn lab_cli_huge_single_line_include() {
 /// "could not diagnose") a line on stderr.
 fn has_clear_message(run: &AgentRun) -> bool {
     let summary_in_report = run.json.as_ref().is_some_and(|report| {
-        let verdicts = find_causes(report, CONFIG_INVALID);
-        let any_break = report
-            .pointer("/upstreams")
-            .and_then(|list| list.as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|upstream| upstream.get("verdict"))
-            .chain(
-                report
-                    .pointer("/host_checks")
-                    .and_then(|list| list.as_array())
-                    .into_iter()
-                    .flatten(),
-            );
-        verdicts.into_iter().chain(any_break).any(|item| {
+        findings(report).iter().any(|item| {
             item.get("summary")
                 .and_then(|summary| summary.as_str())
                 .is_some_and(|summary| !summary.trim().is_empty())

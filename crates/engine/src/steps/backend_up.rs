@@ -146,9 +146,12 @@ async fn tcp(target: &UpstreamTarget, host: &str, port: u16, cx: &StepContext<'_
     let ips = match resolve(host, port, cx).await {
         Ok(ips) => ips,
         Err(e) => {
-            return StepFinding::broken(CauseId::UpstreamDns, format!("{host} does not resolve: {e}"))
-                .with_fix(CauseId::UpstreamDns.fix())
-                .with_evidence(format!("getaddrinfo({host})"), e)
+            return StepFinding::broken(
+                CauseId::UpstreamDns,
+                format!("{host} does not resolve: {e}"),
+            )
+            .with_fix(CauseId::UpstreamDns.fix())
+            .with_evidence(format!("getaddrinfo({host})"), e)
         }
     };
     let mut accepting = Vec::new();
@@ -171,15 +174,25 @@ async fn tcp(target: &UpstreamTarget, host: &str, port: u16, cx: &StepContext<'_
     if !accepting.is_empty() {
         let (ip, owner, via) = &accepting[0];
         let who = owner_phrase(owner.as_ref());
-        let mut f = StepFinding::pass(format!("{who} listens on {} ({via})", join_ip_port(*ip, port)));
+        let mut f = StepFinding::pass(format!(
+            "{who} listens on {} ({via})",
+            join_ip_port(*ip, port)
+        ));
         if !refusing.is_empty() {
             f.outcome = Outcome::Warn;
             f.summary.push_str(&format!(
                 "; but {} refuse: nginx logs an error and tries the next address",
-                refusing.iter().map(|i| join_ip_port(*i, port)).collect::<Vec<_>>().join(", ")
+                refusing
+                    .iter()
+                    .map(|i| join_ip_port(*i, port))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
-        return f.with_evidence("/proc/net/tcp", format!("LISTEN {via}{}", owner_suffix(owner.as_ref())));
+        return f.with_evidence(
+            "/proc/net/tcp",
+            format!("LISTEN {via}{}", owner_suffix(owner.as_ref())),
+        );
     }
     if !undecided.is_empty() && refusing.is_empty() {
         let (ip, why) = &undecided[0];
@@ -192,7 +205,10 @@ async fn tcp(target: &UpstreamTarget, host: &str, port: u16, cx: &StepContext<'_
         "/proc/net/tcp, /proc/net/tcp6",
         format!(
             "no listener accepts {}",
-            ips.iter().map(|i| join_ip_port(*i, port)).collect::<Vec<_>>().join(", ")
+            ips.iter()
+                .map(|i| join_ip_port(*i, port))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     );
     elsewhere_or_down(target, src, found, &format!("nothing listens on {shown}"))
@@ -200,7 +216,12 @@ async fn tcp(target: &UpstreamTarget, host: &str, port: u16, cx: &StepContext<'_
 
 /// Nothing at nginx's address: is a backend listening somewhere else (address_mismatch), or is
 /// there none (backend_down)?
-fn elsewhere_or_down(target: &UpstreamTarget, src: &Sources, mut found: StepFinding, what: &str) -> StepFinding {
+fn elsewhere_or_down(
+    target: &UpstreamTarget,
+    src: &Sources,
+    mut found: StepFinding,
+    what: &str,
+) -> StepFinding {
     let candidates = candidates(target, src);
     let nginx_at = target
         .references
@@ -226,19 +247,31 @@ fn elsewhere_or_down(target: &UpstreamTarget, src: &Sources, mut found: StepFind
         ));
         for c in candidates.iter().take(3) {
             found = found.with_evidence(
-                if c.address.starts_with("unix:") { "/proc/net/unix" } else { "/proc/net/tcp" },
-                format!("{} (pid {}) listens on {}", c.owner.name, c.owner.pid, c.address),
+                if c.address.starts_with("unix:") {
+                    "/proc/net/unix"
+                } else {
+                    "/proc/net/tcp"
+                },
+                format!(
+                    "{} (pid {}) listens on {}",
+                    c.owner.name, c.owner.pid, c.address
+                ),
             );
         }
         return found;
     }
-    found.summary = format!("{what}, and no backend process listens anywhere else: the backend is not running");
+    found.summary =
+        format!("{what}, and no backend process listens anywhere else: the backend is not running");
     found.fix = Some(match target.protocol {
         Protocol::Fastcgi => "Start php-fpm (e.g. `systemctl start php8.2-fpm`) and check why it stopped: `journalctl -u php8.2-fpm`, its log, `dmesg | grep -i oom`.".to_string(),
         _ => CauseId::BackendDown.fix().to_string(),
     });
     found
 }
+
+/// A listening socket: its inode, its address as the report prints it, and for TCP the
+/// address and port.
+type Listener = (u64, String, Option<(IpAddr, u16)>);
 
 struct Candidate {
     owner: Owner,
@@ -254,8 +287,12 @@ fn candidates(target: &UpstreamTarget, src: &Sources) -> Vec<Candidate> {
         .iter()
         .filter(|l| !l.path.starts_with('@'))
         .map(|l| (l.inode, format!("unix:{}", l.path), None));
-    let tcp = src.listen.tcp.iter().map(|l| (l.inode, l.endpoint(), Some((l.addr, l.port))));
-    let all: Vec<(u64, String, Option<(IpAddr, u16)>)> = unix.chain(tcp).collect();
+    let tcp = src
+        .listen
+        .tcp
+        .iter()
+        .map(|l| (l.inode, l.endpoint(), Some((l.addr, l.port))));
+    let all: Vec<Listener> = unix.chain(tcp).collect();
     let inodes: Vec<u64> = all.iter().map(|(i, _, _)| *i).collect();
     let owners = src.owners(&inodes);
     let mut out: Vec<Candidate> = all
@@ -267,7 +304,11 @@ fn candidates(target: &UpstreamTarget, src: &Sources) -> Vec<Candidate> {
                 return None;
             }
             let score = affinity(target, &owner.name, tcp);
-            Some(Candidate { owner, address, score })
+            Some(Candidate {
+                owner,
+                address,
+                score,
+            })
         })
         .collect();
     out.sort_by(|a, b| b.score.cmp(&a.score).then(a.address.cmp(&b.address)));
@@ -300,9 +341,34 @@ fn affinity(target: &UpstreamTarget, owner: &str, tcp: Option<(IpAddr, u16)>) ->
 }
 
 const BACKENDS: &[&str] = &[
-    "php-fpm", "php", "python", "gunicorn", "uwsgi", "uvicorn", "hypercorn", "daphne", "waitress",
-    "node", "nodejs", "deno", "bun", "java", "ruby", "puma", "unicorn", "passenger", "rails",
-    "dotnet", "perl", "starman", "plackup", "beam.smp", "mono", "hhvm", "lua", "openresty-app",
+    "php-fpm",
+    "php",
+    "python",
+    "gunicorn",
+    "uwsgi",
+    "uvicorn",
+    "hypercorn",
+    "daphne",
+    "waitress",
+    "node",
+    "nodejs",
+    "deno",
+    "bun",
+    "java",
+    "ruby",
+    "puma",
+    "unicorn",
+    "passenger",
+    "rails",
+    "dotnet",
+    "perl",
+    "starman",
+    "plackup",
+    "beam.smp",
+    "mono",
+    "hhvm",
+    "lua",
+    "openresty-app",
 ];
 
 fn is_backend_like(name: &str) -> bool {
@@ -337,7 +403,12 @@ enum ConnectResult {
 }
 
 /// A bare TCP connect, closed at once: nothing is sent.
-async fn connect(ip: IpAddr, port: u16, nginx_timeout: Duration, cx: &StepContext<'_>) -> ConnectResult {
+async fn connect(
+    ip: IpAddr,
+    port: u16,
+    nginx_timeout: Duration,
+    cx: &StepContext<'_>,
+) -> ConnectResult {
     let budget = remaining(cx).min(nginx_timeout).min(Duration::from_secs(5));
     match tokio::time::timeout(budget, tokio::net::TcpStream::connect((ip, port))).await {
         Ok(Ok(_)) => ConnectResult::Accepted,
@@ -348,7 +419,8 @@ async fn connect(ip: IpAddr, port: u16, nginx_timeout: Duration, cx: &StepContex
 }
 
 fn remaining(cx: &StepContext<'_>) -> Duration {
-    cx.deadline.saturating_duration_since(tokio::time::Instant::now())
+    cx.deadline
+        .saturating_duration_since(tokio::time::Instant::now())
 }
 
 fn join_ip_port(ip: IpAddr, port: u16) -> String {
@@ -366,7 +438,9 @@ fn owner_phrase(owner: Option<&Owner>) -> String {
 }
 
 fn owner_suffix(owner: Option<&Owner>) -> String {
-    owner.map(|o| format!(", held by {} (pid {})", o.name, o.pid)).unwrap_or_default()
+    owner
+        .map(|o| format!(", held by {} (pid {})", o.name, o.pid))
+        .unwrap_or_default()
 }
 
 fn group_of(who: &Identity) -> String {
@@ -374,7 +448,11 @@ fn group_of(who: &Identity) -> String {
 }
 
 fn identity_text(who: &Identity, source: &str) -> String {
-    let groups: Vec<String> = who.groups.iter().map(|g| why502_host::group_name(*g)).collect();
+    let groups: Vec<String> = who
+        .groups
+        .iter()
+        .map(|g| why502_host::group_name(*g))
+        .collect();
     format!(
         "runs as {} (uid {}, gid {}, groups {}) — from {source}",
         who.name,
@@ -390,7 +468,14 @@ mod tests {
 
     #[test]
     fn backend_like_names() {
-        for n in ["php-fpm", "python3 app.py", "gunicorn", "node server.js", "java", "uwsgi"] {
+        for n in [
+            "php-fpm",
+            "python3 app.py",
+            "gunicorn",
+            "node server.js",
+            "java",
+            "uwsgi",
+        ] {
             assert!(is_backend_like(n), "{n}");
         }
         for n in ["nginx", "sshd", "systemd-resolved", "containerd"] {

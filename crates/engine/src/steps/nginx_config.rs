@@ -65,7 +65,10 @@ pub fn judge(check: &ConfigCheck, parse_errors: &[ParseError], conf: &str) -> St
             f
         }
         ConfigCheck::Failed { messages } => {
-            let first = messages.iter().find(|m| m.level == "emerg").or(messages.first());
+            let first = messages
+                .iter()
+                .find(|m| m.level == "emerg")
+                .or(messages.first());
             let summary = match first {
                 Some(m) => format!("nginx -t fails: {}", m.text),
                 None => "nginx -t fails without a message".to_string(),
@@ -84,10 +87,12 @@ pub fn judge(check: &ConfigCheck, parse_errors: &[ParseError], conf: &str) -> St
             }
             f
         }
-        ConfigCheck::NotRun { reason } if !parse_errors.is_empty() => parse_failure(parse_errors, reason),
-        ConfigCheck::NotRun { reason } => {
-            StepFinding::unknown(format!("nginx -t could not run: {reason}; install nginx or run why502 where it is"))
+        ConfigCheck::NotRun { reason } if !parse_errors.is_empty() => {
+            parse_failure(parse_errors, reason)
         }
+        ConfigCheck::NotRun { reason } => StepFinding::unknown(format!(
+            "nginx -t could not run: {reason}; install nginx or run why502 where it is"
+        )),
     }
 }
 
@@ -116,11 +121,17 @@ fn message_source(m: &CheckMessage, conf: &str) -> String {
     }
 }
 
+/// A process start time is known to the second at best (/proc/stat's btime is whole seconds),
+/// and deploy tools write a config then start nginx within the same second: only an mtime
+/// clearly after the load counts.
+const LOAD_TIME_SLACK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Files whose mtime is later than the master's last (re)load.
 pub fn changed_since(files: &[std::path::PathBuf], loaded_at: Option<SystemTime>) -> Vec<String> {
     let Some(loaded) = loaded_at else {
         return Vec::new();
     };
+    let loaded = loaded + LOAD_TIME_SLACK;
     files
         .iter()
         .filter(|f| {
@@ -153,7 +164,11 @@ mod tests {
         assert_eq!(f.outcome, Outcome::Break);
         assert_eq!(f.cause, Some(CauseId::NginxConfigInvalid));
         assert_eq!(f.evidence[0].source, "/etc/nginx/nginx.conf:5");
-        assert!(f.fix.as_deref().unwrap_or("").contains("/etc/nginx/nginx.conf:5"));
+        assert!(f
+            .fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("/etc/nginx/nginx.conf:5"));
     }
 
     #[test]
@@ -165,14 +180,26 @@ mod tests {
             },
             message: "include cycle".into(),
         }];
-        let f = judge(&ConfigCheck::NotRun { reason: "skipped".into() }, &errs, "x");
+        let f = judge(
+            &ConfigCheck::NotRun {
+                reason: "skipped".into(),
+            },
+            &errs,
+            "x",
+        );
         assert_eq!(f.cause, Some(CauseId::NginxConfigInvalid));
         assert_eq!(f.evidence[0].source, "/etc/nginx/a.conf:3");
     }
 
     #[test]
     fn no_nginx_and_clean_parse_is_unknown_not_ok() {
-        let f = judge(&ConfigCheck::NotRun { reason: "`nginx` not found".into() }, &[], "x");
+        let f = judge(
+            &ConfigCheck::NotRun {
+                reason: "`nginx` not found".into(),
+            },
+            &[],
+            "x",
+        );
         assert_eq!(f.outcome, Outcome::Unknown);
     }
 
@@ -182,9 +209,14 @@ mod tests {
         let f = dir.path().join("a.conf");
         std::fs::write(&f, "x").expect("write");
         let long_ago = SystemTime::UNIX_EPOCH;
-        assert_eq!(changed_since(&[f.clone()], Some(long_ago)).len(), 1);
+        assert_eq!(
+            changed_since(std::slice::from_ref(&f), Some(long_ago)).len(),
+            1
+        );
         let future = SystemTime::now() + std::time::Duration::from_secs(3600);
-        assert!(changed_since(&[f.clone()], Some(future)).is_empty());
+        assert!(changed_since(std::slice::from_ref(&f), Some(future)).is_empty());
+        // Written within the same second as the load: not a change.
+        assert!(changed_since(std::slice::from_ref(&f), Some(SystemTime::now())).is_empty());
         assert!(changed_since(&[f], None).is_empty());
     }
 }

@@ -86,6 +86,13 @@ impl<'a> Lexer<'a> {
         Some(byte)
     }
 
+    /// Skips a run of bytes, none of them a newline, in one slice scan: the hot path on
+    /// long tokens.
+    fn skip_while(&mut self, in_run: impl Fn(u8) -> bool) {
+        let rest = &self.src[self.pos..];
+        self.pos += rest.iter().position(|&b| !in_run(b)).unwrap_or(rest.len());
+    }
+
     fn skip_whitespace(&mut self) {
         while self.peek().is_some_and(is_space) {
             self.bump();
@@ -120,9 +127,13 @@ impl<'a> Lexer<'a> {
                 }
                 b';' | b'{' | b'}' => break,
                 _ if is_space(byte) => break,
+                b'$' => {
+                    self.pos += 1;
+                    after_dollar = true;
+                }
                 _ => {
-                    self.bump();
-                    after_dollar = byte == b'$';
+                    self.skip_while(|b| !ends_word_run(b));
+                    after_dollar = false;
                 }
             }
         }
@@ -174,9 +185,10 @@ impl<'a> Lexer<'a> {
                     self.bump();
                 }
                 Some(byte) if byte == quote => break,
-                Some(_) => {
+                Some(b'\n') => {
                     self.bump();
                 }
+                Some(_) => self.skip_while(|b| b != quote && b != b'\\' && b != b'\n'),
             }
         }
         let body = &self.src[start..self.pos];
@@ -338,6 +350,12 @@ impl Iterator for Lexer<'_> {
 /// nginx's separators plus vertical tab and form feed, which crossplane also skips.
 fn is_space(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+/// Bytes that end a run of ordinary word bytes: delimiters, escapes and `$` (which may
+/// start `${`). Newlines are whitespace, so a run never spans lines.
+fn ends_word_run(byte: u8) -> bool {
+    matches!(byte, b'\\' | b'$' | b';' | b'{' | b'}') || is_space(byte)
 }
 
 /// Drops the backslash of an escaped `quote`; every other escape stays as written.

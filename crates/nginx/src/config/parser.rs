@@ -26,6 +26,8 @@ pub struct ParseLimits {
     pub max_files: usize,
     /// Longest single token.
     pub max_token_bytes: usize,
+    /// Deepest nesting of blocks (`http { server { location {`), counted across includes.
+    pub max_block_depth: usize,
     /// Most tokens over the whole parse; each one becomes a `String` in the tree, so this
     /// bounds memory where the byte limits alone would allow millions of tiny tokens.
     pub max_tokens: usize,
@@ -39,6 +41,7 @@ impl Default for ParseLimits {
             max_include_depth: 32,
             max_files: 4096,
             max_token_bytes: 1 << 20,
+            max_block_depth: 100,
             max_tokens: 2_000_000,
         }
     }
@@ -192,7 +195,7 @@ fn is_glob(path: &str) -> bool {
     path.contains(['*', '?', '['])
 }
 
-/// A block being parsed: its directive name and the line of its `{`... directive.
+/// A block being parsed: its directive's name and line.
 struct OpenBlock<'n> {
     name: &'n str,
     line: u32,
@@ -233,6 +236,8 @@ struct Parser<'l> {
     files_read: usize,
     bytes_read: u64,
     tokens: usize,
+    /// Blocks open around the current token, counted across includes.
+    block_depth: usize,
     /// Set when the token budget is exhausted: every lexer then reports end of input.
     halted: bool,
 }
@@ -250,6 +255,7 @@ impl<'l> Parser<'l> {
             files_read: 0,
             bytes_read: 0,
             tokens: 0,
+            block_depth: 0,
             halted: false,
         }
     }
@@ -377,7 +383,7 @@ impl<'l> Parser<'l> {
                         name: "",
                         line: token.line,
                     };
-                    self.parse_block(cursor, Some(anonymous));
+                    self.nested_block(cursor, anonymous);
                 }
                 TokenKind::Word { text, .. } => {
                     match self.parse_directive(cursor, text, token.line, &mut directives) {
@@ -459,6 +465,43 @@ impl<'l> Parser<'l> {
         }
     }
 
+    /// Parses the block `open`, whose `{` was just read, unless blocks are already nested
+    /// too deep: then it is reported and skipped. The tree is walked (and dropped)
+    /// recursively, so its depth must stay bounded.
+    fn nested_block(&mut self, cursor: &mut FileCursor, open: OpenBlock) -> Vec<Directive> {
+        if self.block_depth >= self.limits.max_block_depth {
+            let message = format!(
+                "\"{}\" block not read: blocks nested more than {} levels deep",
+                open.name, self.limits.max_block_depth
+            );
+            self.error_at(&cursor.path, open.line, message);
+            self.skip_block(cursor, &open);
+            return Vec::new();
+        }
+        self.block_depth += 1;
+        let directives = self.parse_block(cursor, Some(open));
+        self.block_depth -= 1;
+        directives
+    }
+
+    /// Skips tokens through the `}` that closes `open`, without recursion.
+    fn skip_block(&mut self, cursor: &mut FileCursor, open: &OpenBlock) {
+        let mut depth = 1usize;
+        while let Some(token) = self.next_token(cursor) {
+            match token.kind {
+                TokenKind::OpenBrace => depth += 1,
+                TokenKind::CloseBrace => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.report_unclosed(cursor, open);
+    }
+
     /// The body of a block directive whose `{` was just read.
     fn parse_directive_block(
         &mut self,
@@ -467,7 +510,7 @@ impl<'l> Parser<'l> {
         line: u32,
     ) -> Vec<Directive> {
         if !is_lua_block(name) {
-            return self.parse_block(cursor, Some(OpenBlock { name, line }));
+            return self.nested_block(cursor, OpenBlock { name, line });
         }
         if let Err(LexError { line, message }) = cursor.lexer.skip_lua_block(line) {
             self.error_at(&cursor.path, line, message);

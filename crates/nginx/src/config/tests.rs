@@ -547,6 +547,37 @@ fn size_and_count_limits() {
 }
 
 #[test]
+fn block_depth_is_limited() {
+    let limits = ParseLimits {
+        max_block_depth: 3,
+        ..ParseLimits::default()
+    };
+    let text = "a { b { c { d { e { f; } } x; } y; } z; }\nafter;";
+    let parsed = parse_config_text(Path::new(MAIN), text.as_bytes(), Path::new(PREFIX), &limits);
+    assert_eq!(
+        render(&parsed.directives),
+        "a { b { c { d {} x; } y; } z; } after;"
+    );
+    assert_eq!(
+        errors(&parsed),
+        ["nginx.conf:1: \"d\" block not read: blocks nested more than 3 levels deep"]
+    );
+
+    // far deeper than the default limit: no stack overflow, one error
+    let deep = format!("{}{}", "a {".repeat(200_000), "}".repeat(200_000));
+    let parsed = parse_text(&deep);
+    assert_eq!(
+        parsed.errors.len(),
+        1,
+        "{:?}",
+        &parsed.errors[..2.min(parsed.errors.len())]
+    );
+    assert!(parsed.errors[0]
+        .message
+        .contains("nested more than 100 levels"));
+}
+
+#[test]
 fn a_10_mb_single_line_file_is_handled() {
     let conf = TempConf::new();
     let mut text = b"user ".to_vec();

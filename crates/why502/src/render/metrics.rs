@@ -5,15 +5,23 @@ use std::fmt::Write;
 use why502_model::{Report, Status};
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 pub fn prometheus(r: &Report) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# HELP why502_status Overall status: 0 ok, 1 warning, 2 break, 3 unknown.");
+    let _ = writeln!(
+        o,
+        "# HELP why502_status Overall status: 0 ok, 1 warning, 2 break, 3 unknown."
+    );
     let _ = writeln!(o, "# TYPE why502_status gauge");
     let _ = writeln!(o, "why502_status {}", r.status.exit_code());
-    let _ = writeln!(o, "# HELP why502_upstream_status Status per upstream: 0 ok, 1 warning, 2 break, 3 unknown.");
+    let _ = writeln!(
+        o,
+        "# HELP why502_upstream_status Status per upstream: 0 ok, 1 warning, 2 break, 3 unknown."
+    );
     let _ = writeln!(o, "# TYPE why502_upstream_status gauge");
     for u in &r.upstreams {
         let _ = writeln!(
@@ -26,15 +34,26 @@ pub fn prometheus(r: &Report) -> String {
             u.status.exit_code()
         );
     }
-    let _ = writeln!(o, "# HELP why502_host_check Host-wide checks: 0 ok, 1 warning, 2 break, 3 unknown.");
+    let _ = writeln!(
+        o,
+        "# HELP why502_host_check Host-wide checks: 0 ok, 1 warning, 2 break, 3 unknown."
+    );
     let _ = writeln!(o, "# TYPE why502_host_check gauge");
     for h in &r.host_checks {
         let code = Report::compute_status(&[], std::slice::from_ref(h)).exit_code();
-        let _ = writeln!(o, "why502_host_check{{step=\"{}\",cause=\"{}\"}} {code}", h.step, h.cause);
+        let _ = writeln!(
+            o,
+            "why502_host_check{{step=\"{}\",cause=\"{}\"}} {code}",
+            h.step, h.cause
+        );
     }
     let _ = writeln!(o, "# HELP why502_duration_seconds Time the diagnosis took.");
     let _ = writeln!(o, "# TYPE why502_duration_seconds gauge");
-    let _ = writeln!(o, "why502_duration_seconds {:.3}", r.duration_ms as f64 / 1000.0);
+    let _ = writeln!(
+        o,
+        "why502_duration_seconds {:.3}",
+        r.duration_ms as f64 / 1000.0
+    );
     o
 }
 
@@ -63,7 +82,11 @@ pub fn nagios(r: &Report) -> String {
     } else {
         problems.join("; ")
     };
-    let broken = r.upstreams.iter().filter(|u| u.status == Status::Break).count();
+    let broken = r
+        .upstreams
+        .iter()
+        .filter(|u| u.status == Status::Break)
+        .count();
     format!(
         "WHY502 {word} - {text} | upstreams={} broken={broken} duration={}ms\n",
         r.upstreams.len(),

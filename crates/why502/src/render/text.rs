@@ -60,10 +60,28 @@ pub fn render(report: &Report, st: &Style) -> String {
     let mut out = String::new();
     if st.quiet {
         for u in report.upstreams.iter().filter(|u| u.status != Status::Ok) {
-            let _ = writeln!(out, "{} {}: {} — {}", status_mark(st, u.status), u.address, u.verdict.cause, u.verdict.summary);
+            let _ = writeln!(
+                out,
+                "{} {}: {} — {}",
+                status_mark(st, u.status),
+                u.address,
+                u.verdict.cause,
+                u.verdict.summary
+            );
         }
-        for h in report.host_checks.iter().filter(|h| matches!(h.outcome, Outcome::Break | Outcome::Warn | Outcome::Unknown)) {
-            let _ = writeln!(out, "{} host {}: {} — {}", outcome_mark(st, h.outcome), h.step, h.cause, h.summary);
+        for h in report
+            .host_checks
+            .iter()
+            .filter(|h| matches!(h.outcome, Outcome::Break | Outcome::Warn | Outcome::Unknown))
+        {
+            let _ = writeln!(
+                out,
+                "{} host {}: {} — {}",
+                outcome_mark(st, h.outcome),
+                h.step,
+                h.cause,
+                h.summary
+            );
         }
         return out;
     }
@@ -73,10 +91,20 @@ pub fn render(report: &Report, st: &Style) -> String {
     }
     let _ = writeln!(out);
     for h in &report.host_checks {
-        let _ = writeln!(out, "host  {} {:<15} {}", outcome_mark(st, h.outcome), h.step.as_str(), h.summary);
+        let _ = writeln!(
+            out,
+            "host  {} {:<15} {}",
+            outcome_mark(st, h.outcome),
+            h.step.as_str(),
+            h.summary
+        );
         if h.outcome == Outcome::Break || h.outcome == Outcome::Warn || st.verbose {
             for e in &h.evidence {
-                let _ = writeln!(out, "{}", st.dim(&format!("        {}: {}", e.source, e.detail)));
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    st.dim(&format!("        {}: {}", e.source, e.detail))
+                );
             }
             if let Some(fix) = &h.fix {
                 let _ = writeln!(out, "        {} {fix}", st.bold("fix:"));
@@ -108,7 +136,14 @@ fn header(out: &mut String, r: &Report, st: &Style) {
     );
     if !n.other_masters.is_empty() {
         let others: Vec<String> = n.other_masters.iter().map(|m| m.pid.to_string()).collect();
-        let _ = writeln!(out, "{}", st.dim(&format!("other nginx masters (choose with --nginx-pid): {}", others.join(", "))));
+        let _ = writeln!(
+            out,
+            "{}",
+            st.dim(&format!(
+                "other nginx masters (choose with --nginx-pid): {}",
+                others.join(", ")
+            ))
+        );
     }
     let _ = writeln!(out);
 }
@@ -119,18 +154,30 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
         .iter()
         .map(|r| {
             let site = r.server_name.as_deref().unwrap_or("_");
-            let loc = r.location.as_deref().map(|l| format!(" {l}")).unwrap_or_default();
+            let loc = r
+                .location
+                .as_deref()
+                .map(|l| format!(" {l}"))
+                .unwrap_or_default();
             format!("{site}{loc} @ {}:{}", r.file, r.line)
         })
         .collect();
-    let name = u.name.as_deref().map(|n| format!(" [upstream {n}]")).unwrap_or_default();
+    let name = u
+        .name
+        .as_deref()
+        .map(|n| format!(" [upstream {n}]"))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
         "{} {}{} {}",
         status_mark(st, u.status),
         st.bold(&u.address),
         name,
-        st.dim(&format!("({:?}; {})", u.protocol, refs.join("; ")).to_lowercase()),
+        st.dim(&format!(
+            "({}; {})",
+            protocol_name(u.protocol),
+            refs.join("; ")
+        )),
     );
     let show_all = st.verbose || u.status != Status::Ok;
     for s in &u.steps {
@@ -140,31 +187,70 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
         step_line(out, s, st, show_all);
     }
     if u.status == Status::Break {
-        let _ = writeln!(out, "      {} {}", st.red("cause:"), st.bold(u.verdict.cause.as_str()));
+        let _ = writeln!(
+            out,
+            "      {} {}",
+            st.red("cause:"),
+            st.bold(u.verdict.cause.as_str())
+        );
         let _ = writeln!(out, "      {} {}", st.bold("fix:"), u.verdict.fix);
     }
 }
 
+fn protocol_name(p: why502_model::Protocol) -> String {
+    serde_json::to_value(p)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn step_line(out: &mut String, s: &StepReport, st: &Style, detailed: bool) {
-    let _ = writeln!(out, "      {} {:<15} {}", outcome_mark(st, s.outcome), s.step.as_str(), s.summary);
-    if detailed && matches!(s.outcome, Outcome::Break | Outcome::Warn | Outcome::Unknown) || st.verbose {
+    let _ = writeln!(
+        out,
+        "      {} {:<15} {}",
+        outcome_mark(st, s.outcome),
+        s.step.as_str(),
+        s.summary
+    );
+    if detailed && matches!(s.outcome, Outcome::Break | Outcome::Warn | Outcome::Unknown)
+        || st.verbose
+    {
         for e in &s.evidence {
-            let _ = writeln!(out, "{}", st.dim(&format!("            {}: {}", e.source, e.detail)));
+            let _ = writeln!(
+                out,
+                "{}",
+                st.dim(&format!("            {}: {}", e.source, e.detail))
+            );
         }
     }
 }
 
 fn footer(out: &mut String, r: &Report, st: &Style) {
-    let broken = r.upstreams.iter().filter(|u| u.status == Status::Break).count();
+    let broken = r
+        .upstreams
+        .iter()
+        .filter(|u| u.status == Status::Break)
+        .count();
     let line = match r.status {
-        Status::Ok => st.green(&format!("OK: no break found on {} upstream(s)", r.upstreams.len())),
+        Status::Ok => st.green(&format!(
+            "OK: no break found on {} upstream(s)",
+            r.upstreams.len()
+        )),
         Status::Warning => st.yellow("WARNING: no break now, but a risk (see above)"),
         Status::Unknown => st.yellow("UNKNOWN: some steps could not look (see above)"),
         Status::Break => st.red(&format!(
             "BREAK: {broken} of {} upstream(s) broken{}",
             r.upstreams.len(),
-            if broken == 0 { " — see host checks" } else { "" }
+            if broken == 0 {
+                " — see host checks"
+            } else {
+                ""
+            }
         )),
     };
-    let _ = writeln!(out, "\n{line}  {}", st.dim(&format!("({} ms)", r.duration_ms)));
+    let _ = writeln!(
+        out,
+        "\n{line}  {}",
+        st.dim(&format!("({} ms)", r.duration_ms))
+    );
 }

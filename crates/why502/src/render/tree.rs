@@ -8,12 +8,19 @@ pub fn text() -> String {
     let mut o = String::from("502 Bad Gateway\n│\n");
     for (i, s) in TREE.iter().enumerate() {
         let last = i + 1 == TREE.len();
-        let (branch, pipe) = if last { ("└─", "  ") } else { ("├─", "│ ") };
+        let (branch, pipe) = if last {
+            ("└─", "  ")
+        } else {
+            ("├─", "│ ")
+        };
         let _ = writeln!(o, "{branch} {}. {} — {}", i + 1, s.id, s.question);
         let _ = writeln!(o, "{pipe}    how:     {}", s.method);
         let _ = writeln!(o, "{pipe}    by hand: {}", s.by_hand.join("  |  "));
         if s.causes.is_empty() {
-            let _ = writeln!(o, "{pipe}    breaks:  never (evidence that steers the rest)");
+            let _ = writeln!(
+                o,
+                "{pipe}    breaks:  never (evidence that steers the rest)"
+            );
         } else {
             let causes: Vec<&str> = s.causes.iter().map(|c| c.as_str()).collect();
             let _ = writeln!(o, "{pipe}    breaks:  {}", causes.join(", "));
@@ -45,13 +52,24 @@ pub fn dot() -> String {
     let mut prev = "start".to_string();
     for s in TREE {
         let id = s.id.as_str();
-        let _ = writeln!(o, "  {id} [shape=diamond, label=\"{}\\n{}\"];", id, s.question.replace('"', "'"));
+        let _ = writeln!(
+            o,
+            "  {id} [shape=diamond, label=\"{}\\n{}\"];",
+            id,
+            s.question.replace('"', "'")
+        );
         let _ = writeln!(o, "  {prev} -> {id};");
         for c in s.causes {
-            let _ = writeln!(o, "  \"{c}\" [shape=note];\n  {id} -> \"{c}\" [label=break, style=dashed];");
+            let _ = writeln!(
+                o,
+                "  \"{c}\" [shape=note];\n  {id} -> \"{c}\" [label=break, style=dashed];"
+            );
         }
         prev = id.to_string();
     }
-    let _ = writeln!(o, "  ok [label=\"none\", shape=oval];\n  {prev} -> ok [label=pass];\n}}");
+    let _ = writeln!(
+        o,
+        "  ok [label=\"none\", shape=oval];\n  {prev} -> ok [label=pass];\n}}"
+    );
     o
 }

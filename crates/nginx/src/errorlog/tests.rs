@@ -1,0 +1,155 @@
+use super::*;
+use std::io::Write;
+
+const SEED_LINE: &str = "2026/11/21 03:12:09 [error] 1234#1234: *567 connect() to unix:/run/php/php8.2-fpm.sock failed (13: Permission denied) while connecting to upstream, client: 10.0.0.5, server: shop.example, request: \"GET / HTTP/1.1\", upstream: \"fastcgi://unix:/run/php/php8.2-fpm.sock:\", host: \"shop.example\"";
+
+fn epoch(stamp: &str) -> i64 {
+    LocalClock::default().parse(stamp).expect("stamp")
+}
+
+#[test]
+fn parses_the_fields_of_an_upstream_error() {
+    let l = parse_line(SEED_LINE, &mut LocalClock::default()).expect("line");
+    assert_eq!(l.level, "error");
+    assert_eq!(
+        l.upstream.as_deref(),
+        Some("fastcgi://unix:/run/php/php8.2-fpm.sock:")
+    );
+    assert_eq!(l.server.as_deref(), Some("shop.example"));
+    assert!(l.message.starts_with("connect() to unix:"), "{}", l.message);
+}
+
+#[test]
+fn rejects_lines_without_a_stamp() {
+    let mut c = LocalClock::default();
+    for bad in [
+        "",
+        "garbage",
+        "2026/13/40 99:99:99 [error] x",
+        "\u{fffd}\u{fffd}",
+        "PHP message: continuation",
+    ] {
+        assert!(parse_line(bad, &mut c).is_none(), "{bad}");
+    }
+}
+
+#[test]
+fn clock_is_consistent_across_the_hour_cache() {
+    let a = epoch("2026/11/21 03:00:00");
+    assert_eq!(epoch("2026/11/21 03:59:59") - a, 3599);
+    assert_eq!(epoch("2026/11/21 04:00:00") - a, 3600);
+}
+
+fn write_log(lines: &[String]) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().expect("tmp");
+    for l in lines {
+        writeln!(f, "{l}").expect("write");
+    }
+    f
+}
+
+fn line_at(stamp: &str, msg: &str) -> String {
+    format!("{stamp} [error] 1#1: *1 {msg}")
+}
+
+#[test]
+fn window_keeps_only_lines_since_and_stops_early() {
+    // 20k old lines then 3 recent ones: the reader must stop long before the start.
+    let mut lines: Vec<String> = (0..20_000)
+        .map(|i| line_at("2026/11/20 01:00:00", &format!("old {i}")))
+        .collect();
+    lines.push(line_at("2026/11/21 03:00:00", "new 1"));
+    lines.push("a continuation line without a stamp".to_string());
+    lines.push(line_at("2026/11/21 03:00:01", "new 2"));
+    lines.push(line_at("2026/11/21 03:00:02", "new 3"));
+    let f = write_log(&lines);
+    let w = read_window(
+        f.path(),
+        epoch("2026/11/21 02:00:00"),
+        WindowLimits::default(),
+    )
+    .expect("read");
+    let msgs: Vec<&str> = w.lines.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(msgs, ["new 1", "new 2", "new 3"]);
+    let size = std::fs::metadata(f.path()).expect("meta").len();
+    assert!(
+        w.bytes_read < size / 4,
+        "read {} of {size} bytes",
+        w.bytes_read
+    );
+}
+
+#[test]
+fn long_lines_are_capped_and_keep_their_start() {
+    let long = line_at("2026/11/21 03:00:00", &"x".repeat(1_000_000));
+    let f = write_log(&[long, line_at("2026/11/21 03:00:01", "after")]);
+    let limits = WindowLimits {
+        max_line: 4096,
+        ..WindowLimits::default()
+    };
+    let w = read_window(f.path(), 0, limits).expect("read");
+    assert_eq!(w.lines.len(), 2);
+    assert!(w.lines[0].message.len() <= 4096);
+    assert_eq!(w.lines[1].message, "after");
+}
+
+#[test]
+fn byte_cap_truncates() {
+    let lines: Vec<String> = (0..50_000)
+        .map(|i| line_at("2026/11/21 03:00:00", &format!("m {i}")))
+        .collect();
+    let f = write_log(&lines);
+    let limits = WindowLimits {
+        max_bytes: 128 * 1024,
+        ..WindowLimits::default()
+    };
+    let w = read_window(f.path(), 0, limits).expect("read");
+    assert!(w.truncated);
+    assert!(w.bytes_read <= 128 * 1024 + BLOCK as u64);
+    assert_eq!(w.lines.last().map(|l| l.message.as_str()), Some("m 49999"));
+}
+
+#[test]
+fn binary_garbage_and_devices_do_not_break_it() {
+    let mut f = tempfile::NamedTempFile::new().expect("tmp");
+    let garbage: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    f.write_all(&garbage).expect("write");
+    writeln!(f, "\n{}", line_at("2026/11/21 03:00:00", "real")).expect("write");
+    let w = read_window(f.path(), 0, WindowLimits::default()).expect("read");
+    assert_eq!(w.lines.last().map(|l| l.message.as_str()), Some("real"));
+    assert!(matches!(
+        read_window(Path::new("/dev/zero"), 0, WindowLimits::default()),
+        Err(LogReadError::NotRegular { .. })
+    ));
+}
+
+#[test]
+fn classifies_the_seed_lines() {
+    use UpstreamErrorClass::*;
+    let cases = [
+        ("connect() to unix:/var/run/php/php8.4-fpm.sock failed (2: No such file or directory)", NoSuchFile),
+        ("connect() failed (111: Connection refused) while connecting to upstream", ConnectionRefused),
+        ("upstream timed out (110: Connection timed out) while reading response header from upstream", ReadTimeout),
+        ("no live upstreams while connecting to upstream", NoLiveUpstreams),
+        ("connect() to unix:/run/php/php8.4-fpm.sock failed (11: Resource temporarily unavailable)", ListenQueueFull),
+        ("recv() failed (104: Connection reset by peer) while reading response header from upstream", Reset),
+        ("upstream sent too big header while reading response header from upstream", TooBigHeader),
+        ("SSL_do_handshake() failed (SSL: error:0A000086) while SSL handshaking to upstream", Tls),
+        ("upstream SSL certificate verify error: (18:self-signed certificate)", Tls),
+        ("connect() to unix:/run/php/php8.2-fpm.sock failed (13: Permission denied) while connecting to upstream", PermissionDenied),
+        ("connect() failed (110: Connection timed out) while connecting to upstream", ConnectTimeout),
+        ("backend.internal could not be resolved (3: Host not found)", Dns),
+        ("FastCGI sent in stderr: \"Primary script unknown\" while reading response header from upstream", PrimaryScriptUnknown),
+        ("upstream prematurely closed connection while reading response header from upstream", Reset),
+        ("upstream sent no valid HTTP/1.0 header while reading response header from upstream", InvalidResponse),
+    ];
+    for (msg, want) in cases {
+        assert_eq!(classify(msg), Some(want), "{msg}");
+    }
+    assert_eq!(
+        classify("signal 1 (SIGHUP) received from 1, reconfiguring"),
+        None
+    );
+}
