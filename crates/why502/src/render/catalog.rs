@@ -35,3 +35,35 @@ pub fn markdown() -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/causes.md is generated from the catalog; this fails when it is stale.
+    /// Regenerate with `UPDATE_DOCS=1 cargo test -p why502 causes_doc`.
+    #[test]
+    fn causes_doc_is_fresh() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/causes.md");
+        let want = markdown();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &want).expect("write docs/causes.md");
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/causes.md is stale: run `UPDATE_DOCS=1 cargo test -p why502 causes_doc`"
+        );
+    }
+
+    #[test]
+    fn json_lists_every_cause_with_its_fix() {
+        let v: serde_json::Value = serde_json::from_str(&json()).expect("valid json");
+        let list = v.as_array().expect("array");
+        assert_eq!(list.len(), CAUSES.len());
+        for (item, c) in list.iter().zip(CAUSES) {
+            assert_eq!(item["id"], c.name);
+            assert_eq!(item["fix"], c.fix);
+        }
+    }
+}

@@ -180,11 +180,21 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
         )),
     );
     let show_all = st.verbose || u.status != Status::Ok;
+    let mut not_reached = Vec::new();
     for s in &u.steps {
-        if !show_all && s.outcome == Outcome::Skip {
+        if s.outcome == Outcome::Skip && (!show_all || s.summary.starts_with("not reached")) {
+            not_reached.push(s.step.as_str());
             continue;
         }
         step_line(out, s, st, show_all);
+    }
+    if u.status == Status::Break && !not_reached.is_empty() {
+        let _ = writeln!(
+            out,
+            "      {} {}",
+            st.dim("·    "),
+            st.dim(&format!("not reached: {}", not_reached.join(", ")))
+        );
     }
     if u.status == Status::Break {
         let _ = writeln!(
