@@ -37,7 +37,7 @@ use crate::steps::nginx_config::{self, ConfigFinding};
 pub enum DiagnoseError {
     #[error("no nginx found: {reason}; pass --nginx-conf PATH")]
     NoNginx { reason: String },
-    #[error("cannot read nginx config {}: {reason}", conf.display())]
+    #[error("{reason}")]
     ConfigUnreadable { conf: PathBuf, reason: String },
     #[error("no nginx master with pid {pid}")]
     NoSuchMaster { pid: u32 },
@@ -143,15 +143,23 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             ),
         },
     };
+
+    let error_logs = error_logs.await.unwrap_or_default();
     let conf_shown = setup.conf.display().to_string();
-    let loaded_at = setup.master.as_ref().and_then(|m| m.loaded_at());
+    // A reload replaces the workers, so their start bounds the load time; a SIGHUP logged
+    // later (a reload whose workers have since been replaced again) moves it on.
+    let loaded_at = match (
+        setup.master.as_ref().and_then(|m| m.loaded_at()),
+        last_reload_logged(&error_logs),
+    ) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
     let config = ConfigFinding {
         finding: nginx_config::judge(&check, &setup.parsed.errors, &conf_shown),
         changed_since_load: nginx_config::changed_since(&setup.parsed.files, loaded_at),
     };
     let host_checks = config.host_checks();
-
-    let error_logs = error_logs.await.unwrap_or_default();
     let sources = Arc::new(Sources::new(
         procs,
         listen,
@@ -229,6 +237,19 @@ fn error_log_files(
         out.push(Ok(PathBuf::from(DEFAULT_ERROR_LOG)));
     }
     out
+}
+
+/// The newest reload nginx logged (`signal 1 (SIGHUP) received from 1234, reconfiguring`, at
+/// level notice, so only when the error_log level lets it through).
+fn last_reload_logged(logs: &ErrorLogs) -> Option<SystemTime> {
+    logs.windows
+        .iter()
+        .flat_map(|w| w.lines.iter())
+        .filter(|l| l.message.contains("(SIGHUP) received") || l.message == "reconfiguring")
+        .map(|l| l.time)
+        .max()
+        .and_then(|t| u64::try_from(t).ok())
+        .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t))
 }
 
 /// Debian's and nginx.org's compiled-in error log.

@@ -1,0 +1,533 @@
+//! Benchmark: one full `why502 diagnose --json` on a healthy lab stack,
+//! next to the "quick diagnosis" commands an admin would run by hand.
+//!
+//! Run with `cargo bench -p why502 --bench diagnose` (root; see
+//! tests/lab/README.md, section "Benchmarks"). It reuses the lab harness to
+//! build, in its own network namespace:
+//!
+//! - php-fpm on a unix socket, nginx `location /` → `fastcgi_pass` to it;
+//! - `python3 -m http.server` on 127.0.0.1:8000, nginx `location /api/` →
+//!   `proxy_pass` to it.
+//!
+//! Then it measures (wall time per run, and the agent's peak RSS from
+//! `wait4`'s rusage):
+//!
+//! - `ip netns exec NS why502 diagnose --json --nginx-conf CONF`, 3 warm-up
+//!   runs + 30 measured runs; every run must exit 0 with `status: "ok"`,
+//!   otherwise the bench prints FAIL and exits non-zero (measuring a broken
+//!   run would be worthless);
+//! - a bash script with the quick-diagnosis commands (error log tail, ss,
+//!   ls of the socket, curl both backends, dmesg, df, free, iptables, nft,
+//!   nginx -t), 1 warm-up + 10 measured runs;
+//! - for context: `ip netns exec NS nginx -t` alone (the agent runs it too)
+//!   and `ip netns exec NS true` (the fixed cost of entering the namespace).
+//!
+//! Nothing is asserted about the figures; the targets line only says
+//! whether they were met.
+
+// cargo builds bench targets with cfg(test), so the harness's own unit-test
+// modules are compiled here too (their `#[test]`s are inert without the test
+// harness); their `use super::*` would otherwise warn.
+#[allow(unused_imports)]
+#[path = "../../../tests/lab/harness/mod.rs"]
+mod harness;
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use harness::{find_upstream, tcp_addr, unix_addr, Lab, PhpFpmPool};
+use serde_json::Value;
+
+const AGENT_WARMUP: usize = 3;
+const AGENT_RUNS: usize = 30;
+const SCRIPT_WARMUP: usize = 1;
+const SCRIPT_RUNS: usize = 10;
+const CONTEXT_RUNS: usize = 10;
+
+/// Wall-clock cap for any one measured run; only trips on a real hang.
+const RUN_CAP: Duration = Duration::from_secs(30);
+
+const TARGET_WALL_MS: f64 = 20.0;
+const TARGET_RSS_MIB: f64 = 16.0;
+
+const BACKEND_IP: &str = "127.0.0.1";
+const BACKEND_PORT: u16 = 8000;
+
+fn main() -> ExitCode {
+    // `cargo bench` passes `--bench` (and any filter); there is nothing to
+    // filter in a single benchmark, so arguments are ignored.
+    //
+    // A benchmark is not a test gate: a host that cannot build the lab
+    // always skips (exit 0), even with CI=true, where the lab's tests fail.
+    // Single-threaded at this point, so changing the environment is sound.
+    std::env::remove_var("CI");
+    // Everything that owns the Lab lives in `run`, so the Lab (netns,
+    // processes, temp dir) is dropped before we exit — on success, on a FAIL
+    // return, and while a panic unwinds out of `run`.
+    let code = run();
+    ExitCode::from(code)
+}
+
+fn run() -> u8 {
+    let Some(mut lab) = Lab::new("diagnose-bench") else {
+        // Lab::new already printed `SKIP lab diagnose-bench: <reason>`.
+        println!("SKIP why502 diagnose bench: lab requirements not met (see stderr)");
+        return 0;
+    };
+    let (Some(ip), Some(nginx)) = (find_program("ip"), find_program("nginx")) else {
+        println!("SKIP why502 diagnose bench: `ip` or `nginx` not found");
+        return 0;
+    };
+    // As in the lab: WHY502_LAB_AGENT overrides the binary cargo built
+    // (for `cargo bench`, the release build).
+    let agent = std::env::var_os("WHY502_LAB_AGENT").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_why502")),
+        PathBuf::from,
+    );
+    let ns = lab.netns_name().to_string();
+
+    // --- the healthy stack --------------------------------------------------
+    let socket = lab.path("run/php-fpm.sock");
+    lab.start_php_fpm(PhpFpmPool::unix(&socket));
+    lab.start_http_backend(BACKEND_IP, BACKEND_PORT);
+    // python serves www/, so /api/ through nginx is a directory listing.
+    let api_dir = lab.path("www/api");
+    std::fs::create_dir_all(&api_dir).expect("bench: cannot create www/api");
+    // render_nginx_conf puts the body inside `location / { ... }`; closing
+    // that block and opening `location /api/` gives two sibling locations.
+    let backend = tcp_addr(BACKEND_IP, BACKEND_PORT);
+    let body = format!(
+        "{}\n}}\nlocation /api/ {{\nproxy_pass http://{backend};",
+        lab.fastcgi_location(&socket)
+    );
+    lab.start_nginx(&body);
+    for path in ["/", "/api/"] {
+        let status = lab.curl_through_nginx(path);
+        if status != 200 {
+            println!(
+                "FAIL why502 diagnose bench: the healthy stack answers {status} on {path} (expected 200)\n{}",
+                lab.diagnostics()
+            );
+            return 1;
+        }
+    }
+
+    let conf = lab.nginx_conf_arg();
+    let fpm_addr = unix_addr(&socket);
+
+    // --- why502 -------------------------------------------------------------
+    let agent_argv: Vec<String> = ["diagnose", "--json", "--nginx-conf", conf.as_str()]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+    let agent_cmd = || netns_command(&ip, &ns, &agent, &agent_argv);
+    let mut agent_samples = Vec::with_capacity(AGENT_RUNS);
+    for i in 0..AGENT_WARMUP + AGENT_RUNS {
+        let sample = measure(agent_cmd());
+        if let Err(problem) = check_agent_run(&sample, &[&fpm_addr, &backend]) {
+            println!(
+                "FAIL why502 diagnose bench: run {} of `why502 {}` is not a healthy verdict: {problem}\n\
+                 exit code: {}\nstderr:\n{}\nstdout:\n{}",
+                i + 1,
+                agent_argv.join(" "),
+                sample.exit_code,
+                tail(&sample.stderr, 4000),
+                tail(&sample.stdout, 8000)
+            );
+            return 1;
+        }
+        if i >= AGENT_WARMUP {
+            agent_samples.push(sample);
+        }
+    }
+
+    // --- the quick-diagnosis script ----------------------------------------
+    let script = lab.path("quick-diagnosis.sh");
+    let script_text = quick_diagnosis_script(&lab.error_log_path(), &socket, &conf);
+    std::fs::write(&script, &script_text).expect("bench: cannot write the script");
+    let missing: Vec<&str> = SCRIPT_TOOLS
+        .iter()
+        .copied()
+        .filter(|tool| find_program(tool).is_none())
+        .collect();
+    let bash = find_program("bash").unwrap_or_else(|| PathBuf::from("/bin/bash"));
+    let script_argv = [script.display().to_string()];
+    let mut script_samples = Vec::with_capacity(SCRIPT_RUNS);
+    for i in 0..SCRIPT_WARMUP + SCRIPT_RUNS {
+        let sample = measure(netns_command(&ip, &ns, &bash, &script_argv));
+        if sample.timed_out || sample.exit_code != 0 {
+            println!(
+                "FAIL why502 diagnose bench: the quick-diagnosis script exited {}{}\nstderr:\n{}",
+                sample.exit_code,
+                if sample.timed_out { " (timed out)" } else { "" },
+                tail(&sample.stderr, 4000)
+            );
+            return 1;
+        }
+        if i >= SCRIPT_WARMUP {
+            script_samples.push(sample);
+        }
+    }
+
+    // --- context: nginx -t alone, entering the namespace alone --------------
+    let prefix = format!("{}/", lab.root().display());
+    let nginx_t_argv = ["-t", "-p", prefix.as_str(), "-c", conf.as_str()];
+    let nginx_t: Vec<Sample> = (0..1 + CONTEXT_RUNS)
+        .map(|_| measure(netns_command(&ip, &ns, &nginx, &nginx_t_argv)))
+        .skip(1)
+        .collect();
+    let true_bin = find_program("true").unwrap_or_else(|| PathBuf::from("/bin/true"));
+    let no_args: [&str; 0] = [];
+    let netns_true: Vec<Sample> = (0..1 + CONTEXT_RUNS)
+        .map(|_| measure(netns_command(&ip, &ns, &true_bin, &no_args)))
+        .skip(1)
+        .collect();
+
+    // --- report -------------------------------------------------------------
+    let agent_stats = Stats::of(&agent_samples);
+    let script_stats = Stats::of(&script_samples);
+    let nginx_t_stats = Stats::of(&nginx_t);
+    let true_stats = Stats::of(&netns_true);
+
+    println!();
+    println!(
+        "why502 diagnose bench (healthy lab stack: php-fpm unix socket + python http backend)"
+    );
+    println!(
+        "                             {:<8} {:<8} {:<8} peak RSS",
+        "min", "median", "p90"
+    );
+    println!("{}", agent_stats.row("why502 diagnose --json", true));
+    println!("{}", script_stats.row("quick-diagnosis script", false));
+    println!(
+        "ratio (script / why502, median): {:.1}",
+        script_stats.median_ms / agent_stats.median_ms
+    );
+    let wall_met = agent_stats.median_ms < TARGET_WALL_MS;
+    let rss_met = agent_stats.max_rss_mib < TARGET_RSS_MIB;
+    println!(
+        "targets: why502 under {TARGET_WALL_MS:.0} ms and {TARGET_RSS_MIB:.0} MiB   -> {} \
+         (median {:.1} ms: {}, peak RSS {:.1} MiB: {})",
+        if wall_met && rss_met {
+            "MET"
+        } else {
+            "NOT MET"
+        },
+        agent_stats.median_ms,
+        met(wall_met),
+        agent_stats.max_rss_mib,
+        met(rss_met),
+    );
+    println!();
+    println!("context (same namespace, {CONTEXT_RUNS} runs each after 1 warm-up):");
+    println!("{}", nginx_t_stats.row("nginx -t alone", true));
+    println!("{}", true_stats.row("ip netns exec NS true", true));
+    println!(
+        "runs: why502 {AGENT_RUNS} (+{AGENT_WARMUP} warm-up), script {SCRIPT_RUNS} (+{SCRIPT_WARMUP} warm-up); \
+         every row includes entering the namespace (`ip netns exec`)."
+    );
+    println!(
+        "peak RSS is wait4's ru_maxrss: the largest of the process itself (including `ip` before it \
+         exec'd) and any child it waited for (e.g. nginx -t)."
+    );
+    if !missing.is_empty() {
+        println!(
+            "note: not installed, so their script lines did nothing: {}",
+            missing.join(", ")
+        );
+    }
+    println!("agent: {}", agent.display());
+    drop(lab);
+    0
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "not met"
+    }
+}
+
+/// Programs the quick-diagnosis script calls (besides bash builtins).
+const SCRIPT_TOOLS: [&str; 14] = [
+    "tail", "grep", "ss", "ls", "curl", "dmesg", "df", "free", "iptables", "nft", "nginx", "true",
+    "bash", "ip",
+];
+
+/// The quick-diagnosis command reference as a script, adapted to the lab's
+/// paths. A fixed template; only the three paths are substituted (quoted).
+fn quick_diagnosis_script(error_log: &Path, socket: &Path, conf: &str) -> String {
+    let q = |text: &str| format!("'{}'", text.replace('\'', r"'\''"));
+    let error_log = q(&error_log.display().to_string());
+    let socket = q(&socket.display().to_string());
+    let conf = q(conf);
+    format!(
+        r#"#!/bin/bash
+# Quick diagnosis commands an admin runs by hand when nginx answers 502
+# (fixture of the why502 diagnose bench; paths point into the lab stack).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+tail -n 200 {error_log} | grep -E 'upstream|connect\(\)' >/dev/null 2>&1 || true
+ss -tulnp | grep LISTEN >/dev/null 2>&1 || true
+ls -la {socket} >/dev/null 2>&1 || true
+curl -s -o /dev/null --max-time 5 http://127.0.0.1:8000/ >/dev/null 2>&1 || true
+curl -s -o /dev/null --max-time 5 http://127.0.0.1:8080/ >/dev/null 2>&1 || true
+dmesg | grep -i oom >/dev/null 2>&1 || true
+df -h >/dev/null 2>&1 || true
+df -i >/dev/null 2>&1 || true
+free -h >/dev/null 2>&1 || true
+iptables -L -n -v >/dev/null 2>&1 || true
+nft list ruleset >/dev/null 2>&1 || true
+nginx -t -c {conf} >/dev/null 2>&1 || true
+"#
+    )
+}
+
+/// Exit 0, a JSON report with `status: "ok"`, and every expected upstream
+/// present with `status: "ok"`.
+fn check_agent_run(sample: &Sample, upstreams: &[&str]) -> Result<(), String> {
+    if sample.timed_out {
+        return Err(format!("killed after {RUN_CAP:?}"));
+    }
+    if sample.stderr.contains("panicked at") {
+        return Err("why502 panicked".into());
+    }
+    if sample.exit_code != 0 {
+        return Err(format!("exit code {} (expected 0)", sample.exit_code));
+    }
+    let report: Value =
+        serde_json::from_str(&sample.stdout).map_err(|err| format!("stdout is not JSON: {err}"))?;
+    let status = report.get("status").and_then(Value::as_str);
+    if status != Some("ok") {
+        return Err(format!("report status {status:?} (expected \"ok\")"));
+    }
+    for address in upstreams {
+        let Some(upstream) = find_upstream(&report, address) else {
+            return Err(format!("report has no upstream {address:?}"));
+        };
+        let status = upstream.get("status").and_then(Value::as_str);
+        if status != Some("ok") {
+            return Err(format!(
+                "upstream {address}: status {status:?} (expected \"ok\")"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `ip netns exec NS program args...`: explicit argv, never a shell.
+/// `ip netns exec` execs in place, so the child's pid is `program`'s pid.
+fn netns_command<S: AsRef<std::ffi::OsStr>>(
+    ip: &Path,
+    ns: &str,
+    program: &Path,
+    args: &[S],
+) -> Command {
+    let mut cmd = Command::new(ip);
+    cmd.args(["netns", "exec", ns]).arg(program).args(args);
+    cmd
+}
+
+/// One measured run.
+struct Sample {
+    wall: Duration,
+    /// ru_maxrss from wait4, KiB.
+    max_rss_kib: i64,
+    exit_code: i32,
+    stdout: String,
+    stderr: String,
+    timed_out: bool,
+}
+
+/// Spawns `cmd` (its own process group, output to anonymous temp files so a
+/// large report cannot block on a pipe), waits for it, and returns the wall
+/// time from just before spawn to the moment it exited plus its rusage.
+///
+/// Waiting is `waitid(WNOWAIT)` (exit observed, not reaped) and then `wait4`
+/// (reap + rusage). A watchdog thread SIGKILLs the process group after
+/// `RUN_CAP`; it and the reaper share a mutex, so the kill can only reach a
+/// process that has not been reaped yet — never a reused pid.
+fn measure(mut cmd: Command) -> Sample {
+    let stdout = tempfile::tempfile().expect("bench: temp file");
+    let stderr = tempfile::tempfile().expect("bench: temp file");
+    cmd.stdin(Stdio::null())
+        .stdout(stdout.try_clone().expect("bench: dup"))
+        .stderr(stderr.try_clone().expect("bench: dup"))
+        .process_group(0);
+
+    let start = Instant::now();
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|err| panic!("bench: cannot run {cmd:?}: {err}"));
+    let pid = child.id() as libc::pid_t;
+
+    let reaped = Arc::new(Mutex::new(false));
+    let timed_out = Arc::new(Mutex::new(false));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = {
+        let reaped = Arc::clone(&reaped);
+        let timed_out = Arc::clone(&timed_out);
+        std::thread::spawn(move || {
+            if done_rx.recv_timeout(RUN_CAP).is_ok() {
+                return;
+            }
+            let reaped = reaped.lock().unwrap();
+            if !*reaped {
+                // SAFETY: the pid is ours and not reaped (we hold the lock
+                // the reaper needs), so its pgid cannot have been reused.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                *timed_out.lock().unwrap() = true;
+            }
+        })
+    };
+
+    // Exit observed (process is a zombie now): stop the clock.
+    loop {
+        // SAFETY: zeroed siginfo_t is a valid out-parameter.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: plain syscall on our own child.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            panic!("bench: waitid on {pid} failed: {err}");
+        }
+    }
+    let wall = start.elapsed();
+
+    let (status, rusage) = {
+        let mut reaped = reaped.lock().unwrap();
+        let mut status: libc::c_int = 0;
+        // SAFETY: zeroed rusage is a valid out-parameter.
+        let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: reaps our own exited child.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut rusage) };
+        assert_eq!(
+            rc,
+            pid,
+            "bench: wait4 on {pid} failed: {}",
+            std::io::Error::last_os_error()
+        );
+        *reaped = true;
+        (status, rusage)
+    };
+    let _ = done_tx.send(());
+    watchdog.join().expect("bench: watchdog thread panicked");
+    // `child` was reaped by wait4 above; dropping a std Child never waits.
+    drop(child);
+
+    let exit_code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    let timed_out = *timed_out.lock().unwrap();
+    Sample {
+        wall,
+        max_rss_kib: rusage.ru_maxrss,
+        exit_code,
+        stdout: read_all(stdout),
+        stderr: read_all(stderr),
+        timed_out,
+    }
+}
+
+fn read_all(mut file: File) -> String {
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .expect("bench: cannot read captured output");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+struct Stats {
+    min_ms: f64,
+    median_ms: f64,
+    p90_ms: f64,
+    max_rss_mib: f64,
+}
+
+impl Stats {
+    fn of(samples: &[Sample]) -> Stats {
+        assert!(!samples.is_empty(), "bench: no samples");
+        let mut ms: Vec<f64> = samples
+            .iter()
+            .map(|s| s.wall.as_secs_f64() * 1000.0)
+            .collect();
+        ms.sort_by(|a, b| a.total_cmp(b));
+        let n = ms.len();
+        let median = if n % 2 == 1 {
+            ms[n / 2]
+        } else {
+            (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+        };
+        // Nearest-rank percentile.
+        let p90 = ms[((n * 9).div_ceil(10)).saturating_sub(1)];
+        let max_rss_kib = samples.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
+        Stats {
+            min_ms: ms[0],
+            median_ms: median,
+            p90_ms: p90,
+            max_rss_mib: max_rss_kib as f64 / 1024.0,
+        }
+    }
+
+    fn row(&self, label: &str, with_rss: bool) -> String {
+        let cell = |ms: f64| format!("{ms:.1} ms");
+        let rss = if with_rss {
+            format!("{:.1} MiB", self.max_rss_mib)
+        } else {
+            "-".to_string()
+        };
+        format!(
+            "{label:<28} {:<8} {:<8} {:<8} {rss}",
+            cell(self.min_ms),
+            cell(self.median_ms),
+            cell(self.p90_ms)
+        )
+    }
+}
+
+/// Same search order as the lab: system directories first, then PATH.
+fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut dirs: Vec<PathBuf> = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.into_iter()
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+}
