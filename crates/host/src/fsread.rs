@@ -16,6 +16,12 @@ pub enum ReadError {
 }
 
 impl ReadError {
+    pub fn io(path: &Path, source: std::io::Error) -> ReadError {
+        ReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
     pub fn is_permission_denied(&self) -> bool {
         matches!(self, ReadError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied)
     }
@@ -24,27 +30,33 @@ impl ReadError {
     }
 }
 
-/// Read at most `max` bytes of a file. Opened non-blocking so a FIFO cannot stall the run;
-/// character devices and FIFOs are refused (a `/dev/zero` would otherwise fill the cap for
-/// nothing). /proc files are regular files of size 0 and are read normally.
-pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
-    let io = |source| ReadError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+/// Open a regular file for reading. Opened non-blocking so a FIFO cannot stall the run;
+/// character devices and FIFOs are refused (a `/dev/zero` would otherwise fill any cap for
+/// nothing). /proc files are regular files of size 0 and open normally.
+pub fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), ReadError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
+        .map_err(|source| ReadError::io(path, source))?;
+    let meta = file
+        .metadata()
+        .map_err(|source| ReadError::io(path, source))?;
     if !meta.file_type().is_file() {
         return Err(ReadError::NotRegular {
             path: path.to_path_buf(),
         });
     }
+    Ok((file, meta))
+}
+
+/// Read at most `max` bytes of a regular file (see `open_regular`).
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    let (file, _) = open_regular(path)?;
     let mut buf = Vec::new();
-    File::take(file, max).read_to_end(&mut buf).map_err(io)?;
+    File::take(file, max)
+        .read_to_end(&mut buf)
+        .map_err(|source| ReadError::io(path, source))?;
     Ok(buf)
 }
 

@@ -10,6 +10,6 @@ pub mod proc;
 pub mod users;
 
 pub use exec::{run, CommandOutput, ExecError};
-pub use fsread::{read_bounded, read_to_string_bounded, ReadError};
+pub use fsread::{open_regular, read_bounded, read_to_string_bounded, ReadError};
 pub use proc::{own_netns, Credentials, ProcessInfo, ProcessTable};
 pub use users::{group_name, identity_for, user_name, Identity};

@@ -8,10 +8,10 @@
 use std::collections::HashMap;
 
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use why502_host::{open_regular, ReadError};
 
 const BLOCK: usize = 64 * 1024;
 
@@ -58,45 +58,14 @@ pub struct ErrorLogWindow {
     pub bytes_read: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LogReadError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path} is not a regular file")]
-    NotRegular { path: PathBuf },
-}
-
-impl LogReadError {
-    pub fn is_permission_denied(&self) -> bool {
-        matches!(self, LogReadError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied)
-    }
-}
-
 /// Read the lines of `path` stamped at or after `since` (seconds since the epoch).
 pub fn read_window(
     path: &Path,
     since: i64,
     limits: WindowLimits,
-) -> Result<ErrorLogWindow, LogReadError> {
-    let io = |source| LogReadError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(LogReadError::NotRegular {
-            path: path.to_path_buf(),
-        });
-    }
+) -> Result<ErrorLogWindow, ReadError> {
+    let io = |source| ReadError::io(path, source);
+    let (mut file, meta) = open_regular(path)?;
     let mut window = ErrorLogWindow {
         source: path.to_path_buf(),
         ..ErrorLogWindow::default()

@@ -32,8 +32,8 @@
 #[path = "../../../tests/lab/harness/mod.rs"]
 mod harness;
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use harness::{find_program, read_all, tail};
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -79,7 +79,7 @@ fn run() -> u8 {
         println!("SKIP why502 diagnose bench: lab requirements not met (see stderr)");
         return 0;
     };
-    let (Some(ip), Some(nginx)) = (find_program("ip"), find_program("nginx")) else {
+    let (Some(ip), Some(nginx)) = (find_program("ip").ok(), find_program("nginx").ok()) else {
         println!("SKIP why502 diagnose bench: `ip` or `nginx` not found");
         return 0;
     };
@@ -153,9 +153,9 @@ fn run() -> u8 {
     let missing: Vec<&str> = SCRIPT_TOOLS
         .iter()
         .copied()
-        .filter(|tool| find_program(tool).is_none())
+        .filter(|tool| find_program(tool).is_err())
         .collect();
-    let bash = find_program("bash").unwrap_or_else(|| PathBuf::from("/bin/bash"));
+    let bash = find_program("bash").unwrap_or_else(|_| PathBuf::from("/bin/bash"));
     let script_argv = [script.display().to_string()];
     let mut script_samples = Vec::with_capacity(SCRIPT_RUNS);
     for i in 0..SCRIPT_WARMUP + SCRIPT_RUNS {
@@ -181,7 +181,7 @@ fn run() -> u8 {
         .map(|_| measure(netns_command(&ip, &ns, &nginx, &nginx_t_argv)))
         .skip(1)
         .collect();
-    let true_bin = find_program("true").unwrap_or_else(|| PathBuf::from("/bin/true"));
+    let true_bin = find_program("true").unwrap_or_else(|_| PathBuf::from("/bin/true"));
     let no_args: [&str; 0] = [];
     let netns_true: Vec<Sample> = (0..1 + CONTEXT_RUNS)
         .map(|_| measure(netns_command(&ip, &ns, &true_bin, &no_args)))
@@ -446,25 +446,6 @@ fn measure(mut cmd: Command) -> Sample {
     }
 }
 
-fn read_all(mut file: File) -> String {
-    let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| file.read_to_end(&mut bytes))
-        .expect("bench: cannot read captured output");
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn tail(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
-}
-
 struct Stats {
     min_ms: f64,
     median_ms: f64,
@@ -511,23 +492,4 @@ impl Stats {
             cell(self.p90_ms)
         )
     }
-}
-
-/// Same search order as the lab: system directories first, then PATH.
-fn find_program(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut dirs: Vec<PathBuf> = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-    if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path));
-    }
-    dirs.into_iter()
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            candidate
-                .metadata()
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        })
 }

@@ -32,4 +32,8 @@ pub use nginx::{parse_nginx_error_location, NGINX_LISTEN};
 #[allow(unused_imports)]
 pub use php_fpm::{FpmListen, PhpFpmPool};
 #[allow(unused_imports)]
+pub use process::{read_all, tail};
+#[allow(unused_imports)]
+pub use requirements::find_program;
+#[allow(unused_imports)]
 pub use users::{lookup_group, lookup_user};

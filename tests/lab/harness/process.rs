@@ -219,7 +219,7 @@ fn clone_file(file: &File) -> File {
         .unwrap_or_else(|err| panic!("lab: cannot dup a temp file handle: {err}"))
 }
 
-fn read_all(mut file: File) -> String {
+pub fn read_all(mut file: File) -> String {
     let mut bytes = Vec::new();
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_to_end(&mut bytes))

@@ -86,7 +86,7 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-fn find_program(name: &str) -> Result<PathBuf, String> {
+pub fn find_program(name: &str) -> Result<PathBuf, String> {
     search_dirs()
         .into_iter()
         .map(|dir| dir.join(name))

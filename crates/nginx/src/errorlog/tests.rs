@@ -121,7 +121,7 @@ fn binary_garbage_and_devices_do_not_break_it() {
     assert_eq!(w.lines.last().map(|l| l.message.as_str()), Some("real"));
     assert!(matches!(
         read_window(Path::new("/dev/zero"), 0, WindowLimits::default()),
-        Err(LogReadError::NotRegular { .. })
+        Err(ReadError::NotRegular { .. })
     ));
 }
 
