@@ -262,6 +262,13 @@ fn elsewhere_or_down(
     }
     found.summary =
         format!("{what}, and no backend process listens anywhere else: the backend is not running");
+    // Other users' /proc/PID/fd are closed to non-root: a backend listening elsewhere would
+    // then be invisible, so say what could not be seen instead of implying it was looked at.
+    if !nix::unistd::geteuid().is_root() {
+        found.summary = format!(
+            "{what}; as non-root why502 cannot see which processes own the other listeners, so a backend listening elsewhere may be missed (run as root)"
+        );
+    }
     found.fix = Some(match target.protocol {
         Protocol::Fastcgi => "Start php-fpm (e.g. `systemctl start php8.2-fpm`) and check why it stopped: `journalctl -u php8.2-fpm`, its log, `dmesg | grep -i oom`.".to_string(),
         _ => CauseId::BackendDown.fix().to_string(),
