@@ -52,63 +52,195 @@ pub struct ErrorLogLine {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ErrorLogWindow {
     pub source: PathBuf,
+    /// Rotated files the window reached back into (`error.log.1`, `error.log.2.gz`), newest first.
+    pub rotated: Vec<PathBuf>,
     pub lines: Vec<ErrorLogLine>,
     /// The byte cap stopped the read before the window's start.
     pub truncated: bool,
     pub bytes_read: u64,
 }
 
-/// Read the lines of `path` stamped at or after `since` (seconds since the epoch).
+/// logrotate keeps `error.log.1` plain and compresses older ones (`delaycompress`); Debian
+/// keeps 14. Beyond that a window of days is not what a 502 diagnosis needs.
+const MAX_ROTATED: u32 = 14;
+
+/// Read the lines of `path` stamped at or after `since` (seconds since the epoch), following
+/// into rotated files (`path.1`, `path.N.gz`) while the window reaches back further.
 pub fn read_window(
     path: &Path,
     since: i64,
     limits: WindowLimits,
 ) -> Result<ErrorLogWindow, ReadError> {
-    let io = |source| ReadError::io(path, source);
-    let (mut file, meta) = open_regular(path)?;
+    let mut scan = Scan {
+        since,
+        limits,
+        clock: LocalClock::default(),
+        newest_first: Vec::new(),
+        bytes_read: 0,
+        truncated: false,
+    };
     let mut window = ErrorLogWindow {
         source: path.to_path_buf(),
         ..ErrorLogWindow::default()
     };
-    let mut clock = LocalClock::default();
-    let mut newest_first: Vec<ErrorLogLine> = Vec::new();
-    let mut pos = meta.len();
-    // The start of the line being assembled backward (capped at max_line bytes).
-    let mut tail: Vec<u8> = Vec::new();
-    let mut block = vec![0u8; BLOCK];
-    let mut done = false;
-    while pos > 0 && !done {
-        if window.bytes_read >= limits.max_bytes {
-            window.truncated = true;
+    let mut passed_since = scan.backward(path)?;
+    for n in 1..=MAX_ROTATED {
+        if passed_since || scan.truncated {
             break;
         }
-        let len = (pos as usize).min(BLOCK);
-        pos -= len as u64;
-        file.seek(SeekFrom::Start(pos)).map_err(io)?;
-        file.read_exact(&mut block[..len]).map_err(io)?;
-        window.bytes_read += len as u64;
-        let chunk = &block[..len];
-        let mut end = len;
-        // Walk the chunk's newlines from the end: each closes the line that follows it.
-        while let Some(nl) = chunk[..end].iter().rposition(|b| *b == b'\n') {
-            let line = join_capped(&chunk[nl + 1..end], &tail, limits.max_line);
-            tail.clear();
-            end = nl;
-            if take_line(&line, since, &mut clock, &mut newest_first, limits) {
-                done = true;
+        let plain = suffixed(path, &format!(".{n}"));
+        let gz = suffixed(path, &format!(".{n}.gz"));
+        // A rotated file that cannot be read ends the walk back; the window is then what was
+        // read, and the caller still has the current file's lines.
+        passed_since = if plain.is_file() {
+            window.rotated.push(plain.clone());
+            scan.backward(&plain).unwrap_or(true)
+        } else if gz.is_file() {
+            window.rotated.push(gz.clone());
+            scan.forward_gz(&gz).unwrap_or(true)
+        } else {
+            break;
+        };
+    }
+    scan.newest_first.reverse();
+    window.lines = scan.newest_first;
+    window.truncated = scan.truncated;
+    window.bytes_read = scan.bytes_read;
+    Ok(window)
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// The state of one window read across the current and rotated files.
+struct Scan {
+    since: i64,
+    limits: WindowLimits,
+    clock: LocalClock,
+    newest_first: Vec<ErrorLogLine>,
+    bytes_read: u64,
+    truncated: bool,
+}
+
+impl Scan {
+    /// Read a plain file from its end in blocks; `true` once a line older than the window is met.
+    fn backward(&mut self, path: &Path) -> Result<bool, ReadError> {
+        let io = |source| ReadError::io(path, source);
+        let (mut file, meta) = open_regular(path)?;
+        let mut pos = meta.len();
+        // The start of the line being assembled backward (capped at max_line bytes).
+        let mut tail: Vec<u8> = Vec::new();
+        let mut block = vec![0u8; BLOCK];
+        while pos > 0 {
+            if self.bytes_read >= self.limits.max_bytes {
+                self.truncated = true;
+                return Ok(false);
+            }
+            let len = (pos as usize).min(BLOCK);
+            pos -= len as u64;
+            file.seek(SeekFrom::Start(pos)).map_err(io)?;
+            file.read_exact(&mut block[..len]).map_err(io)?;
+            self.bytes_read += len as u64;
+            let chunk = &block[..len];
+            let mut end = len;
+            // Walk the chunk's newlines from the end: each closes the line that follows it.
+            while let Some(nl) = chunk[..end].iter().rposition(|b| *b == b'\n') {
+                let line = join_capped(&chunk[nl + 1..end], &tail, self.limits.max_line);
+                tail.clear();
+                end = nl;
+                if self.take(&line) {
+                    return Ok(true);
+                }
+            }
+            tail = join_capped(&chunk[..end], &tail, self.limits.max_line);
+        }
+        Ok(!tail.is_empty() && self.take(&tail))
+    }
+
+    /// A compressed rotation is read forward (gzip cannot be read backward), bounded by the
+    /// same byte budget on decompressed bytes; its lines in the window are older than all
+    /// lines read so far.
+    fn forward_gz(&mut self, path: &Path) -> Result<bool, ReadError> {
+        let (file, _) = open_regular(path)?;
+        let mut reader = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file));
+        let mut in_window: Vec<ErrorLogLine> = Vec::new();
+        let mut passed_since = false;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = read_line_capped(&mut reader, &mut line, self.limits.max_line)
+                .map_err(|source| ReadError::io(path, source))?;
+            if n == 0 {
                 break;
             }
+            self.bytes_read += n as u64;
+            if self.bytes_read >= self.limits.max_bytes {
+                self.truncated = true;
+                break;
+            }
+            let text = String::from_utf8_lossy(&line);
+            if let Some(l) = parse_line(text.trim_end_matches(['\r', '\n']), &mut self.clock) {
+                if l.time < self.since {
+                    passed_since = true;
+                } else {
+                    in_window.push(l);
+                }
+            }
         }
-        if !done {
-            tail = join_capped(&chunk[..end], &tail, limits.max_line);
+        // Keep the newest lines when the line cap bites, as the backward reader does.
+        let room = self
+            .limits
+            .max_lines
+            .saturating_sub(self.newest_first.len());
+        self.newest_first
+            .extend(in_window.into_iter().rev().take(room));
+        Ok(passed_since)
+    }
+
+    /// Parse one line and keep it if it is in the window; `true` when the window's start is passed.
+    fn take(&mut self, raw: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(raw);
+        let Some(line) = parse_line(text.trim_end_matches('\r'), &mut self.clock) else {
+            return false;
+        };
+        if line.time < self.since {
+            return true;
+        }
+        if self.newest_first.len() < self.limits.max_lines {
+            self.newest_first.push(line);
+        }
+        false
+    }
+}
+
+/// Read one line, keeping at most `cap` bytes of it; returns the bytes consumed (0 at EOF).
+fn read_line_capped<R: std::io::BufRead>(
+    r: &mut R,
+    out: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<usize> {
+    let mut consumed = 0;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(consumed);
+        }
+        let (chunk, found) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let n = chunk.len();
+        r.consume(n);
+        consumed += n;
+        if found {
+            return Ok(consumed);
         }
     }
-    if pos == 0 && !done && !tail.is_empty() {
-        take_line(&tail, since, &mut clock, &mut newest_first, limits);
-    }
-    newest_first.reverse();
-    window.lines = newest_first;
-    Ok(window)
 }
 
 /// `front ++ back`, keeping only the first `cap` bytes: reading backward, the front is the
@@ -119,27 +251,6 @@ fn join_capped(front: &[u8], back: &[u8], cap: usize) -> Vec<u8> {
     let room = cap - v.len();
     v.extend_from_slice(&back[..back.len().min(room)]);
     v
-}
-
-/// Parse one line and keep it if it is in the window; `true` when the window's start is passed.
-fn take_line(
-    raw: &[u8],
-    since: i64,
-    clock: &mut LocalClock,
-    out: &mut Vec<ErrorLogLine>,
-    limits: WindowLimits,
-) -> bool {
-    let text = String::from_utf8_lossy(raw);
-    let Some(line) = parse_line(text.trim_end_matches('\r'), clock) else {
-        return false;
-    };
-    if line.time < since {
-        return true;
-    }
-    if out.len() < limits.max_lines {
-        out.push(line);
-    }
-    false
 }
 
 /// Parse `YYYY/MM/DD HH:MM:SS [level] pid#tid: message`. Lines without that start (garbage,

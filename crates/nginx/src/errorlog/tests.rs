@@ -153,3 +153,75 @@ fn classifies_the_seed_lines() {
         None
     );
 }
+
+fn write_gz(path: &Path, lines: &[String]) {
+    let f = std::fs::File::create(path).expect("create gz");
+    let mut enc = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    for l in lines {
+        writeln!(enc, "{l}").expect("write gz");
+    }
+    enc.finish().expect("finish gz");
+}
+
+#[test]
+fn follows_rotation_into_plain_and_gzip_files_until_the_window_starts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("error.log");
+    let at = |h: u32, m: &str| line_at(&format!("2026/11/21 {h:02}:00:00"), m);
+    std::fs::write(
+        &log,
+        format!("{}\n{}\n", at(10, "current 1"), at(11, "current 2")),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("error.log.1"),
+        format!("{}\n", at(8, "rotated 1")),
+    )
+    .expect("write");
+    write_gz(
+        &dir.path().join("error.log.2.gz"),
+        &[at(5, "too old"), at(7, "gz in window")],
+    );
+    // Entirely before the window: must not even be opened.
+    write_gz(&dir.path().join("error.log.3.gz"), &[at(1, "ancient")]);
+
+    let w = read_window(&log, epoch("2026/11/21 06:00:00"), WindowLimits::default()).expect("read");
+    let msgs: Vec<&str> = w.lines.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(
+        msgs,
+        ["gz in window", "rotated 1", "current 1", "current 2"]
+    );
+    let rotated: Vec<String> = w
+        .rotated
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(rotated, ["error.log.1", "error.log.2.gz"]);
+}
+
+#[test]
+fn rotation_is_not_read_when_the_current_file_covers_the_window() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("error.log");
+    std::fs::write(
+        &log,
+        format!(
+            "{}\n{}\n",
+            line_at("2026/11/21 01:00:00", "old"),
+            line_at("2026/11/21 10:00:00", "new")
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("error.log.1"),
+        format!("{}\n", line_at("2026/11/20 01:00:00", "rotated")),
+    )
+    .expect("write");
+    let w = read_window(&log, epoch("2026/11/21 09:00:00"), WindowLimits::default()).expect("read");
+    assert!(w.rotated.is_empty());
+    assert_eq!(w.lines.len(), 1);
+}
