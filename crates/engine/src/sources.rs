@@ -53,6 +53,26 @@ impl Sources {
         }
     }
 
+    /// Sources with nothing read but the given error logs, for step tests.
+    #[cfg(test)]
+    pub fn with_error_logs(error_logs: ErrorLogs) -> Sources {
+        use crate::steps::StepFinding;
+        Sources::new(
+            ProcessTable::read(std::path::Path::new("/nonexistent")),
+            ListenTable::default(),
+            WorkerIdentity {
+                identity: None,
+                source: "test".into(),
+            },
+            HashSet::new(),
+            ConfigFinding {
+                finding: StepFinding::pass("test"),
+                changed_since_load: Vec::new(),
+            },
+            error_logs,
+        )
+    }
+
     /// Owners of socket inodes, looked up once each: /proc/PID/fd is scanned only for the
     /// inodes not asked about before.
     pub fn owners(&self, inodes: &[u64]) -> HashMap<u64, Owner> {

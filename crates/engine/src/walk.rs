@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use why502_model::{CauseId, Outcome, Status, StepId, StepReport, UpstreamReport, Verdict};
 
 use crate::sources::Sources;
-use crate::steps::{run_step, StepContext};
+use crate::steps::{error_log, run_step, StepContext};
 use crate::targets::UpstreamTarget;
 use crate::tree::{tree_step, TREE};
 
@@ -78,7 +78,22 @@ pub async fn walk(
             duration_ms: t0.elapsed().as_millis() as u64,
         });
     }
-    let (status, verdict) = conclude(&steps);
+    let (mut status, mut verdict) = conclude(&steps);
+    // The error log steers the answer: a failure nginx logged that no probe explains is the
+    // break when it is happening now, a warning when it is older.
+    if status != Status::Break {
+        if let Some((log_status, log_verdict)) =
+            error_log::unexplained(target, sources, std::time::SystemTime::now())
+        {
+            if log_status > status {
+                if log_status == Status::Break {
+                    mark_error_log_break(&mut steps, &log_verdict);
+                }
+                status = log_status;
+                verdict = log_verdict;
+            }
+        }
+    }
     UpstreamReport {
         address: target.address.clone(),
         name: target.name.clone(),
@@ -88,6 +103,15 @@ pub async fn walk(
         status,
         verdict,
         steps,
+    }
+}
+
+/// The error-log step is the one that broke: say so in its own report too.
+fn mark_error_log_break(steps: &mut [StepReport], v: &Verdict) {
+    if let Some(s) = steps.iter_mut().find(|s| s.step == StepId::ErrorLog) {
+        s.outcome = Outcome::Break;
+        s.cause = Some(v.cause);
+        s.fix = Some(v.fix.clone());
     }
 }
 
