@@ -354,7 +354,8 @@ mod tests {
         });
         let big = "upstream sent too big header while reading response header from upstream";
         // (age of the last line in seconds, message, expected)
-        let cases: &[(i64, &str, Option<(Status, CauseId)>)] = &[
+        type Case<'a> = (i64, &'a str, Option<(Status, CauseId)>);
+        let cases: &[Case] = &[
             (10, big, Some((Status::Break, CauseId::UpstreamHeaderTooBig))),
             (3000, big, Some((Status::Warning, CauseId::UpstreamHeaderTooBig))),
             (10, "upstream timed out (110: Connection timed out) while reading response header from upstream", Some((Status::Break, CauseId::UpstreamTimeout))),
