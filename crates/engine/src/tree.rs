@@ -21,7 +21,7 @@ pub const TREE: &[TreeStep] = &[
     TreeStep {
         id: StepId::ErrorLog,
         question: "What does nginx's error log say about this upstream?",
-        method: "read each error_log backward within --since; keep the lines naming this upstream",
+        method: "read each error_log (and its rotations) backward within --since; classify the lines naming this upstream; after the walk, a failure logged in the last 5 min that no probe explains or clears is the break (older: a warning)",
         by_hand: &["tail -n 200 /var/log/nginx/error.log"],
         causes: &[],
     },

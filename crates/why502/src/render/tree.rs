@@ -19,7 +19,7 @@ pub fn text() -> String {
         if s.causes.is_empty() {
             let _ = writeln!(
                 o,
-                "{pipe}    breaks:  never (evidence that steers the rest)"
+                "{pipe}    breaks:  only when what it logged is unexplained by the steps below (it steers the verdict)"
             );
         } else {
             let causes: Vec<&str> = s.causes.iter().map(|c| c.as_str()).collect();
