@@ -171,9 +171,23 @@ pub struct Expect {
 pub struct UpstreamExpect {
     address: String,
     status: Option<String>,
-    step: Option<String>,
+    /// `verdict.step` must be one of these (empty: not checked).
+    step: Vec<String>,
     cause: Option<String>,
     summary_contains: Vec<String>,
+    /// Some `verdict.evidence[].detail` contains each of these.
+    evidence_contains: Vec<String>,
+    /// Checks on entries of the upstream's `steps[]`.
+    steps: Vec<StepExpect>,
+}
+
+/// Expectations for one entry of an upstream's `steps[]`, found by its `step` id.
+#[derive(Clone, Debug)]
+pub struct StepExpect {
+    step: String,
+    outcome: Option<String>,
+    /// `summary` contains at least one of these (empty: not checked).
+    summary_contains_any: Vec<String>,
 }
 
 impl Expect {
@@ -273,9 +287,11 @@ impl UpstreamExpect {
         UpstreamExpect {
             address: address.into(),
             status: None,
-            step: None,
+            step: Vec::new(),
             cause: None,
             summary_contains: Vec::new(),
+            evidence_contains: Vec::new(),
+            steps: Vec::new(),
         }
     }
 
@@ -285,7 +301,14 @@ impl UpstreamExpect {
     }
 
     pub fn step(mut self, step: &str) -> UpstreamExpect {
-        self.step = Some(step.into());
+        self.step = vec![step.into()];
+        self
+    }
+
+    /// `verdict.step` is any of `steps` (for verdicts that a later, more
+    /// direct probe may take over from the step that finds them today).
+    pub fn step_one_of(mut self, steps: &[&str]) -> UpstreamExpect {
+        self.step = steps.iter().map(|step| step.to_string()).collect();
         self
     }
 
@@ -296,6 +319,19 @@ impl UpstreamExpect {
 
     pub fn summary_contains(mut self, needle: &str) -> UpstreamExpect {
         self.summary_contains.push(needle.into());
+        self
+    }
+
+    /// Some entry of `verdict.evidence` has a `detail` containing `needle`
+    /// (e.g. the nginx error-log line the verdict rests on).
+    pub fn evidence_contains(mut self, needle: &str) -> UpstreamExpect {
+        self.evidence_contains.push(needle.into());
+        self
+    }
+
+    /// A check on the upstream's `steps[]` entry for one step id.
+    pub fn step_entry(mut self, step: StepExpect) -> UpstreamExpect {
+        self.steps.push(step);
         self
     }
 
@@ -315,11 +351,11 @@ impl UpstreamExpect {
             upstream.pointer("/status"),
             self.status.as_deref(),
         );
-        check_str(
+        check_one_of(
             problems,
             &what("verdict.step"),
             upstream.pointer("/verdict/step"),
-            self.step.as_deref(),
+            &self.step,
         );
         check_str(
             problems,
@@ -337,6 +373,115 @@ impl UpstreamExpect {
                     "{}: {summary:?} does not mention {needle:?}",
                     what("verdict.summary")
                 ));
+            }
+        }
+        let details: Vec<&str> = upstream
+            .pointer("/verdict/evidence")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item.get("detail").and_then(Value::as_str))
+            .collect();
+        for needle in &self.evidence_contains {
+            if !details
+                .iter()
+                .any(|detail| detail.contains(needle.as_str()))
+            {
+                problems.push(format!(
+                    "{}: no detail contains {needle:?}; details: {details:?}",
+                    what("verdict.evidence")
+                ));
+            }
+        }
+        for step in &self.steps {
+            step.check(upstream, &what("steps[]"), problems);
+        }
+    }
+}
+
+impl StepExpect {
+    /// The `steps[]` entry whose `step` is `step` (e.g. `error_log`).
+    pub fn at(step: &str) -> StepExpect {
+        StepExpect {
+            step: step.into(),
+            outcome: None,
+            summary_contains_any: Vec::new(),
+        }
+    }
+
+    pub fn outcome(mut self, outcome: &str) -> StepExpect {
+        self.outcome = Some(outcome.into());
+        self
+    }
+
+    /// `summary` contains at least one of `needles`.
+    pub fn summary_contains_any(mut self, needles: &[&str]) -> StepExpect {
+        self.summary_contains_any = needles.iter().map(|needle| needle.to_string()).collect();
+        self
+    }
+
+    fn check(&self, upstream: &Value, what: &str, problems: &mut Vec<String>) {
+        let entries: Vec<&Value> = upstream
+            .get("steps")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect();
+        let Some(entry) = entries
+            .iter()
+            .find(|entry| entry.get("step").and_then(Value::as_str) == Some(self.step.as_str()))
+        else {
+            let ids: Vec<&str> = entries
+                .iter()
+                .filter_map(|entry| entry.get("step").and_then(Value::as_str))
+                .collect();
+            problems.push(format!(
+                "{what}: no entry for step {:?}; steps are {ids:?}",
+                self.step
+            ));
+            return;
+        };
+        let what = format!("{what} {}", self.step);
+        check_str(
+            problems,
+            &format!("{what} outcome"),
+            entry.get("outcome"),
+            self.outcome.as_deref(),
+        );
+        if !self.summary_contains_any.is_empty() {
+            let summary = entry.get("summary").and_then(Value::as_str).unwrap_or("");
+            if !self
+                .summary_contains_any
+                .iter()
+                .any(|needle| summary.contains(needle.as_str()))
+            {
+                problems.push(format!(
+                    "{what} summary: {summary:?} mentions none of {:?}",
+                    self.summary_contains_any
+                ));
+            }
+        }
+    }
+}
+
+/// `actual` is a string equal to one of `expected` (nothing to check when empty).
+fn check_one_of(
+    problems: &mut Vec<String>,
+    what: &str,
+    actual: Option<&Value>,
+    expected: &[String],
+) {
+    match expected {
+        [] => {}
+        [only] => check_str(problems, what, actual, Some(only)),
+        _ => {
+            let actual_str = actual.and_then(Value::as_str);
+            if !expected
+                .iter()
+                .any(|want| Some(want.as_str()) == actual_str)
+            {
+                let shown = actual.map_or_else(|| "nothing".to_string(), Value::to_string);
+                problems.push(format!("{what}: expected one of {expected:?}, got {shown}"));
             }
         }
     }
@@ -505,6 +650,53 @@ mod tests {
             expect.problems(&finished_run(contract_example(), 2)),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn step_alternatives_evidence_and_step_entries_are_checked() {
+        let report = json!({
+            "status": "break",
+            "upstreams": [{
+                "address": "127.0.0.1:8000",
+                "status": "break",
+                "verdict": {
+                    "step": "error_log",
+                    "cause": "upstream_timeout",
+                    "summary": "...",
+                    "evidence": [{"source": "/x/error.log:7", "detail": "upstream timed out (110: Connection timed out) while reading response header from upstream"}]
+                },
+                "steps": [{"step": "error_log", "outcome": "break", "summary": "1 timeout (110)"}]
+            }]
+        });
+        let good = Expect::report("break", 2).upstream(
+            UpstreamExpect::at("127.0.0.1:8000")
+                .step_one_of(&["error_log", "direct_request"])
+                .cause("upstream_timeout")
+                .evidence_contains("upstream timed out (110: Connection timed out)")
+                .step_entry(
+                    StepExpect::at("error_log")
+                        .outcome("break")
+                        .summary_contains_any(&["x", "110"]),
+                ),
+        );
+        assert_eq!(
+            good.problems(&finished_run(report.clone(), 2)),
+            Vec::<String>::new()
+        );
+        let bad = Expect::report("break", 2).upstream(
+            UpstreamExpect::at("127.0.0.1:8000")
+                .step_one_of(&["backend_up", "direct_request"])
+                .evidence_contains("prematurely closed")
+                .step_entry(
+                    StepExpect::at("error_log")
+                        .outcome("warn")
+                        .summary_contains_any(&["refused"]),
+                )
+                .step_entry(StepExpect::at("backend_up")),
+        );
+        let problems = bad.problems(&finished_run(report, 2));
+        // step, evidence, error_log outcome, error_log summary, no backend_up entry
+        assert_eq!(problems.len(), 5, "{problems:#?}");
     }
 
     #[test]

@@ -186,11 +186,19 @@ impl Lab {
     /// request through nginx gets 502 and nginx's error log explains why.
     #[track_caller]
     pub fn prove_502(&self, expected_error_log_substring: &str) {
+        self.prove_status(502, expected_error_log_substring);
+    }
+
+    /// Like `prove_502` for any status nginx answers a broken upstream with
+    /// (504 for a read timeout): a request through nginx gets `expected_status`
+    /// and nginx's error log has a line containing the substring.
+    #[track_caller]
+    pub fn prove_status(&self, expected_status: u16, expected_error_log_substring: &str) {
         let status = self.curl_through_nginx("/");
         assert_eq!(
             status,
-            502,
-            "lab {}: the stack was supposed to be broken, but nginx answered {status}\nnginx error log tail:\n{}",
+            expected_status,
+            "lab {}: the stack was supposed to be broken (nginx answering {expected_status}), but nginx answered {status}\nnginx error log tail:\n{}",
             self.scenario,
             tail(&self.error_log_text(), 4000)
         );
@@ -200,7 +208,7 @@ impl Lab {
         });
         assert!(
             logged.is_some(),
-            "lab {}: nginx answered 502 but its error log has no line containing {expected_error_log_substring:?} \
+            "lab {}: nginx answered {expected_status} but its error log has no line containing {expected_error_log_substring:?} \
              within {ERROR_LOG_WAIT:?}\nnginx error log tail:\n{}",
             self.scenario,
             tail(&self.error_log_text(), 4000)

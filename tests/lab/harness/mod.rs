@@ -9,6 +9,7 @@
 mod agent;
 mod cli;
 mod lab;
+mod misbehaving;
 mod netns;
 mod nginx;
 mod php_fpm;
@@ -21,12 +22,15 @@ mod wait;
 // The whole API is re-exported even where no scenario uses it yet.
 #[allow(unused_imports)]
 pub use agent::{
-    find_causes, find_upstream, findings, mentions_file_line, AgentRun, Expect, UpstreamExpect,
+    find_causes, find_upstream, findings, mentions_file_line, AgentRun, Expect, StepExpect,
+    UpstreamExpect,
 };
 #[allow(unused_imports)]
 pub use cli::CliSandbox;
 #[allow(unused_imports)]
 pub use lab::{tcp_addr, unix_addr, Lab};
+#[allow(unused_imports)]
+pub use misbehaving::Misbehaviour;
 #[allow(unused_imports)]
 pub use nginx::{parse_nginx_error_location, NGINX_LISTEN};
 #[allow(unused_imports)]

@@ -88,6 +88,15 @@ impl Lab {
         format!("proxy_pass http://{addr};")
     }
 
+    /// `proxy_location` plus extra directives, one per line, e.g.
+    /// `&["proxy_buffer_size 4k;"]` (each with its own `;`).
+    pub fn proxy_location_with(&self, addr: &str, directives: &[&str]) -> String {
+        std::iter::once(self.proxy_location(addr))
+            .chain(directives.iter().map(|directive| directive.to_string()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Writes nginx.conf with the given location body, starts nginx in the
     /// namespace and waits until it answers on 127.0.0.1:8080.
     pub fn start_nginx(&mut self, location_body: &str) {

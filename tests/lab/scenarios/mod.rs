@@ -2,5 +2,6 @@
 //! the test runner's output lists exactly which scenarios ran.
 
 mod config;
+mod error_log;
 mod php_fpm;
 mod tcp;
