@@ -144,7 +144,25 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         },
     };
 
-    let error_logs = error_logs.await.unwrap_or_default();
+    // A log on a slow disk must not cost the run its answer: what was not read by the deadline
+    // is reported as unread.
+    let log_deadline = deadline
+        .checked_sub(Duration::from_millis(200))
+        .unwrap_or(deadline);
+    let error_logs = match tokio::time::timeout_at(log_deadline, error_logs).await {
+        Ok(Ok(logs)) => logs,
+        Ok(Err(e)) => ErrorLogs {
+            unreadable: vec![format!("error-log reader failed: {e}")],
+            ..ErrorLogs::default()
+        },
+        Err(_) => ErrorLogs {
+            unreadable: vec![format!(
+                "the error log was not read within --timeout {:?}",
+                opts.timeout
+            )],
+            ..ErrorLogs::default()
+        },
+    };
     let conf_shown = setup.conf.display().to_string();
     // A reload replaces the workers, so their start bounds the load time; a SIGHUP logged
     // later (a reload whose workers have since been replaced again) moves it on.
@@ -269,6 +287,11 @@ fn read_error_logs(files: Vec<Result<PathBuf, String>>, since: Duration) -> Erro
     for f in files {
         match f {
             Ok(path) => match read_window(&path, since_epoch, WindowLimits::default()) {
+                Ok(w) if w.bytes_read > 0 && w.parsed_lines == 0 => logs.unreadable.push(format!(
+                    "{} has no line in nginx's error-log form ({} bytes read): not an nginx error log?",
+                    path.display(),
+                    w.bytes_read
+                )),
                 Ok(w) => logs.windows.push(w),
                 Err(e) if e.is_permission_denied() => logs
                     .unreadable

@@ -58,6 +58,9 @@ pub struct ErrorLogWindow {
     /// The byte cap stopped the read before the window's start.
     pub truncated: bool,
     pub bytes_read: u64,
+    /// Lines read that had nginx's error-log form, in the window or not. Zero with bytes read
+    /// means the file is not an nginx error log (or not one this reader understands).
+    pub parsed_lines: u64,
 }
 
 /// logrotate keeps `error.log.1` plain and compresses older ones (`delaycompress`); Debian
@@ -77,6 +80,7 @@ pub fn read_window(
         clock: LocalClock::default(),
         newest_first: Vec::new(),
         bytes_read: 0,
+        parsed_lines: 0,
         truncated: false,
     };
     let mut window = ErrorLogWindow {
@@ -106,6 +110,7 @@ pub fn read_window(
     window.lines = scan.newest_first;
     window.truncated = scan.truncated;
     window.bytes_read = scan.bytes_read;
+    window.parsed_lines = scan.parsed_lines;
     Ok(window)
 }
 
@@ -122,6 +127,7 @@ struct Scan {
     clock: LocalClock,
     newest_first: Vec<ErrorLogLine>,
     bytes_read: u64,
+    parsed_lines: u64,
     truncated: bool,
 }
 
@@ -183,6 +189,7 @@ impl Scan {
             }
             let text = String::from_utf8_lossy(&line);
             if let Some(l) = parse_line(text.trim_end_matches(['\r', '\n']), &mut self.clock) {
+                self.parsed_lines += 1;
                 if l.time < self.since {
                     passed_since = true;
                 } else {
@@ -206,6 +213,7 @@ impl Scan {
         let Some(line) = parse_line(text.trim_end_matches('\r'), &mut self.clock) else {
             return false;
         };
+        self.parsed_lines += 1;
         if line.time < self.since {
             return true;
         }

@@ -225,3 +225,20 @@ fn rotation_is_not_read_when_the_current_file_covers_the_window() {
     assert!(w.rotated.is_empty());
     assert_eq!(w.lines.len(), 1);
 }
+
+#[test]
+fn a_file_without_nginx_lines_is_told_apart_from_an_empty_window() {
+    let garbage = write_log(&["\u{1}\u{2} not a log".to_string(), "x".repeat(5000)]);
+    let w = read_window(garbage.path(), 0, WindowLimits::default()).expect("read");
+    assert!(w.bytes_read > 0);
+    assert_eq!(w.parsed_lines, 0);
+    let old_only = write_log(&[line_at("2020/01/01 00:00:00", "old")]);
+    let w = read_window(
+        old_only.path(),
+        epoch("2026/11/21 00:00:00"),
+        WindowLimits::default(),
+    )
+    .expect("read");
+    assert!(w.lines.is_empty());
+    assert_eq!(w.parsed_lines, 1);
+}
