@@ -144,6 +144,11 @@ fn classifies_the_seed_lines() {
         ("FastCGI sent in stderr: \"Primary script unknown\" while reading response header from upstream", PrimaryScriptUnknown),
         ("upstream prematurely closed connection while reading response header from upstream", Reset),
         ("upstream sent no valid HTTP/1.0 header while reading response header from upstream", InvalidResponse),
+        // Seed 000's variants.
+        ("recv() failed (104: Connection reset by peer) while reading response header", Reset),
+        ("upstream prematurely closed keepalive connection", Reset),
+        ("FastCGI sent too big header", TooBigHeader),
+        ("upstream sent invalid header: \"\\x00garbage\" while reading response header from upstream", InvalidResponse),
     ];
     for (msg, want) in cases {
         assert_eq!(classify(msg), Some(want), "{msg}");
