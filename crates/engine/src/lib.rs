@@ -263,7 +263,7 @@ fn last_reload_logged(logs: &ErrorLogs) -> Option<SystemTime> {
     logs.windows
         .iter()
         .flat_map(|w| w.lines.iter())
-        .filter(|l| l.message.contains("(SIGHUP) received") || l.message == "reconfiguring")
+        .filter(|l| why502_nginx::errorlog::is_reload_notice(&l.message))
         .map(|l| l.time)
         .max()
         .and_then(|t| u64::try_from(t).ok())

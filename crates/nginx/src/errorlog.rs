@@ -24,6 +24,9 @@ pub struct WindowLimits {
     pub max_line: usize,
     /// Keep at most this many lines (the newest).
     pub max_lines: usize,
+    /// Keep every line in the window, not only upstream failures and reload notices (which is
+    /// all a diagnosis uses, and keeps memory to the few lines that matter on a busy log).
+    pub keep_all: bool,
 }
 
 impl Default for WindowLimits {
@@ -32,6 +35,7 @@ impl Default for WindowLimits {
             max_bytes: 256 * 1024 * 1024,
             max_line: 8 * 1024,
             max_lines: 100_000,
+            keep_all: false,
         }
     }
 }
@@ -46,6 +50,8 @@ pub struct ErrorLogLine {
     /// The `upstream: "..."` field, e.g. `fastcgi://unix:/run/php/x.sock:`.
     pub upstream: Option<String>,
     pub server: Option<String>,
+    /// The upstream failure the line reports (`classify_line`), if any.
+    pub class: Option<UpstreamErrorClass>,
 }
 
 /// The lines of one log inside the window, newest last.
@@ -188,12 +194,12 @@ impl Scan {
                 break;
             }
             let text = String::from_utf8_lossy(&line);
-            if let Some(l) = parse_line(text.trim_end_matches(['\r', '\n']), &mut self.clock) {
+            if let Some(l) = parse_raw(text.trim_end_matches(['\r', '\n']), &mut self.clock) {
                 self.parsed_lines += 1;
                 if l.time < self.since {
                     passed_since = true;
-                } else {
-                    in_window.push(l);
+                } else if let Some(kept) = self.keep(&l) {
+                    in_window.push(kept);
                 }
             }
         }
@@ -207,18 +213,27 @@ impl Scan {
         Ok(passed_since)
     }
 
+    /// The owned line, when it is one a diagnosis uses (or `keep_all`).
+    fn keep(&self, l: &RawLine<'_>) -> Option<ErrorLogLine> {
+        let class = classify_line(l.level, l.message);
+        (self.limits.keep_all || class.is_some() || is_reload_notice(l.message))
+            .then(|| l.to_owned_line(class))
+    }
+
     /// Parse one line and keep it if it is in the window; `true` when the window's start is passed.
     fn take(&mut self, raw: &[u8]) -> bool {
         let text = String::from_utf8_lossy(raw);
-        let Some(line) = parse_line(text.trim_end_matches('\r'), &mut self.clock) else {
+        let Some(line) = parse_raw(text.trim_end_matches('\r'), &mut self.clock) else {
             return false;
         };
         self.parsed_lines += 1;
         if line.time < self.since {
             return true;
         }
-        if self.newest_first.len() < self.limits.max_lines {
-            self.newest_first.push(line);
+        if let Some(kept) = self.keep(&line) {
+            if self.newest_first.len() < self.limits.max_lines {
+                self.newest_first.push(kept);
+            }
         }
         false
     }
@@ -264,6 +279,34 @@ fn join_capped(front: &[u8], back: &[u8], cap: usize) -> Vec<u8> {
 /// Parse `YYYY/MM/DD HH:MM:SS [level] pid#tid: message`. Lines without that start (garbage,
 /// continuation lines of multi-line messages) give `None`.
 pub fn parse_line(text: &str, clock: &mut LocalClock) -> Option<ErrorLogLine> {
+    let raw = parse_raw(text, clock)?;
+    Some(raw.to_owned_line(classify_line(raw.level, raw.message)))
+}
+
+/// A parsed line still borrowing its text: the reader decides whether to keep it before
+/// allocating anything.
+struct RawLine<'a> {
+    time: i64,
+    stamp: &'a str,
+    level: &'a str,
+    message: &'a str,
+}
+
+impl RawLine<'_> {
+    fn to_owned_line(&self, class: Option<UpstreamErrorClass>) -> ErrorLogLine {
+        ErrorLogLine {
+            time: self.time,
+            stamp: self.stamp.to_string(),
+            level: self.level.to_string(),
+            upstream: quoted_field(self.message, ", upstream: \""),
+            server: plain_field(self.message, ", server: "),
+            message: self.message.to_string(),
+            class,
+        }
+    }
+}
+
+fn parse_raw<'a>(text: &'a str, clock: &mut LocalClock) -> Option<RawLine<'a>> {
     let stamp = text.get(..19)?;
     let time = clock.parse(stamp)?;
     let rest = text.get(19..)?.strip_prefix(" [")?;
@@ -274,14 +317,17 @@ pub fn parse_line(text: &str, clock: &mut LocalClock) -> Option<ErrorLogLine> {
         Some(m) => m.split_once(' ').map(|(_, m)| m).unwrap_or(m),
         None => message,
     };
-    Some(ErrorLogLine {
+    Some(RawLine {
         time,
-        stamp: stamp.to_string(),
-        level: level.to_string(),
-        upstream: quoted_field(message, ", upstream: \""),
-        server: plain_field(message, ", server: "),
-        message: message.to_string(),
+        stamp,
+        level,
+        message,
     })
+}
+
+/// `signal 1 (SIGHUP) received from 1234, reconfiguring` / `reconfiguring` (level notice).
+pub fn is_reload_notice(message: &str) -> bool {
+    message.contains("(SIGHUP) received") || message == "reconfiguring"
 }
 
 fn quoted_field(msg: &str, key: &str) -> Option<String> {
@@ -416,10 +462,35 @@ impl UpstreamErrorClass {
     }
 }
 
+/// Classify a line by level and message: only `error` and worse report failures (`warn` lines
+/// such as "an upstream response is buffered" do not).
+pub fn classify_line(level: &str, message: &str) -> Option<UpstreamErrorClass> {
+    match level {
+        "error" | "crit" | "alert" | "emerg" => classify(message),
+        _ => None,
+    }
+}
+
+/// Does the message concern an upstream? nginx marks those with the phase
+/// (`while connecting to upstream`, `while reading response header from upstream`) and the
+/// `upstream: "..."` field; client-side failures (`while waiting for request`, a client's TLS
+/// handshake, a missing static file) have neither.
+fn about_upstream(m: &str) -> bool {
+    m.contains("upstream")
+        || m.contains("while reading response header")
+        || m.contains("connect() to ")
+        || m.contains("connect() failed")
+        || m.contains("could not be resolved")
+        || m.starts_with("FastCGI sent")
+}
+
 /// Classify an error-log message about an upstream; `None` for lines that are not about one.
 pub fn classify(message: &str) -> Option<UpstreamErrorClass> {
     use UpstreamErrorClass::*;
     let m = message;
+    if !about_upstream(m) {
+        return None;
+    }
     let class = if m.contains("Primary script unknown") {
         PrimaryScriptUnknown
     } else if m.contains("no live upstreams") {

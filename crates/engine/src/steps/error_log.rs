@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
 
 use why502_model::{CauseId, Evidence, Outcome, Status, StepId, Verdict};
-use why502_nginx::errorlog::{classify, ErrorLogLine, ErrorLogWindow, UpstreamErrorClass};
+use why502_nginx::errorlog::{ErrorLogLine, ErrorLogWindow, UpstreamErrorClass};
 
 use super::{StepContext, StepFinding};
 use crate::sources::Sources;
@@ -61,7 +61,7 @@ pub fn seen(target: &UpstreamTarget, logs: &ErrorLogs) -> Vec<ClassSeen> {
             if !needles.iter().any(|n| mentions(l, n)) {
                 continue;
             }
-            let Some(class) = classify(&l.message) else {
+            let Some(class) = l.class else {
                 continue;
             };
             let source = format!("{} @ {}", w.source.display(), l.stamp);
@@ -305,6 +305,7 @@ mod tests {
             message: message.into(),
             upstream: Some(upstream.into()),
             server: None,
+            class: None,
         }
     }
 
@@ -336,6 +337,7 @@ mod tests {
     fn at(time: i64, upstream: &str, message: &str) -> ErrorLogLine {
         ErrorLogLine {
             time,
+            class: why502_nginx::errorlog::classify_line("error", message),
             ..line(upstream, message)
         }
     }

@@ -3,6 +3,14 @@ use std::io::Write;
 
 const SEED_LINE: &str = "2026/11/21 03:12:09 [error] 1234#1234: *567 connect() to unix:/run/php/php8.2-fpm.sock failed (13: Permission denied) while connecting to upstream, client: 10.0.0.5, server: shop.example, request: \"GET / HTTP/1.1\", upstream: \"fastcgi://unix:/run/php/php8.2-fpm.sock:\", host: \"shop.example\"";
 
+/// The window tests use placeholder messages: keep every line.
+fn all_lines() -> WindowLimits {
+    WindowLimits {
+        keep_all: true,
+        ..WindowLimits::default()
+    }
+}
+
 fn epoch(stamp: &str) -> i64 {
     LocalClock::default().parse(stamp).expect("stamp")
 }
@@ -63,12 +71,7 @@ fn window_keeps_only_lines_since_and_stops_early() {
     lines.push(line_at("2026/11/21 03:00:01", "new 2"));
     lines.push(line_at("2026/11/21 03:00:02", "new 3"));
     let f = write_log(&lines);
-    let w = read_window(
-        f.path(),
-        epoch("2026/11/21 02:00:00"),
-        WindowLimits::default(),
-    )
-    .expect("read");
+    let w = read_window(f.path(), epoch("2026/11/21 02:00:00"), all_lines()).expect("read");
     let msgs: Vec<&str> = w.lines.iter().map(|l| l.message.as_str()).collect();
     assert_eq!(msgs, ["new 1", "new 2", "new 3"]);
     let size = std::fs::metadata(f.path()).expect("meta").len();
@@ -85,7 +88,7 @@ fn long_lines_are_capped_and_keep_their_start() {
     let f = write_log(&[long, line_at("2026/11/21 03:00:01", "after")]);
     let limits = WindowLimits {
         max_line: 4096,
-        ..WindowLimits::default()
+        ..all_lines()
     };
     let w = read_window(f.path(), 0, limits).expect("read");
     assert_eq!(w.lines.len(), 2);
@@ -101,7 +104,7 @@ fn byte_cap_truncates() {
     let f = write_log(&lines);
     let limits = WindowLimits {
         max_bytes: 128 * 1024,
-        ..WindowLimits::default()
+        ..all_lines()
     };
     let w = read_window(f.path(), 0, limits).expect("read");
     assert!(w.truncated);
@@ -117,10 +120,10 @@ fn binary_garbage_and_devices_do_not_break_it() {
         .collect();
     f.write_all(&garbage).expect("write");
     writeln!(f, "\n{}", line_at("2026/11/21 03:00:00", "real")).expect("write");
-    let w = read_window(f.path(), 0, WindowLimits::default()).expect("read");
+    let w = read_window(f.path(), 0, all_lines()).expect("read");
     assert_eq!(w.lines.last().map(|l| l.message.as_str()), Some("real"));
     assert!(matches!(
-        read_window(Path::new("/dev/zero"), 0, WindowLimits::default()),
+        read_window(Path::new("/dev/zero"), 0, all_lines()),
         Err(ReadError::NotRegular { .. })
     ));
 }
@@ -190,7 +193,7 @@ fn follows_rotation_into_plain_and_gzip_files_until_the_window_starts() {
     // Entirely before the window: must not even be opened.
     write_gz(&dir.path().join("error.log.3.gz"), &[at(1, "ancient")]);
 
-    let w = read_window(&log, epoch("2026/11/21 06:00:00"), WindowLimits::default()).expect("read");
+    let w = read_window(&log, epoch("2026/11/21 06:00:00"), all_lines()).expect("read");
     let msgs: Vec<&str> = w.lines.iter().map(|l| l.message.as_str()).collect();
     assert_eq!(
         msgs,
@@ -226,7 +229,7 @@ fn rotation_is_not_read_when_the_current_file_covers_the_window() {
         format!("{}\n", line_at("2026/11/20 01:00:00", "rotated")),
     )
     .expect("write");
-    let w = read_window(&log, epoch("2026/11/21 09:00:00"), WindowLimits::default()).expect("read");
+    let w = read_window(&log, epoch("2026/11/21 09:00:00"), all_lines()).expect("read");
     assert!(w.rotated.is_empty());
     assert_eq!(w.lines.len(), 1);
 }
@@ -234,16 +237,54 @@ fn rotation_is_not_read_when_the_current_file_covers_the_window() {
 #[test]
 fn a_file_without_nginx_lines_is_told_apart_from_an_empty_window() {
     let garbage = write_log(&["\u{1}\u{2} not a log".to_string(), "x".repeat(5000)]);
-    let w = read_window(garbage.path(), 0, WindowLimits::default()).expect("read");
+    let w = read_window(garbage.path(), 0, all_lines()).expect("read");
     assert!(w.bytes_read > 0);
     assert_eq!(w.parsed_lines, 0);
     let old_only = write_log(&[line_at("2020/01/01 00:00:00", "old")]);
-    let w = read_window(
-        old_only.path(),
-        epoch("2026/11/21 00:00:00"),
-        WindowLimits::default(),
-    )
-    .expect("read");
+    let w = read_window(old_only.path(), epoch("2026/11/21 00:00:00"), all_lines()).expect("read");
     assert!(w.lines.is_empty());
     assert_eq!(w.parsed_lines, 1);
+}
+
+#[test]
+fn client_side_and_warn_lines_are_not_upstream_failures() {
+    let cases = [
+        ("error", "open() \"/var/www/html/favicon.ico\" failed (2: No such file or directory), client: 10.0.0.5, server: a, request: \"GET /favicon.ico HTTP/1.1\""),
+        ("info", "recv() failed (104: Connection reset by peer) while waiting for request, client: 10.0.0.5, server: 0.0.0.0:443"),
+        ("info", "SSL_do_handshake() failed (SSL: error:0A00006C:SSL routines::bad key share) while SSL handshaking, client: 10.0.0.5, server: 0.0.0.0:443"),
+        ("warn", "an upstream response is buffered to a temporary file /var/cache/nginx/proxy_temp/1/00/0000000001 while reading upstream, client: 10.0.0.5, upstream: \"http://127.0.0.1:8000/big\""),
+        ("error", "client intended to send too large body: 10485761 bytes, client: 10.0.0.5"),
+    ];
+    for (level, msg) in cases {
+        assert_eq!(classify_line(level, msg), None, "[{level}] {msg}");
+    }
+    assert_eq!(
+        classify_line("error", "connect() failed (111: Connection refused) while connecting to upstream, client: 1.2.3.4, upstream: \"http://127.0.0.1:8000/\""),
+        Some(UpstreamErrorClass::ConnectionRefused)
+    );
+}
+
+#[test]
+fn by_default_the_window_keeps_only_upstream_failures_and_reloads() {
+    let lines = vec![
+        line_at("2026/11/21 03:00:00", "open() \"/x\" failed (2: No such file or directory), client: 1.2.3.4"),
+        "2026/11/21 03:00:01 [notice] 1#1: signal 1 (SIGHUP) received from 99, reconfiguring".to_string(),
+        line_at("2026/11/21 03:00:02", "connect() failed (111: Connection refused) while connecting to upstream, client: 1.2.3.4, upstream: \"http://127.0.0.1:8000/\""),
+        "2026/11/21 03:00:03 [warn] 1#1: *2 an upstream response is buffered to a temporary file, upstream: \"http://127.0.0.1:8000/\"".to_string(),
+    ];
+    let f = write_log(&lines);
+    let w = read_window(f.path(), 0, WindowLimits::default()).expect("read");
+    let kept: Vec<(&str, Option<UpstreamErrorClass>)> = w
+        .lines
+        .iter()
+        .map(|l| (l.level.as_str(), l.class))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("notice", None),
+            ("error", Some(UpstreamErrorClass::ConnectionRefused))
+        ]
+    );
+    assert_eq!(w.parsed_lines, 4);
 }
