@@ -58,7 +58,7 @@ pub fn seen(target: &UpstreamTarget, logs: &ErrorLogs) -> Vec<ClassSeen> {
     let mut out: Vec<ClassSeen> = Vec::new();
     for w in &logs.windows {
         for l in &w.lines {
-            if !needles.iter().any(|n| mentions(l, n)) {
+            if !needles.iter().any(|n| mentions(l, n)) && !names_block(l, target) {
                 continue;
             }
             let Some(class) = l.class else {
@@ -268,6 +268,20 @@ fn needles(t: &UpstreamTarget) -> Vec<String> {
     }
 }
 
+/// `no live upstreams` names the `upstream` block (`upstream: "http://app/"`), not a server:
+/// it concerns every member. Matched in the upstream field only, where a name cannot be
+/// confused with a word of the message.
+fn names_block(l: &ErrorLogLine, t: &UpstreamTarget) -> bool {
+    let (Some(name), Some(field)) = (&t.name, &l.upstream) else {
+        return false;
+    };
+    let Some((_, rest)) = field.split_once("://") else {
+        return false;
+    };
+    rest.strip_prefix(name.as_str())
+        .is_some_and(|after| after.is_empty() || after.starts_with('/') || after.starts_with(':'))
+}
+
 /// Does the line name this upstream, as a whole address (not a prefix of a longer one)?
 fn mentions(l: &ErrorLogLine, needle: &str) -> bool {
     let hay = l
@@ -400,6 +414,25 @@ mod tests {
         let (status, v) = unexplained(&t, &after, now).expect("unexplained denial");
         assert_eq!((status, v.cause), (Status::Break, CauseId::Unknown));
         assert!(v.summary.contains("SELinux"), "{}", v.summary);
+    }
+
+    #[test]
+    fn no_live_upstreams_counts_for_every_member_of_the_block() {
+        let mut t = target(TargetAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: 8001,
+        });
+        t.name = Some("app".into());
+        let msg = "no live upstreams while connecting to upstream, client: 1.2.3.4, server: a, request: \"GET / HTTP/1.1\", upstream: \"http://app/\"";
+        let logs = logs_with(vec![at(NOW - 10, "http://app/", msg)]);
+        let seen_here = seen(&t, &logs);
+        assert_eq!(seen_here.len(), 1);
+        assert_eq!(seen_here[0].class, UpstreamErrorClass::NoLiveUpstreams);
+        t.name = Some("ap".into());
+        assert!(
+            seen(&t, &logs).is_empty(),
+            "a prefix of the block name is another block"
+        );
     }
 
     #[test]
