@@ -11,6 +11,9 @@ use std::process::ExitStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+/// How long a daemon of the lab may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+
 use tempfile::TempDir;
 
 use super::netns::NetNs;
@@ -120,6 +123,39 @@ impl Lab {
         self.procs
             .push(Spawned::spawn(label, cmd, &logs, stop_signal));
         self.procs.last_mut().expect("just pushed")
+    }
+
+    /// Wait until the process `label` is ready (`ready` says so). Fails the test if it exits
+    /// first or `START_TIMEOUT` passes, with `waiting_for` (what never happened), its stderr,
+    /// and the `context` the caller adds (logs, config).
+    pub(super) fn await_ready(
+        &mut self,
+        label: &str,
+        waiting_for: &str,
+        mut ready: impl FnMut(&mut Self) -> bool,
+        context: impl FnOnce(&Self) -> String,
+    ) {
+        let outcome = poll_until(START_TIMEOUT, || {
+            if let Some(status) = self.process_mut(label).and_then(|proc| proc.poll_exit()) {
+                return Some(Err(format!("{label} exited during startup ({status})")));
+            }
+            ready(self).then_some(Ok(()))
+        });
+        let problem = match outcome {
+            Some(Ok(())) => return,
+            Some(Err(problem)) => problem,
+            None => format!("{label}: {waiting_for} within {START_TIMEOUT:?}"),
+        };
+        let stderr = self
+            .process_mut(label)
+            .map(|proc| read_log(proc.stderr_path()))
+            .unwrap_or_default();
+        panic!(
+            "lab {}: {problem}\n{label} stderr:\n{}\n{}",
+            self.scenario(),
+            tail(&stderr, 4000),
+            context(self)
+        );
     }
 
     pub(super) fn process_mut(&mut self, label: &str) -> Option<&mut Spawned> {

@@ -8,13 +8,8 @@
 //! no shell. It prints `ready ...` once it listens, serves each connection in
 //! its own thread, and exits 0 on SIGTERM.
 
-use std::time::Duration;
-
 use super::lab::{make_dir, set_mode, write_file, Lab};
-use super::process::{read_log, tail};
-use super::wait::poll_until;
-
-const START_TIMEOUT: Duration = Duration::from_secs(5);
+use super::process::read_log;
 
 /// The line the backend prints (flushed) once its socket listens.
 const READY_MARKER: &str = "ready ";
@@ -161,28 +156,14 @@ impl Lab {
     }
 
     fn wait_for_ready_line(&mut self, label: &str) {
-        let ready = poll_until(START_TIMEOUT, || {
-            let proc = self.process_mut(label)?;
-            if let Some(status) = proc.poll_exit() {
-                return Some(Err(format!("{label} exited during startup ({status})")));
-            }
-            read_log(proc.stdout_path())
-                .contains(READY_MARKER)
-                .then_some(Ok(()))
-        });
-        let problem = match ready {
-            Some(Ok(())) => return,
-            Some(Err(problem)) => problem,
-            None => format!("{label} did not report that it listens within {START_TIMEOUT:?}"),
-        };
-        let stderr = self
-            .process_mut(label)
-            .map(|proc| read_log(proc.stderr_path()))
-            .unwrap_or_default();
-        panic!(
-            "lab {}: {problem}\n{label} stderr:\n{}",
-            self.scenario(),
-            tail(&stderr, 4000)
+        self.await_ready(
+            label,
+            "did not report that it listens",
+            |lab| {
+                lab.process_mut(label)
+                    .is_some_and(|proc| read_log(proc.stdout_path()).contains(READY_MARKER))
+            },
+            |_| String::new(),
         );
     }
 

@@ -9,13 +9,11 @@ use std::time::Duration;
 
 use super::lab::{write_file, Lab};
 use super::process::{read_log, run_capped, tail, Captured};
-use super::wait::poll_until;
 
 /// Where every lab nginx listens (inside its own namespace).
 pub const NGINX_LISTEN: &str = "127.0.0.1:8080";
 
 const PROCESS_LABEL: &str = "nginx";
-const START_TIMEOUT: Duration = Duration::from_secs(5);
 const CONFIG_TEST_CAP: Duration = Duration::from_secs(10);
 
 /// The whole nginx.conf for a lab stack; `location_body` is the scenario's
@@ -116,32 +114,19 @@ impl Lab {
     }
 
     fn wait_for_nginx(&mut self) {
-        let ready = poll_until(START_TIMEOUT, || {
-            if let Some(status) = self
-                .process_mut(PROCESS_LABEL)
-                .and_then(|proc| proc.poll_exit())
-            {
-                return Some(Err(format!("nginx exited during startup ({status})")));
-            }
+        self.await_ready(
+            PROCESS_LABEL,
+            &format!("no answer on {NGINX_LISTEN}"),
             // Any HTTP status (even 502) means nginx accepts and answers.
-            (self.curl_through_nginx("/") != 0).then_some(Ok(()))
-        });
-        let problem = match ready {
-            Some(Ok(())) => return,
-            Some(Err(problem)) => problem,
-            None => format!("nginx did not answer on {NGINX_LISTEN} within {START_TIMEOUT:?}"),
-        };
-        let stderr = self
-            .process_mut(PROCESS_LABEL)
-            .map(|proc| read_log(proc.stderr_path()))
-            .unwrap_or_default();
-        panic!(
-            "lab {}: {problem}\nnginx stderr:\n{}\nnginx error log tail:\n{}\nconfig {}:\n{}",
-            self.scenario(),
-            tail(&stderr, 4000),
-            tail(&self.error_log_text(), 4000),
-            self.nginx_conf().display(),
-            read_log(&self.nginx_conf())
+            |lab| lab.curl_through_nginx("/") != 0,
+            |lab| {
+                format!(
+                    "nginx error log tail:\n{}\nconfig {}:\n{}",
+                    tail(&lab.error_log_text(), 4000),
+                    lab.nginx_conf().display(),
+                    read_log(&lab.nginx_conf())
+                )
+            },
         );
     }
 

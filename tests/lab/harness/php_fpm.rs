@@ -1,14 +1,11 @@
 //! php-fpm: global config + one `[www]` pool, start-and-wait, graceful stop.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::lab::{make_dir, write_file, Lab};
 use super::process::{read_log, tail};
-use super::wait::poll_until;
 
 const PROCESS_LABEL: &str = "php-fpm";
-const START_TIMEOUT: Duration = Duration::from_secs(5);
 /// php-fpm logs this (at the default `notice` level) after it has bound and
 /// is listening — and after it applied listen.owner/group/mode, so waiting
 /// for it avoids racing the chmod/chown of a fresh socket.
@@ -132,33 +129,17 @@ impl Lab {
 
     fn wait_for_php_fpm(&mut self, listen: &FpmListen) {
         let log = self.php_fpm_log_path();
-        let ready = poll_until(START_TIMEOUT, || {
-            if let Some(status) = self
-                .process_mut(PROCESS_LABEL)
-                .and_then(|proc| proc.poll_exit())
-            {
-                return Some(Err(format!("php-fpm exited during startup ({status})")));
-            }
-            let socket_ok = match listen {
-                FpmListen::Unix(socket) => socket.exists(),
-                FpmListen::Tcp(_) => true,
-            };
-            (socket_ok && read_log(&log).contains(READY_MARKER)).then_some(Ok(()))
-        });
-        let problem = match ready {
-            Some(Ok(())) => return,
-            Some(Err(problem)) => problem,
-            None => format!("php-fpm was not ready on {listen:?} within {START_TIMEOUT:?}"),
-        };
-        let stderr = self
-            .process_mut(PROCESS_LABEL)
-            .map(|proc| read_log(proc.stderr_path()))
-            .unwrap_or_default();
-        panic!(
-            "lab {}: {problem}\nphp-fpm stderr:\n{}\nphp-fpm log:\n{}",
-            self.scenario(),
-            tail(&stderr, 4000),
-            tail(&read_log(&log), 4000)
+        self.await_ready(
+            PROCESS_LABEL,
+            &format!("not ready on {listen:?}"),
+            |_| {
+                let socket_ok = match listen {
+                    FpmListen::Unix(socket) => socket.exists(),
+                    FpmListen::Tcp(_) => true,
+                };
+                socket_ok && read_log(&log).contains(READY_MARKER)
+            },
+            |_| format!("php-fpm log:\n{}", tail(&read_log(&log), 4000)),
         );
     }
 

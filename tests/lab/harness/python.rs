@@ -1,12 +1,6 @@
 //! The plain HTTP backend: `python3 -m http.server`, serving the lab's www/.
 
-use std::time::Duration;
-
 use super::lab::{tcp_addr, Lab};
-use super::process::{read_log, tail};
-use super::wait::poll_until;
-
-const START_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn label(bind: &str, port: u16) -> String {
     format!("python-http-{bind}-{port}")
@@ -36,25 +30,11 @@ impl Lab {
     }
 
     fn wait_for_http_backend(&mut self, label: &str, url: &str) {
-        let ready = poll_until(START_TIMEOUT, || {
-            if let Some(status) = self.process_mut(label).and_then(|proc| proc.poll_exit()) {
-                return Some(Err(format!("{label} exited during startup ({status})")));
-            }
-            (self.curl_status(url) == 200).then_some(Ok(()))
-        });
-        let problem = match ready {
-            Some(Ok(())) => return,
-            Some(Err(problem)) => problem,
-            None => format!("{label} did not answer 200 on {url} within {START_TIMEOUT:?}"),
-        };
-        let stderr = self
-            .process_mut(label)
-            .map(|proc| read_log(proc.stderr_path()))
-            .unwrap_or_default();
-        panic!(
-            "lab {}: {problem}\n{label} stderr:\n{}",
-            self.scenario(),
-            tail(&stderr, 4000)
+        self.await_ready(
+            label,
+            &format!("no 200 on {url}"),
+            |lab| lab.curl_status(url) == 200,
+            |_| String::new(),
         );
     }
 
