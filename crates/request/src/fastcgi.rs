@@ -1,0 +1,287 @@
+//! FastCGI (the RESPONDER role nginx uses): BEGIN_REQUEST, the params nginx sends, an empty
+//! STDIN; then STDOUT records up to the end of the CGI header, and STDERR on the way.
+//!
+//! The script asked for does not exist: php-fpm answers "File not found." (Status 404) and logs
+//! "Primary script unknown" — proof that the pool accepts and runs requests, with no
+//! application code run on behalf of a diagnosis.
+
+use std::time::Instant;
+
+use crate::stream::{closed_or_reset, connect, read_some, send};
+use crate::{ms, show_bytes, Answer, Ask, Limits, Target};
+
+const VERSION: u8 = 1;
+const BEGIN_REQUEST: u8 = 1;
+const END_REQUEST: u8 = 3;
+const PARAMS: u8 = 4;
+const STDIN: u8 = 5;
+const STDOUT: u8 = 6;
+const STDERR: u8 = 7;
+const RESPONDER: u16 = 1;
+const REQUEST_ID: u16 = 1;
+
+/// The script a probe asks for; it never exists.
+pub const PROBE_SCRIPT: &str = "/why502-probe-does-not-exist.php";
+
+pub async fn fastcgi_request(target: &Target, ask: &Ask, limits: &Limits) -> Answer {
+    let mut io = match connect(target, limits).await {
+        Ok(io) => io,
+        Err(a) => return a,
+    };
+    if let Err(a) = send(&mut io, &request_bytes(ask), limits).await {
+        return a;
+    }
+    let sent = Instant::now();
+    let mut reader = RecordReader::default();
+    let mut chunk = [0u8; 8192];
+    let mut first_byte_ms = None;
+    loop {
+        let n = match read_some(&mut io, &mut chunk, limits).await {
+            Err(()) if reader.raw_len == 0 => {
+                return Answer::NoAnswer {
+                    waited_ms: ms(sent.elapsed()),
+                }
+            }
+            Err(()) => {
+                return Answer::HeaderStalled {
+                    bytes: reader.raw_len,
+                    waited_ms: ms(sent.elapsed()),
+                }
+            }
+            Ok(Err(e)) => return closed_or_reset(&e, reader.raw_len, first_byte_ms),
+            Ok(Ok(0)) => return reader.at_eof(first_byte_ms, ms(sent.elapsed())),
+            Ok(Ok(n)) => n,
+        };
+        first_byte_ms.get_or_insert_with(|| ms(sent.elapsed()));
+        if let Some(answer) = reader.feed(
+            &chunk[..n],
+            limits,
+            first_byte_ms.unwrap_or(0),
+            ms(sent.elapsed()),
+        ) {
+            return answer;
+        }
+    }
+}
+
+fn request_bytes(ask: &Ask) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    let mut begin = Vec::with_capacity(8);
+    begin.extend_from_slice(&RESPONDER.to_be_bytes());
+    begin.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // flags 0: close after the request
+    record(&mut out, BEGIN_REQUEST, &begin);
+    let uri = ask.path.as_str();
+    let params: [(&str, &str); 14] = [
+        ("GATEWAY_INTERFACE", "CGI/1.1"),
+        ("SERVER_SOFTWARE", "why502"),
+        ("REQUEST_METHOD", "GET"),
+        ("QUERY_STRING", ""),
+        ("REQUEST_URI", uri),
+        ("DOCUMENT_URI", PROBE_SCRIPT),
+        ("SCRIPT_NAME", PROBE_SCRIPT),
+        ("SCRIPT_FILENAME", PROBE_SCRIPT),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("REMOTE_ADDR", "127.0.0.1"),
+        ("REMOTE_PORT", "0"),
+        ("SERVER_NAME", ask.host.as_str()),
+        ("SERVER_PORT", "80"),
+        ("HTTP_HOST", ask.host.as_str()),
+    ];
+    let mut body = Vec::new();
+    for (k, v) in params {
+        push_len(&mut body, k.len());
+        push_len(&mut body, v.len());
+        body.extend_from_slice(k.as_bytes());
+        body.extend_from_slice(v.as_bytes());
+    }
+    record(&mut out, PARAMS, &body);
+    record(&mut out, PARAMS, &[]);
+    record(&mut out, STDIN, &[]);
+    out
+}
+
+fn record(out: &mut Vec<u8>, kind: u8, content: &[u8]) {
+    // Params stay far below 64 KiB; a record holds at most 65535 bytes.
+    let len = content.len().min(u16::MAX as usize);
+    let pad = (8 - len % 8) % 8;
+    out.extend_from_slice(&[VERSION, kind]);
+    out.extend_from_slice(&REQUEST_ID.to_be_bytes());
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.extend_from_slice(&[pad as u8, 0]);
+    out.extend_from_slice(&content[..len]);
+    out.extend(std::iter::repeat_n(0u8, pad));
+}
+
+fn push_len(out: &mut Vec<u8>, len: usize) {
+    if len < 128 {
+        out.push(len as u8);
+    } else {
+        out.extend_from_slice(&((len as u32) | 0x8000_0000).to_be_bytes());
+    }
+}
+
+/// Reassembles records from the byte stream and collects STDOUT until the CGI header ends.
+#[derive(Default)]
+struct RecordReader {
+    pending: Vec<u8>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    raw_len: usize,
+}
+
+impl RecordReader {
+    fn feed(
+        &mut self,
+        bytes: &[u8],
+        limits: &Limits,
+        first_byte_ms: u64,
+        now_ms: u64,
+    ) -> Option<Answer> {
+        self.raw_len += bytes.len();
+        self.pending.extend_from_slice(bytes);
+        loop {
+            if self.pending.len() < 8 {
+                return None;
+            }
+            let h = &self.pending[..8];
+            if h[0] != VERSION {
+                return Some(Answer::Malformed {
+                    reason: format!("not a FastCGI record (version byte {})", h[0]),
+                    first_bytes: show_bytes(&self.pending),
+                });
+            }
+            let kind = h[1];
+            let len = u16::from_be_bytes([h[4], h[5]]) as usize;
+            let pad = h[6] as usize;
+            if self.pending.len() < 8 + len + pad {
+                if self.raw_len > limits.max_header + 16 {
+                    return Some(Answer::HeaderTooLong { read: self.raw_len });
+                }
+                return None;
+            }
+            let content = self.pending[8..8 + len].to_vec();
+            self.pending.drain(..8 + len + pad);
+            match kind {
+                STDOUT => {
+                    self.stdout.extend_from_slice(&content);
+                    if let Some(end) = cgi_header_end(&self.stdout) {
+                        return Some(self.response(end, first_byte_ms, now_ms));
+                    }
+                    if self.stdout.len() > limits.max_header {
+                        return Some(Answer::HeaderTooLong {
+                            read: self.stdout.len(),
+                        });
+                    }
+                }
+                STDERR => {
+                    let room = 4096usize.saturating_sub(self.stderr.len());
+                    self.stderr
+                        .extend_from_slice(&content[..content.len().min(room)]);
+                }
+                END_REQUEST => {
+                    return Some(Answer::Closed {
+                        bytes: self.raw_len,
+                        reset: false,
+                        first_byte_ms: Some(first_byte_ms),
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn at_eof(&self, first_byte_ms: Option<u64>, now_ms: u64) -> Answer {
+        match cgi_header_end(&self.stdout) {
+            Some(end) => self.response(end, first_byte_ms.unwrap_or(0), now_ms),
+            None => Answer::Closed {
+                bytes: self.raw_len,
+                reset: false,
+                first_byte_ms,
+            },
+        }
+    }
+
+    fn response(&self, end: usize, first_byte_ms: u64, now_ms: u64) -> Answer {
+        let header = String::from_utf8_lossy(&self.stdout[..end]);
+        let status = header
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Status:")
+                    .or_else(|| l.strip_prefix("status:"))
+            })
+            .and_then(|v| v.trim().get(..3))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(200);
+        let stderr = (!self.stderr.is_empty())
+            .then(|| String::from_utf8_lossy(&self.stderr).trim().to_string());
+        // nginx holds the record header (8 bytes) and the CGI header in its buffer.
+        Answer::Response {
+            status,
+            header_bytes: end + 8,
+            first_byte_ms,
+            total_ms: now_ms,
+            stderr,
+        }
+    }
+}
+
+fn cgi_header_end(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_padded_to_eight_bytes() {
+        let mut out = Vec::new();
+        record(&mut out, STDIN, b"abc");
+        assert_eq!(out.len(), 8 + 3 + 5);
+        assert_eq!(&out[..8], &[1, STDIN, 0, 1, 0, 3, 5, 0]);
+    }
+
+    #[test]
+    fn reassembles_stdout_across_reads() {
+        let mut stream = Vec::new();
+        record(&mut stream, STDERR, b"Primary script unknown");
+        record(
+            &mut stream,
+            STDOUT,
+            b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nFile not found.\n",
+        );
+        let mut r = RecordReader::default();
+        let limits = Limits::default();
+        let mut answer = None;
+        for piece in stream.chunks(5) {
+            if let Some(a) = r.feed(piece, &limits, 1, 2) {
+                answer = Some(a);
+                break;
+            }
+        }
+        match answer {
+            Some(Answer::Response { status, stderr, .. }) => {
+                assert_eq!(status, 404);
+                assert_eq!(stderr.as_deref(), Some("Primary script unknown"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn http_bytes_on_a_fastcgi_socket_are_malformed() {
+        let mut r = RecordReader::default();
+        let a = r.feed(
+            b"HTTP/1.1 400 Bad Request\r\n\r\n",
+            &Limits::default(),
+            1,
+            1,
+        );
+        assert!(matches!(a, Some(Answer::Malformed { .. })), "{a:?}");
+    }
+}
