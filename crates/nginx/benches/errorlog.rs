@@ -594,7 +594,7 @@ fn generate(
     // weight table: kind index per weight unit, for O(1) picks.
     let mut table: Vec<usize> = Vec::with_capacity(total_weight as usize);
     for (i, k) in kinds.iter().enumerate() {
-        table.extend(std::iter::repeat(i).take(k.weight as usize));
+        table.extend(std::iter::repeat_n(i, k.weight as usize));
     }
     let has_upstream_word: Vec<bool> = kinds
         .iter()
