@@ -11,6 +11,9 @@ use crate::discover::WorkerIdentity;
 use crate::steps::error_log::ErrorLogs;
 use crate::steps::nginx_config::ConfigFinding;
 
+/// A host's addresses, or why it did not resolve.
+type Resolution = Result<Vec<IpAddr>, String>;
+
 pub struct Sources {
     pub procs: ProcessTable,
     pub listen: ListenTable,
@@ -23,6 +26,8 @@ pub struct Sources {
     pub config: ConfigFinding,
     pub error_logs: ErrorLogs,
     owners: Mutex<HashMap<u64, Option<u32>>>,
+    /// Host names resolved once per run, shared by every step that needs them.
+    resolved: tokio::sync::Mutex<HashMap<(String, u16), Resolution>>,
 }
 
 /// The process behind a listening socket.
@@ -50,6 +55,7 @@ impl Sources {
             config,
             error_logs,
             owners: Mutex::new(HashMap::new()),
+            resolved: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -111,6 +117,39 @@ impl Sources {
             .map(|p| process_label(&p.comm, &p.cmdline))
             .unwrap_or_else(|| "?".to_string());
         Owner { pid, name }
+    }
+
+    /// Resolve a host as nginx does at start-up (the system resolver), once per run; IP
+    /// literals need no lookup. `budget` bounds a lookup that is not cached yet.
+    pub async fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+        budget: std::time::Duration,
+    ) -> Result<Vec<IpAddr>, String> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let key = (host.to_string(), port);
+        let mut cache = self.resolved.lock().await;
+        if let Some(r) = cache.get(&key) {
+            return r.clone();
+        }
+        let r = match tokio::time::timeout(budget, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(addrs)) => {
+                let mut ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+                ips.dedup();
+                if ips.is_empty() {
+                    Err("no addresses".to_string())
+                } else {
+                    Ok(ips)
+                }
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {budget:?}")),
+        };
+        cache.insert(key, r.clone());
+        r
     }
 
     pub fn is_local(&self, ip: IpAddr) -> Option<bool> {

@@ -130,6 +130,19 @@ fn add_target(
     }
 }
 
+impl UpstreamTarget {
+    /// `proxy_`, `fastcgi_`...: the prefix of this upstream's nginx settings, for messages.
+    pub fn protocol_settings_prefix(&self) -> &'static str {
+        match self.protocol {
+            Protocol::Http => "proxy_",
+            Protocol::Fastcgi => "fastcgi_",
+            Protocol::Uwsgi => "uwsgi_",
+            Protocol::Scgi => "scgi_",
+            Protocol::Grpc => "grpc_",
+        }
+    }
+}
+
 pub fn address_string(addr: &TargetAddr) -> String {
     match addr {
         TargetAddr::Unix(p) => format!("unix:{}", p.display()),

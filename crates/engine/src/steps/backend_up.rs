@@ -384,23 +384,8 @@ fn is_backend_like(name: &str) -> bool {
 }
 
 async fn resolve(host: &str, port: u16, cx: &StepContext<'_>) -> Result<Vec<IpAddr>, String> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![ip]);
-    }
     let budget = remaining(cx).min(Duration::from_secs(3));
-    match tokio::time::timeout(budget, tokio::net::lookup_host((host, port))).await {
-        Ok(Ok(addrs)) => {
-            let mut ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
-            ips.dedup();
-            if ips.is_empty() {
-                Err("no addresses".to_string())
-            } else {
-                Ok(ips)
-            }
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {budget:?}")),
-    }
+    cx.sources.resolve(host, port, budget).await
 }
 
 enum ConnectResult {
@@ -425,7 +410,7 @@ async fn connect(
     }
 }
 
-fn remaining(cx: &StepContext<'_>) -> Duration {
+pub(crate) fn remaining(cx: &StepContext<'_>) -> Duration {
     cx.deadline
         .saturating_duration_since(tokio::time::Instant::now())
 }

@@ -2,6 +2,7 @@
 //! and the run's deadline in, a `StepFinding` out.
 
 pub mod backend_up;
+pub mod direct_request;
 pub mod error_log;
 pub mod nginx_config;
 
@@ -64,9 +65,10 @@ pub async fn run_step(id: StepId, target: &UpstreamTarget, cx: &StepContext<'_>)
     match id {
         StepId::ErrorLog => error_log::check(target, cx),
         StepId::BackendUp => backend_up::check(target, cx).await,
+        StepId::DirectRequest => direct_request::check(target, cx).await,
         StepId::NginxConfig => cx.sources.config.per_upstream(),
         // Not built yet: say so plainly rather than pass them.
-        StepId::DirectRequest | StepId::BackendLog | StepId::Resources | StepId::Security => {
+        StepId::BackendLog | StepId::Resources | StepId::Security => {
             StepFinding::skip("not examined by this version of why502")
         }
     }

@@ -1,0 +1,284 @@
+//! Step `direct_request`: ask the backend directly, over the transport nginx uses for this
+//! location, and judge the answer against this location's nginx limits — read timeout, header
+//! buffer size — quoting the measured figure beside nginx's.
+
+use std::time::Duration;
+
+use why502_model::{CauseId, Protocol};
+use why502_request::{
+    fastcgi_request, grpc_handshake, http_request, uwsgi_request, Answer, Ask, Limits, Target,
+};
+
+use super::backend_up::remaining;
+use super::{StepContext, StepFinding};
+use crate::targets::{TargetAddr, UpstreamTarget};
+
+/// Time kept back from the run's budget for rendering the report.
+const RESERVE: Duration = Duration::from_millis(300);
+
+pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
+    if target.tls {
+        return StepFinding::skip("TLS to the backend is not examined by this version of why502");
+    }
+    if target.protocol == Protocol::Scgi {
+        return StepFinding::skip("SCGI requests are not made by this version of why502");
+    }
+    let conn = match connect_target(target, cx).await {
+        Ok(t) => t,
+        Err(f) => return f,
+    };
+    let nginx_read = target.settings.read_timeout;
+    let budget = remaining(cx).saturating_sub(RESERVE);
+    let limits = Limits {
+        connect_timeout: target.settings.connect_timeout.min(budget),
+        read_timeout: nginx_read.min(budget),
+        max_header: 64 * 1024,
+    };
+    let ask = ask_for(target);
+    let answer = match target.protocol {
+        Protocol::Fastcgi => fastcgi_request(&conn, &ask, &limits).await,
+        Protocol::Uwsgi => uwsgi_request(&conn, &ask, &limits).await,
+        Protocol::Grpc => grpc_handshake(&conn, &limits).await,
+        Protocol::Http | Protocol::Scgi => http_request(&conn, &ask, &limits).await,
+    };
+    judge(&answer, target, &conn, &ask, limits.read_timeout)
+}
+
+async fn connect_target(
+    target: &UpstreamTarget,
+    cx: &StepContext<'_>,
+) -> Result<Target, StepFinding> {
+    match &target.addr {
+        TargetAddr::Unix(p) => Ok(Target::Unix(p.clone())),
+        TargetAddr::Tcp { host, port } => {
+            let budget = remaining(cx).min(Duration::from_secs(3));
+            match cx.sources.resolve(host, *port, budget).await {
+                Ok(ips) => Ok(Target::Tcp(std::net::SocketAddr::new(ips[0], *port))),
+                Err(e) => Err(StepFinding::broken(
+                    CauseId::UpstreamDns,
+                    format!("{host} does not resolve: {e}"),
+                )
+                .with_fix(CauseId::UpstreamDns.fix())),
+            }
+        }
+    }
+}
+
+/// What nginx would ask: the site's name and, for a plain prefix location, its prefix.
+fn ask_for(t: &UpstreamTarget) -> Ask {
+    let r = t.references.first();
+    let host = r
+        .and_then(|r| r.server_name.clone())
+        .filter(|n| {
+            !n.is_empty()
+                && n != "_"
+                && !n.contains('*')
+                && !n.starts_with('~')
+                && !n.starts_with('.')
+        })
+        .unwrap_or_else(|| "localhost".to_string());
+    let path = r
+        .and_then(|r| r.location.as_deref())
+        .map(|l| {
+            l.strip_prefix("^~ ")
+                .or_else(|| l.strip_prefix("= "))
+                .unwrap_or(l)
+        })
+        .filter(|l| l.starts_with('/'))
+        .unwrap_or("/")
+        .to_string();
+    Ask { host, path }
+}
+
+fn judge(
+    answer: &Answer,
+    t: &UpstreamTarget,
+    conn: &Target,
+    ask: &Ask,
+    waited_for: Duration,
+) -> StepFinding {
+    let prefix = t.protocol_settings_prefix();
+    let buffer = t.settings.buffer_size;
+    let nginx_read = t.settings.read_timeout;
+    let what = request_label(t, ask);
+    let evidence_src = format!("direct {what} to {conn}");
+    let secs = |d: Duration| {
+        humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+    };
+    match answer {
+        Answer::Response { status, header_bytes, first_byte_ms, total_ms, stderr } => {
+            if *header_bytes as u64 > buffer {
+                return StepFinding::broken(
+                    CauseId::UpstreamHeaderTooBig,
+                    format!("the response header is {header_bytes} bytes; nginx's {prefix}buffer_size is {buffer} bytes"),
+                )
+                .with_fix(format!(
+                    "Raise {prefix}buffer_size above {header_bytes} (e.g. {}k) for this location, or make the backend send smaller headers (cookies).",
+                    (*header_bytes as u64).div_ceil(1024).next_power_of_two()
+                ))
+                .with_evidence(evidence_src, format!("status {status}, header {header_bytes} bytes, first byte after {first_byte_ms} ms"));
+            }
+            let mut summary = format!(
+                "answered {status} in {total_ms} ms (first byte {first_byte_ms} ms, nginx waits {}); header {header_bytes} bytes, nginx's buffer {buffer}",
+                secs(nginx_read)
+            );
+            if t.protocol == Protocol::Fastcgi && *status == 404 {
+                summary.push_str(" — a 404 for a script that does not exist, as asked: the pool runs requests");
+            }
+            let mut f = StepFinding::pass(summary).with_evidence(evidence_src, format!("status {status}"));
+            if let Some(e) = stderr {
+                f = f.with_evidence("FastCGI stderr", e.clone());
+            }
+            f
+        }
+        Answer::NoAnswer { waited_ms } => {
+            let full = waited_for >= nginx_read;
+            let summary = if full {
+                format!("no response byte within {waited_ms} ms: slower than nginx's {prefix}read_timeout of {}", secs(nginx_read))
+            } else {
+                format!(
+                    "no response byte within {waited_ms} ms (all the run's --timeout allowed; nginx waits {} before it gives up with 504)",
+                    secs(nginx_read)
+                )
+            };
+            StepFinding::broken(CauseId::UpstreamTimeout, summary)
+                .with_fix(CauseId::UpstreamTimeout.fix())
+                .with_evidence(evidence_src, format!("connected, request sent, nothing received in {waited_ms} ms"))
+        }
+        Answer::HeaderStalled { bytes, waited_ms } => StepFinding::broken(
+            CauseId::UpstreamTimeout,
+            format!("the response header stalled after {bytes} bytes ({waited_ms} ms); nginx's {prefix}read_timeout is {}", secs(nginx_read)),
+        )
+        .with_fix(CauseId::UpstreamTimeout.fix())
+        .with_evidence(evidence_src, format!("{bytes} bytes, then nothing")),
+        Answer::Closed { bytes, reset, .. } => {
+            let how = if *reset { "reset" } else { "closed" };
+            StepFinding::broken(
+                CauseId::UpstreamReset,
+                format!("the backend {how} the connection after {bytes} bytes, before a complete response header"),
+            )
+            .with_fix(CauseId::UpstreamReset.fix())
+            .with_evidence(evidence_src, format!("connection {how} after {bytes} bytes"))
+        }
+        Answer::Malformed { reason, first_bytes } => StepFinding::broken(
+            CauseId::UpstreamInvalidResponse,
+            format!("the answer is not a valid {} response: {reason}", protocol_name(t.protocol)),
+        )
+        .with_fix(CauseId::UpstreamInvalidResponse.fix())
+        .with_evidence(evidence_src, format!("first bytes: {first_bytes}")),
+        Answer::HeaderTooLong { read } => StepFinding::broken(
+            CauseId::UpstreamHeaderTooBig,
+            format!("the response header did not end within {read} bytes; nginx's {prefix}buffer_size is {buffer} bytes"),
+        )
+        .with_fix(CauseId::UpstreamHeaderTooBig.fix())
+        .with_evidence(evidence_src, format!("{read} bytes without the end of the header")),
+        Answer::ConnectFailed { error } => {
+            if error.contains("refused") || error.contains("No such file") {
+                StepFinding::broken(CauseId::BackendDown, format!("connecting to {conn} failed: {error}"))
+                    .with_fix(CauseId::BackendDown.fix())
+                    .with_evidence(evidence_src, error.clone())
+            } else {
+                StepFinding::unknown(format!("connecting to {conn} failed: {error}"))
+                    .with_evidence(evidence_src, error.clone())
+            }
+        }
+        Answer::ConnectTimeout { waited_ms } => StepFinding::unknown(format!(
+            "connecting to {conn} did not complete within {waited_ms} ms although it listens: a full accept queue or dropped packets (step security)"
+        )),
+    }
+}
+
+fn request_label(t: &UpstreamTarget, ask: &Ask) -> String {
+    match t.protocol {
+        Protocol::Fastcgi => format!("FastCGI request (Host {})", ask.host),
+        Protocol::Uwsgi => format!("uwsgi request for {} (Host {})", ask.path, ask.host),
+        Protocol::Grpc => "HTTP/2 handshake".to_string(),
+        Protocol::Http | Protocol::Scgi => format!("GET {} (Host {})", ask.path, ask.host),
+    }
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Http => "HTTP",
+        Protocol::Fastcgi => "FastCGI",
+        Protocol::Uwsgi => "uwsgi (HTTP)",
+        Protocol::Scgi => "SCGI",
+        Protocol::Grpc => "HTTP/2",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use why502_model::Reference;
+
+    fn target_at(server_name: Option<&str>, location: Option<&str>) -> UpstreamTarget {
+        UpstreamTarget {
+            address: "127.0.0.1:8000".into(),
+            addr: TargetAddr::Tcp {
+                host: "127.0.0.1".into(),
+                port: 8000,
+            },
+            name: None,
+            protocol: Protocol::Http,
+            tls: false,
+            references: vec![Reference {
+                file: "nginx.conf".into(),
+                line: 1,
+                server_name: server_name.map(str::to_string),
+                location: location.map(str::to_string),
+                directive: "proxy_pass http://127.0.0.1:8000".into(),
+            }],
+            server_names: Vec::new(),
+            settings: why502_nginx::config::PassSettings::default(),
+        }
+    }
+
+    #[test]
+    fn asks_for_the_site_and_the_location_prefix() {
+        let cases = [
+            (Some("shop.example"), Some("/api/"), "shop.example", "/api/"),
+            (Some("_"), Some("= /health"), "localhost", "/health"),
+            (
+                Some("*.example.com"),
+                Some("^~ /static/"),
+                "localhost",
+                "/static/",
+            ),
+            (None, Some("~ \\.php$"), "localhost", "/"),
+            (Some("a.test"), Some("@fallback"), "a.test", "/"),
+            (Some("a.test"), None, "a.test", "/"),
+        ];
+        for (server, location, host, path) in cases {
+            let ask = ask_for(&target_at(server, location));
+            assert_eq!(
+                (ask.host.as_str(), ask.path.as_str()),
+                (host, path),
+                "{server:?} {location:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_over_nginx_buffer_breaks_and_under_passes() {
+        let t = target_at(Some("a.test"), Some("/"));
+        let conn = Target::Tcp("127.0.0.1:8000".parse().expect("addr"));
+        let ask = ask_for(&t);
+        let answer = |header_bytes| Answer::Response {
+            status: 200,
+            header_bytes,
+            first_byte_ms: 1,
+            total_ms: 2,
+            stderr: None,
+        };
+        let big = judge(&answer(16_500), &t, &conn, &ask, Duration::from_secs(60));
+        assert_eq!(big.cause, Some(CauseId::UpstreamHeaderTooBig));
+        assert!(
+            big.summary.contains("16500") && big.summary.contains("4096"),
+            "{}",
+            big.summary
+        );
+        let small = judge(&answer(200), &t, &conn, &ask, Duration::from_secs(60));
+        assert_eq!(small.outcome, why502_model::Outcome::Pass);
+    }
+}
