@@ -2,6 +2,7 @@
 //! the test runner's output lists exactly which scenarios ran.
 
 mod config;
+mod direct_request;
 mod error_log;
 mod php_fpm;
 mod tcp;
