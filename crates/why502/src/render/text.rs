@@ -91,21 +91,17 @@ pub fn render(report: &Report, st: &Style) -> String {
     }
     let _ = writeln!(out);
     for h in &report.host_checks {
-        let _ = writeln!(
-            out,
-            "host  {} {:<15} {}",
-            outcome_mark(st, h.outcome),
-            h.step.as_str(),
-            h.summary
-        );
-        if h.outcome == Outcome::Break || h.outcome == Outcome::Warn || st.verbose {
-            for e in &h.evidence {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    st.dim(&format!("        {}: {}", e.source, e.detail))
-                );
-            }
+        let show = matches!(h.outcome, Outcome::Break | Outcome::Warn) || st.verbose;
+        let row = Row {
+            lead: "host  ",
+            evidence_indent: 8,
+            outcome: h.outcome,
+            step: h.step.as_str(),
+            summary: &h.summary,
+            evidence: &h.evidence,
+        };
+        row.write(&mut out, st, show);
+        if show {
             if let Some(fix) = &h.fix {
                 let _ = writeln!(out, "        {} {fix}", st.bold("fix:"));
             }
@@ -215,22 +211,48 @@ fn protocol_name(p: why502_model::Protocol) -> String {
 }
 
 fn step_line(out: &mut String, s: &StepReport, st: &Style, detailed: bool) {
-    let _ = writeln!(
-        out,
-        "      {} {:<15} {}",
-        outcome_mark(st, s.outcome),
-        s.step.as_str(),
-        s.summary
-    );
-    if detailed && matches!(s.outcome, Outcome::Break | Outcome::Warn | Outcome::Unknown)
-        || st.verbose
-    {
-        for e in &s.evidence {
-            let _ = writeln!(
-                out,
-                "{}",
-                st.dim(&format!("            {}: {}", e.source, e.detail))
-            );
+    let show = detailed && matches!(s.outcome, Outcome::Break | Outcome::Warn | Outcome::Unknown)
+        || st.verbose;
+    Row {
+        lead: "      ",
+        evidence_indent: 12,
+        outcome: s.outcome,
+        step: s.step.as_str(),
+        summary: &s.summary,
+        evidence: &s.evidence,
+    }
+    .write(out, st, show);
+}
+
+/// One step's line — an upstream's step or a host check — and, when shown, its evidence.
+struct Row<'a> {
+    lead: &'a str,
+    evidence_indent: usize,
+    outcome: Outcome,
+    step: &'a str,
+    summary: &'a str,
+    evidence: &'a [why502_model::Evidence],
+}
+
+impl Row<'_> {
+    fn write(&self, out: &mut String, st: &Style, show_evidence: bool) {
+        let _ = writeln!(
+            out,
+            "{}{} {:<15} {}",
+            self.lead,
+            outcome_mark(st, self.outcome),
+            self.step,
+            self.summary
+        );
+        if show_evidence {
+            let pad = " ".repeat(self.evidence_indent);
+            for e in self.evidence {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    st.dim(&format!("{pad}{}: {}", e.source, e.detail))
+                );
+            }
         }
     }
 }
