@@ -7,13 +7,10 @@
 
 use std::collections::HashMap;
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use why502_host::{open_regular, ReadError};
-
-const BLOCK: usize = 64 * 1024;
+use why502_host::{read_tail, LineTake, ReadError, TailLimits};
 
 /// Bounds on one log read.
 #[derive(Debug, Clone, Copy)]
@@ -69,10 +66,6 @@ pub struct ErrorLogWindow {
     pub parsed_lines: u64,
 }
 
-/// logrotate keeps `error.log.1` plain and compresses older ones (`delaycompress`); Debian
-/// keeps 14. Beyond that a window of days is not what a 502 diagnosis needs.
-const MAX_ROTATED: u32 = 14;
-
 /// Read the lines of `path` stamped at or after `since` (seconds since the epoch), following
 /// into rotated files (`path.1`, `path.N.gz`) while the window reaches back further.
 pub fn read_window(
@@ -80,200 +73,39 @@ pub fn read_window(
     since: i64,
     limits: WindowLimits,
 ) -> Result<ErrorLogWindow, ReadError> {
-    let mut scan = Scan {
-        since,
-        limits,
-        clock: LocalClock::default(),
-        newest_first: Vec::new(),
-        bytes_read: 0,
-        parsed_lines: 0,
-        truncated: false,
+    let mut clock = LocalClock::default();
+    let mut parsed_lines = 0u64;
+    let tail_limits = TailLimits {
+        max_bytes: limits.max_bytes,
+        max_line: limits.max_line,
+        max_items: limits.max_lines,
+        follow_rotated: true,
     };
-    let mut window = ErrorLogWindow {
-        source: path.to_path_buf(),
-        ..ErrorLogWindow::default()
-    };
-    let mut passed_since = scan.backward(path)?;
-    for n in 1..=MAX_ROTATED {
-        if passed_since || scan.truncated {
-            break;
-        }
-        let plain = suffixed(path, &format!(".{n}"));
-        let gz = suffixed(path, &format!(".{n}.gz"));
-        // A rotated file that cannot be read ends the walk back; the window is then what was
-        // read, and the caller still has the current file's lines.
-        passed_since = if plain.is_file() {
-            window.rotated.push(plain.clone());
-            scan.backward(&plain).unwrap_or(true)
-        } else if gz.is_file() {
-            window.rotated.push(gz.clone());
-            scan.forward_gz(&gz).unwrap_or(true)
-        } else {
-            break;
-        };
-    }
-    scan.newest_first.reverse();
-    window.lines = scan.newest_first;
-    window.truncated = scan.truncated;
-    window.bytes_read = scan.bytes_read;
-    window.parsed_lines = scan.parsed_lines;
-    Ok(window)
-}
-
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-/// The state of one window read across the current and rotated files.
-struct Scan {
-    since: i64,
-    limits: WindowLimits,
-    clock: LocalClock,
-    newest_first: Vec<ErrorLogLine>,
-    bytes_read: u64,
-    parsed_lines: u64,
-    truncated: bool,
-}
-
-impl Scan {
-    /// Read a plain file from its end in blocks; `true` once a line older than the window is met.
-    fn backward(&mut self, path: &Path) -> Result<bool, ReadError> {
-        let io = |source| ReadError::io(path, source);
-        let (mut file, meta) = open_regular(path)?;
-        let mut pos = meta.len();
-        // The start of the line being assembled backward (capped at max_line bytes).
-        let mut tail: Vec<u8> = Vec::new();
-        let mut block = vec![0u8; BLOCK];
-        while pos > 0 {
-            if self.bytes_read >= self.limits.max_bytes {
-                self.truncated = true;
-                return Ok(false);
-            }
-            let len = (pos as usize).min(BLOCK);
-            pos -= len as u64;
-            file.seek(SeekFrom::Start(pos)).map_err(io)?;
-            file.read_exact(&mut block[..len]).map_err(io)?;
-            self.bytes_read += len as u64;
-            let chunk = &block[..len];
-            let mut end = len;
-            // Walk the chunk's newlines from the end: each closes the line that follows it.
-            while let Some(nl) = chunk[..end].iter().rposition(|b| *b == b'\n') {
-                let line = join_capped(&chunk[nl + 1..end], &tail, self.limits.max_line);
-                tail.clear();
-                end = nl;
-                if self.take(&line) {
-                    return Ok(true);
-                }
-            }
-            tail = join_capped(&chunk[..end], &tail, self.limits.max_line);
-        }
-        Ok(!tail.is_empty() && self.take(&tail))
-    }
-
-    /// A compressed rotation is read forward (gzip cannot be read backward), bounded by the
-    /// same byte budget on decompressed bytes; its lines in the window are older than all
-    /// lines read so far.
-    fn forward_gz(&mut self, path: &Path) -> Result<bool, ReadError> {
-        let (file, _) = open_regular(path)?;
-        let mut reader = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file));
-        let mut in_window: Vec<ErrorLogLine> = Vec::new();
-        let mut passed_since = false;
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let n = read_line_capped(&mut reader, &mut line, self.limits.max_line)
-                .map_err(|source| ReadError::io(path, source))?;
-            if n == 0 {
-                break;
-            }
-            self.bytes_read += n as u64;
-            if self.bytes_read >= self.limits.max_bytes {
-                self.truncated = true;
-                break;
-            }
-            let text = String::from_utf8_lossy(&line);
-            if let Some(l) = parse_raw(text.trim_end_matches(['\r', '\n']), &mut self.clock) {
-                self.parsed_lines += 1;
-                if l.time < self.since {
-                    passed_since = true;
-                } else if let Some(kept) = self.keep(&l) {
-                    in_window.push(kept);
-                }
-            }
-        }
-        // Keep the newest lines when the line cap bites, as the backward reader does.
-        let room = self
-            .limits
-            .max_lines
-            .saturating_sub(self.newest_first.len());
-        self.newest_first
-            .extend(in_window.into_iter().rev().take(room));
-        Ok(passed_since)
-    }
-
-    /// The owned line, when it is one a diagnosis uses (or `keep_all`).
-    fn keep(&self, l: &RawLine<'_>) -> Option<ErrorLogLine> {
-        let class = classify_line(l.level, l.message);
-        (self.limits.keep_all || class.is_some() || is_reload_notice(l.message))
-            .then(|| l.to_owned_line(class))
-    }
-
-    /// Parse one line and keep it if it is in the window; `true` when the window's start is passed.
-    fn take(&mut self, raw: &[u8]) -> bool {
+    let read = read_tail(path, tail_limits, |raw| {
         let text = String::from_utf8_lossy(raw);
-        let Some(line) = parse_raw(text.trim_end_matches('\r'), &mut self.clock) else {
-            return false;
+        let Some(line) = parse_raw(&text, &mut clock) else {
+            return LineTake::Skip;
         };
-        self.parsed_lines += 1;
-        if line.time < self.since {
-            return true;
+        parsed_lines += 1;
+        if line.time < since {
+            return LineTake::Older;
         }
-        if let Some(kept) = self.keep(&line) {
-            if self.newest_first.len() < self.limits.max_lines {
-                self.newest_first.push(kept);
-            }
+        // Keep only what a diagnosis uses, so memory follows the failures, not the traffic.
+        let class = classify_line(line.level, line.message);
+        if limits.keep_all || class.is_some() || is_reload_notice(line.message) {
+            LineTake::Keep(line.to_owned_line(class))
+        } else {
+            LineTake::Skip
         }
-        false
-    }
-}
-
-/// Read one line, keeping at most `cap` bytes of it; returns the bytes consumed (0 at EOF).
-fn read_line_capped<R: std::io::BufRead>(
-    r: &mut R,
-    out: &mut Vec<u8>,
-    cap: usize,
-) -> std::io::Result<usize> {
-    let mut consumed = 0;
-    loop {
-        let buf = r.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(consumed);
-        }
-        let (chunk, found) = match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => (&buf[..=i], true),
-            None => (buf, false),
-        };
-        let room = cap.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let n = chunk.len();
-        r.consume(n);
-        consumed += n;
-        if found {
-            return Ok(consumed);
-        }
-    }
-}
-
-/// `front ++ back`, keeping only the first `cap` bytes: reading backward, the front is the
-/// line's start, which holds the timestamp and the message.
-fn join_capped(front: &[u8], back: &[u8], cap: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity((front.len() + back.len()).min(cap));
-    v.extend_from_slice(&front[..front.len().min(cap)]);
-    let room = cap - v.len();
-    v.extend_from_slice(&back[..back.len().min(room)]);
-    v
+    })?;
+    Ok(ErrorLogWindow {
+        source: path.to_path_buf(),
+        rotated: read.rotated,
+        lines: read.items,
+        truncated: read.truncated,
+        bytes_read: read.bytes_read,
+        parsed_lines,
+    })
 }
 
 /// Parse `YYYY/MM/DD HH:MM:SS [level] pid#tid: message`. Lines without that start (garbage,

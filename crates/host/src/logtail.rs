@@ -1,0 +1,364 @@
+//! A log's time window, read backward from the end so the cost is the window's size and not
+//! the file's; rotated files (`log.1`, `log.N.gz`) are followed only while the window reaches
+//! back further. Every format-specific reader (nginx's error log, php-fpm's, audit.log,
+//! kern.log) is this plus a line parser.
+
+use std::io::{BufRead, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::fsread::{open_regular, ReadError};
+
+const BLOCK: usize = 64 * 1024;
+
+/// logrotate keeps `x.log.1` plain and compresses older ones (`delaycompress`); Debian keeps
+/// 14. Beyond that a window of days is not what a 502 diagnosis needs.
+const MAX_ROTATED: u32 = 14;
+
+/// Bounds on one window read.
+#[derive(Debug, Clone, Copy)]
+pub struct TailLimits {
+    /// Stop after reading this many bytes (decompressed, for `.gz`), window reached or not.
+    pub max_bytes: u64,
+    /// Keep at most this many bytes of a line: its start, which holds the timestamp.
+    pub max_line: usize,
+    /// Keep at most this many items (the newest).
+    pub max_items: usize,
+    /// Follow into `path.1` and `path.N.gz`.
+    pub follow_rotated: bool,
+}
+
+impl Default for TailLimits {
+    fn default() -> Self {
+        TailLimits {
+            max_bytes: 256 * 1024 * 1024,
+            max_line: 8 * 1024,
+            max_items: 100_000,
+            follow_rotated: true,
+        }
+    }
+}
+
+/// What the line parser says of one raw line.
+#[derive(Debug)]
+pub enum LineTake<T> {
+    /// In the window and wanted.
+    Keep(T),
+    /// In the window (or undated) and not wanted.
+    Skip,
+    /// Older than the window: reading backward, nothing before it can be in the window.
+    Older,
+}
+
+/// The kept items of a window read, newest last.
+#[derive(Debug, Clone)]
+pub struct TailRead<T> {
+    pub items: Vec<T>,
+    /// Rotated files the window reached back into, newest first.
+    pub rotated: Vec<PathBuf>,
+    /// The byte cap stopped the read before the window's start.
+    pub truncated: bool,
+    pub bytes_read: u64,
+}
+
+/// Read the window of `path`: `take` sees each line (without its newline; possibly cut at
+/// `max_line` bytes), newest first within a plain file, and decides with `LineTake`.
+pub fn read_tail<T>(
+    path: &Path,
+    limits: TailLimits,
+    take: impl FnMut(&[u8]) -> LineTake<T>,
+) -> Result<TailRead<T>, ReadError> {
+    let mut scan = Scan {
+        limits,
+        take,
+        newest_first: Vec::new(),
+        bytes_read: 0,
+        truncated: false,
+    };
+    let mut rotated = Vec::new();
+    let mut passed_since = scan.backward(path)?;
+    for n in 1..=MAX_ROTATED {
+        if passed_since || scan.truncated || !limits.follow_rotated {
+            break;
+        }
+        let plain = suffixed(path, &format!(".{n}"));
+        let gz = suffixed(path, &format!(".{n}.gz"));
+        // A rotated file that cannot be read ends the walk back; the window is then what was
+        // read, and the caller still has the current file's lines.
+        passed_since = if plain.is_file() {
+            rotated.push(plain.clone());
+            scan.backward(&plain).unwrap_or(true)
+        } else if gz.is_file() {
+            rotated.push(gz.clone());
+            scan.forward_gz(&gz).unwrap_or(true)
+        } else {
+            break;
+        };
+    }
+    let mut items = scan.newest_first;
+    items.reverse();
+    Ok(TailRead {
+        items,
+        rotated,
+        truncated: scan.truncated,
+        bytes_read: scan.bytes_read,
+    })
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+struct Scan<T, F> {
+    limits: TailLimits,
+    take: F,
+    newest_first: Vec<T>,
+    bytes_read: u64,
+    truncated: bool,
+}
+
+impl<T, F: FnMut(&[u8]) -> LineTake<T>> Scan<T, F> {
+    /// Read a plain file from its end in blocks; `true` once a line older than the window is met.
+    fn backward(&mut self, path: &Path) -> Result<bool, ReadError> {
+        let io = |source| ReadError::io(path, source);
+        let (mut file, meta) = open_regular(path)?;
+        let mut pos = meta.len();
+        // The start of the line being assembled backward (capped at max_line bytes).
+        let mut tail: Vec<u8> = Vec::new();
+        let mut block = vec![0u8; BLOCK];
+        while pos > 0 {
+            if self.bytes_read >= self.limits.max_bytes {
+                self.truncated = true;
+                return Ok(false);
+            }
+            let len = (pos as usize).min(BLOCK);
+            pos -= len as u64;
+            file.seek(SeekFrom::Start(pos)).map_err(io)?;
+            file.read_exact(&mut block[..len]).map_err(io)?;
+            self.bytes_read += len as u64;
+            let chunk = &block[..len];
+            let mut end = len;
+            // Walk the chunk's newlines from the end: each closes the line that follows it.
+            while let Some(nl) = chunk[..end].iter().rposition(|b| *b == b'\n') {
+                let line = join_capped(&chunk[nl + 1..end], &tail, self.limits.max_line);
+                tail.clear();
+                end = nl;
+                if self.take_backward(&line) {
+                    return Ok(true);
+                }
+            }
+            tail = join_capped(&chunk[..end], &tail, self.limits.max_line);
+        }
+        Ok(!tail.is_empty() && self.take_backward(&tail))
+    }
+
+    fn take_backward(&mut self, raw: &[u8]) -> bool {
+        match (self.take)(strip_cr(raw)) {
+            LineTake::Older => true,
+            LineTake::Skip => false,
+            LineTake::Keep(item) => {
+                if self.newest_first.len() < self.limits.max_items {
+                    self.newest_first.push(item);
+                }
+                false
+            }
+        }
+    }
+
+    /// A compressed rotation is read forward (gzip cannot be read backward), bounded by the
+    /// same byte budget on decompressed bytes; its lines in the window are older than all
+    /// lines read so far.
+    fn forward_gz(&mut self, path: &Path) -> Result<bool, ReadError> {
+        let (file, _) = open_regular(path)?;
+        let mut reader = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file));
+        let mut in_window: Vec<T> = Vec::new();
+        let mut passed_since = false;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = read_line_capped(&mut reader, &mut line, self.limits.max_line)
+                .map_err(|source| ReadError::io(path, source))?;
+            if n == 0 {
+                break;
+            }
+            self.bytes_read += n as u64;
+            if self.bytes_read >= self.limits.max_bytes {
+                self.truncated = true;
+                break;
+            }
+            let raw = line.strip_suffix(b"\n").unwrap_or(&line);
+            match (self.take)(strip_cr(raw)) {
+                LineTake::Older => passed_since = true,
+                LineTake::Skip => {}
+                LineTake::Keep(item) => in_window.push(item),
+            }
+        }
+        // Keep the newest items when the cap bites, as the backward reader does.
+        let room = self
+            .limits
+            .max_items
+            .saturating_sub(self.newest_first.len());
+        self.newest_first
+            .extend(in_window.into_iter().rev().take(room));
+        Ok(passed_since)
+    }
+}
+
+fn strip_cr(raw: &[u8]) -> &[u8] {
+    raw.strip_suffix(b"\r").unwrap_or(raw)
+}
+
+/// Read one line, keeping at most `cap` bytes of it; returns the bytes consumed (0 at EOF).
+pub fn read_line_capped<R: BufRead>(
+    r: &mut R,
+    out: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<usize> {
+    let mut consumed = 0;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(consumed);
+        }
+        let (chunk, found) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let n = chunk.len();
+        r.consume(n);
+        consumed += n;
+        if found {
+            return Ok(consumed);
+        }
+    }
+}
+
+/// `front ++ back`, keeping only the first `cap` bytes: reading backward, the front is the
+/// line's start, which holds the timestamp and the message.
+fn join_capped(front: &[u8], back: &[u8], cap: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity((front.len() + back.len()).min(cap));
+    v.extend_from_slice(&front[..front.len().min(cap)]);
+    let room = cap - v.len();
+    v.extend_from_slice(&back[..back.len().min(room)]);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Lines `t=N text`; the window keeps N >= since.
+    fn numbered(since: i64) -> impl FnMut(&[u8]) -> LineTake<String> {
+        move |raw| {
+            let s = String::from_utf8_lossy(raw);
+            let Some(n) = s
+                .strip_prefix("t=")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                return LineTake::Skip;
+            };
+            if n < since {
+                LineTake::Older
+            } else {
+                LineTake::Keep(s.into_owned())
+            }
+        }
+    }
+
+    fn write(path: &Path, range: std::ops::Range<i64>) {
+        let mut f = std::fs::File::create(path).unwrap();
+        for n in range {
+            writeln!(f, "t={n} line").unwrap();
+        }
+    }
+
+    #[test]
+    fn stops_at_the_first_older_line_and_keeps_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.log");
+        write(&p, 0..100_000);
+        let r = read_tail(&p, TailLimits::default(), numbered(99_990)).unwrap();
+        assert_eq!(r.items.len(), 10);
+        assert_eq!(r.items[0], "t=99990 line");
+        assert_eq!(r.items[9], "t=99999 line");
+        // One 64 KiB block holds far more than ten lines: the file's start was never read.
+        assert!(r.bytes_read <= BLOCK as u64, "read {}", r.bytes_read);
+    }
+
+    #[test]
+    fn follows_plain_and_compressed_rotations_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.log");
+        write(&p, 20..30);
+        write(&dir.path().join("x.log.1"), 10..20);
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(dir.path().join("x.log.2.gz")).unwrap(),
+            flate2::Compression::default(),
+        );
+        for n in 0..10 {
+            writeln!(gz, "t={n} line").unwrap();
+        }
+        gz.finish().unwrap();
+        let r = read_tail(&p, TailLimits::default(), numbered(5)).unwrap();
+        let got: Vec<i64> = r
+            .items
+            .iter()
+            .map(|s| s[2..].split(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(got, (5..30).collect::<Vec<_>>());
+        assert_eq!(r.rotated.len(), 2);
+        // Without rotation the window is the current file only.
+        let limits = TailLimits {
+            follow_rotated: false,
+            ..TailLimits::default()
+        };
+        let r = read_tail(&p, limits, numbered(5)).unwrap();
+        assert_eq!(r.items.len(), 10);
+        assert!(r.rotated.is_empty());
+    }
+
+    #[test]
+    fn caps_bytes_lines_and_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.log");
+        let mut f = std::fs::File::create(&p).unwrap();
+        writeln!(f, "t=1 {}", "a".repeat(100_000)).unwrap();
+        for n in 2..1000 {
+            writeln!(f, "t={n} line").unwrap();
+        }
+        drop(f);
+        let limits = TailLimits {
+            max_line: 16,
+            max_items: 5,
+            ..TailLimits::default()
+        };
+        let r = read_tail(&p, limits, numbered(0)).unwrap();
+        assert_eq!(r.items.len(), 5);
+        assert_eq!(r.items[4], "t=999 line");
+        let limits = TailLimits {
+            max_line: 16,
+            ..TailLimits::default()
+        };
+        let r = read_tail(&p, limits, numbered(0)).unwrap();
+        assert_eq!(r.items[0], format!("t=1 {}", "a".repeat(12)));
+        let limits = TailLimits {
+            max_bytes: 1,
+            ..TailLimits::default()
+        };
+        let r = read_tail(&p, limits, numbered(0)).unwrap();
+        assert!(r.truncated);
+    }
+
+    #[test]
+    fn refuses_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fifo");
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(read_tail(&p, TailLimits::default(), numbered(0)).is_err());
+    }
+}
