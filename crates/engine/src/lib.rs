@@ -5,6 +5,7 @@
 //! only the shared `Sources`; none reads the host again for something another step already read.
 //! The engine knows nothing of terminals or output formats.
 
+pub mod agent_config;
 mod discover;
 mod options;
 mod sources;
@@ -24,6 +25,7 @@ use why502_listen::ListenTable;
 use why502_model::{MasterSummary, NginxInfo, Report, SCHEMA};
 use why502_nginx::check::{check_config, ConfigCheck};
 
+pub use agent_config::AgentConfig;
 pub use options::Options;
 pub use targets::{TargetAddr, UpstreamTarget};
 pub use tree::{TreeStep, TREE};
@@ -178,14 +180,16 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         changed_since_load: nginx_config::changed_since(&setup.parsed.files, loaded_at),
     };
     let host_checks = config.host_checks();
-    let sources = Arc::new(Sources::new(
+    let mut sources = Sources::new(
         procs,
         listen,
         setup.worker.clone(),
         referenced,
         config,
         error_logs,
-    ));
+    );
+    sources.agent = opts.agent.clone();
+    let sources = Arc::new(sources);
     let upstreams = walk::walk_all(targets, sources.clone(), opts.all, deadline).await;
 
     let nginx = NginxInfo {

@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::agent_config::AgentConfig;
+
 /// What the user asked for; every field has a zero-config default.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -14,6 +16,8 @@ pub struct Options {
     pub timeout: Duration,
     /// Normally /proc; tests point it elsewhere.
     pub proc_root: PathBuf,
+    /// The agent's own config (`--config`): overrides, thresholds, host paths.
+    pub agent: AgentConfig,
 }
 
 impl Default for Options {
@@ -28,6 +32,7 @@ impl Default for Options {
             all: false,
             timeout: Duration::from_secs(10),
             proc_root: PathBuf::from("/proc"),
+            agent: AgentConfig::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use why502_host::ProcessTable;
 use why502_listen::ListenTable;
 
+use crate::agent_config::AgentConfig;
 use crate::discover::WorkerIdentity;
 use crate::steps::error_log::ErrorLogs;
 use crate::steps::nginx_config::ConfigFinding;
@@ -25,6 +26,8 @@ pub struct Sources {
     pub referenced: HashSet<String>,
     pub config: ConfigFinding,
     pub error_logs: ErrorLogs,
+    /// The agent's own config: per-upstream overrides, thresholds, host paths.
+    pub agent: AgentConfig,
     owners: Mutex<HashMap<u64, Option<u32>>>,
     /// Host names resolved once per run, shared by every step that needs them.
     resolved: tokio::sync::Mutex<HashMap<(String, u16), Resolution>>,
@@ -54,6 +57,7 @@ impl Sources {
             referenced,
             config,
             error_logs,
+            agent: AgentConfig::default(),
             owners: Mutex::new(HashMap::new()),
             resolved: tokio::sync::Mutex::new(HashMap::new()),
         }

@@ -26,6 +26,9 @@ pub struct UpstreamTarget {
     pub server_names: Vec<String>,
     /// The settings of the first reference (timeouts, buffer sizes).
     pub settings: PassSettings,
+    /// nginx resolves the host per request through `resolver` (the pass has variables), not
+    /// once at start-up through the system resolver.
+    pub resolved_at_request_time: bool,
 }
 
 /// A pass whose target nginx decides at request time; listed in the report's notes.
@@ -112,6 +115,7 @@ fn add_target(
                 references: Vec::new(),
                 server_names: Vec::new(),
                 settings: pass.settings.clone(),
+                resolved_at_request_time: pass.resolved_at_request_time,
             });
             let last = targets.len() - 1;
             &mut targets[last]

@@ -102,7 +102,7 @@ fn diagnose(args: &DiagnoseArgs) -> ExitCode {
 }
 
 fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
-    check_agent_config(args)?;
+    let (agent, _) = why502_engine::AgentConfig::load(args.config.as_deref())?;
     let opts = Options {
         nginx_conf: args.nginx_conf.clone(),
         nginx_pid: args.nginx_pid,
@@ -112,6 +112,7 @@ fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
         server_name: args.server_name.clone(),
         all: args.all,
         timeout: args.timeout,
+        agent,
         ..Options::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -137,15 +138,6 @@ fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
             args.timeout
         ),
     }
-}
-
-/// The agent config file holds no settings yet; still, a file the user names must exist, so a
-/// typo is not silently ignored.
-fn check_agent_config(args: &DiagnoseArgs) -> anyhow::Result<()> {
-    if let Some(path) = &args.config {
-        std::fs::metadata(path).with_context(|| format!("--config {}", path.display()))?;
-    }
-    Ok(())
 }
 
 fn use_color(args: &DiagnoseArgs) -> bool {

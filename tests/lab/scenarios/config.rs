@@ -237,3 +237,44 @@ fn lab_cli_missing_config() {
         run.context()
     );
 }
+
+/// The agent's own config: a typo is an error a person can read (exit 3, the key named), never
+/// silently ignored; a valid one is accepted.
+#[test]
+fn lab_cli_agent_config_typo_is_named() {
+    let Some(sandbox) = CliSandbox::new("cli-agent-config") else {
+        return;
+    };
+    let bad = sandbox.write(
+        "why502.toml",
+        "[[upstream]]\nmatch = \"127.0.0.1:8080\"\nhealth_path = \"/healthz\"\n",
+    );
+    let bad = bad.to_string_lossy().into_owned();
+    let run = sandbox.run_why502(
+        &["--config", &bad, "--nginx-conf", "/nonexistent/nginx.conf"],
+        CLI_CAP,
+    );
+    assert!(!run.panicked(), "why502 panicked\n{}", run.context());
+    assert_eq!(run.exit_code, 3, "{}", run.context());
+    assert!(
+        run.stderr.contains("health_path") && run.stderr.contains("why502.toml"),
+        "the reason should name the file and the unknown key\n{}",
+        run.context()
+    );
+    // A valid config gets past loading: the run then fails on the missing nginx config.
+    let good = sandbox.write(
+        "good.toml",
+        "[[upstream]]\nmatch = \"127.0.0.1:8080\"\npath = \"/healthz\"\n",
+    );
+    let good = good.to_string_lossy().into_owned();
+    let run = sandbox.run_why502(
+        &["--config", &good, "--nginx-conf", "/nonexistent/nginx.conf"],
+        CLI_CAP,
+    );
+    assert_eq!(run.exit_code, 3, "{}", run.context());
+    assert!(
+        run.stderr.contains("nginx.conf") && !run.stderr.contains("good.toml"),
+        "a valid agent config is not the problem\n{}",
+        run.context()
+    );
+}

@@ -20,6 +20,13 @@ pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding
     if target.tls {
         return StepFinding::skip("TLS to the backend is not examined by this version of why502");
     }
+    let overridden = cx
+        .sources
+        .agent
+        .override_for(&target.address, target.name.as_deref());
+    if overridden.is_some_and(|o| o.skip_direct_request) {
+        return StepFinding::skip("skipped by the agent config (skip_direct_request = true)");
+    }
     if target.protocol == Protocol::Scgi {
         return StepFinding::skip("SCGI requests are not made by this version of why502");
     }
@@ -34,7 +41,11 @@ pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding
         read_timeout: nginx_read.min(budget),
         max_header: 64 * 1024,
     };
-    let ask = ask_for(target);
+    let mut ask = ask_for(target);
+    if let Some(o) = overridden {
+        ask.host = o.host.clone().unwrap_or(ask.host);
+        ask.path = o.path.clone().unwrap_or(ask.path);
+    }
     let answer = match target.protocol {
         Protocol::Fastcgi => fastcgi_request(&conn, &ask, &limits).await,
         Protocol::Uwsgi => uwsgi_request(&conn, &ask, &limits).await,
@@ -231,6 +242,7 @@ mod tests {
             }],
             server_names: Vec::new(),
             settings: why502_nginx::config::PassSettings::default(),
+            resolved_at_request_time: false,
         }
     }
 

@@ -333,6 +333,7 @@ mod tests {
             references: Vec::new(),
             server_names: Vec::new(),
             settings: why502_nginx::config::PassSettings::default(),
+            resolved_at_request_time: false,
         }
     }
 

@@ -43,6 +43,9 @@ impl Default for PassSettings {
             ssl_server_name: false,
             ssl_name: None,
             ssl_trusted_certificate: None,
+            resolver: Vec::new(),
+            resolver_ipv6: true,
+            resolver_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -328,6 +331,7 @@ impl<'a> PassWalker<'a> {
             server_names,
             location: self.innermost("location").map(|l| l.args.join(" ")),
             settings: pass_settings(kind, &self.scopes, self.prefix),
+            resolved_at_request_time: raw.contains('$'),
         })
     }
 
@@ -373,7 +377,30 @@ fn pass_settings(kind: PassKind, scopes: &[&Directive], prefix: &Path) -> PassSe
         ssl_name: value("ssl_name").map(str::to_owned),
         ssl_trusted_certificate: value("ssl_trusted_certificate")
             .map(|path| resolve_against(prefix, path)),
+        resolver: nearest_directive(scopes, "resolver")
+            .map(|d| {
+                d.args
+                    .iter()
+                    .filter(|a| !a.contains('='))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default(),
+        resolver_ipv6: nearest_directive(scopes, "resolver")
+            .is_none_or(|d| !d.args.iter().any(|a| a == "ipv6=off")),
+        resolver_timeout: nearest_directive(scopes, "resolver_timeout")
+            .and_then(|d| d.args.first())
+            .and_then(|v| parse_time(v))
+            .unwrap_or(defaults.resolver_timeout),
     }
+}
+
+/// The directive `name` in the innermost scope that has it.
+fn nearest_directive<'a>(scopes: &[&'a Directive], name: &str) -> Option<&'a Directive> {
+    scopes
+        .iter()
+        .rev()
+        .find_map(|scope| first_named(children(scope), name))
 }
 
 /// The first argument of the directive `name` in the innermost scope that has it.

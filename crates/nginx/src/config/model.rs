@@ -112,6 +112,12 @@ pub struct PassSettings {
     pub ssl_server_name: bool,
     pub ssl_name: Option<String>,
     pub ssl_trusted_certificate: Option<PathBuf>,
+    /// The nearest `resolver`'s addresses (as written, `127.0.0.53`, `[::1]:5353`): what nginx
+    /// asks when the pass's target has variables. Empty: none is defined.
+    pub resolver: Vec<String>,
+    /// `ipv6=off` on that `resolver` makes nginx ask for A records only.
+    pub resolver_ipv6: bool,
+    pub resolver_timeout: Duration,
 }
 
 /// One `proxy_pass` / `fastcgi_pass` / ... as written, with its context.
@@ -131,6 +137,9 @@ pub struct Pass {
     /// The enclosing `location`'s modifier and pattern as written (`~ \.php$`), if any.
     pub location: Option<String>,
     pub settings: PassSettings,
+    /// The argument has variables: nginx picks (and resolves, through `resolver`) the target
+    /// per request instead of at start-up.
+    pub resolved_at_request_time: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

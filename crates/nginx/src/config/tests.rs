@@ -685,6 +685,41 @@ fn error_logs() {
 }
 
 #[test]
+fn the_nearest_resolver_serves_targets_with_variables() {
+    let config = model(
+        "http { resolver 127.0.0.53;\n\
+           server {\n\
+             location /a { set $b backend.internal; proxy_pass http://$b:8080; }\n\
+             location /b { resolver 10.0.0.2:5353 valid=10s ipv6=off; resolver_timeout 2s;\n\
+                           set $b other.internal; proxy_pass http://$b; }\n\
+             location /c { proxy_pass http://static.internal:81; }\n\
+           }\n\
+         }\n\
+         http { server { location /d { set $d x.internal; proxy_pass http://$d; } } }",
+    );
+    let a = &config.passes[0];
+    assert!(a.resolved_at_request_time);
+    assert_eq!(
+        a.endpoint,
+        Endpoint::Tcp {
+            host: "backend.internal".into(),
+            port: 8080
+        }
+    );
+    assert_eq!(a.settings.resolver, ["127.0.0.53"]);
+    assert!(a.settings.resolver_ipv6);
+    assert_eq!(a.settings.resolver_timeout, Duration::from_secs(30));
+    let b = &config.passes[1].settings;
+    assert_eq!(b.resolver, ["10.0.0.2:5353"]);
+    assert!(!b.resolver_ipv6);
+    assert_eq!(b.resolver_timeout, Duration::from_secs(2));
+    // A literal target is resolved once at start-up, through the system resolver.
+    assert!(!config.passes[2].resolved_at_request_time);
+    // No resolver in scope: nginx will say "no resolver defined".
+    assert!(config.passes[3].settings.resolver.is_empty());
+}
+
+#[test]
 fn pid_and_resolvers() {
     let config = model(
         "pid logs/nginx.pid;\n\
@@ -916,6 +951,7 @@ fn pass_settings_inherit_from_the_nearest_block() {
             ssl_server_name: false,
             ssl_name: None,
             ssl_trusted_certificate: Some("/etc/nginx/certs/ca.pem".into()),
+            ..defaults.clone()
         }
     );
     let c = &config.passes[1].settings;
