@@ -3,17 +3,37 @@
 
 use std::time::Instant;
 
-use crate::stream::{closed_or_reset, connect, read_some, send};
+use crate::stream::{closed_or_reset, connect, read_some, send, Io};
+use crate::tls::{handshake, TlsAnswer, TlsSettings};
 use crate::{ms, show_bytes, Answer, Limits, Target};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const SETTINGS: u8 = 0x4;
 
 pub async fn grpc_handshake(target: &Target, limits: &Limits) -> Answer {
-    let mut io = match connect(target, limits).await {
+    match connect(target, limits).await {
+        Ok(io) => exchange(io, limits).await,
+        Err(a) => a,
+    }
+}
+
+/// `grpc_pass grpcs://`: the same check after a TLS handshake offering ALPN "h2", as nginx's
+/// grpc module does.
+pub async fn grpc_handshake_tls(target: &Target, limits: &Limits, tls: &TlsSettings) -> TlsAnswer {
+    let io = match connect(target, limits).await {
         Ok(io) => io,
-        Err(a) => return a,
+        Err(a) => return TlsAnswer::failed(a),
     };
+    match handshake(io, tls, &[b"h2"], limits).await {
+        Ok((io, done)) => TlsAnswer {
+            answer: exchange(io, limits).await,
+            handshake: Some(done),
+        },
+        Err(a) => TlsAnswer::failed(a),
+    }
+}
+
+async fn exchange(mut io: Box<dyn Io>, limits: &Limits) -> Answer {
     let mut hello = PREFACE.to_vec();
     // Frame header: length 0 (24 bits), type SETTINGS, flags 0, stream 0.
     hello.extend_from_slice(&[0, 0, 0, SETTINGS, 0, 0, 0, 0, 0]);

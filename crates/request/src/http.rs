@@ -3,13 +3,38 @@
 use std::time::Instant;
 
 use crate::stream::{closed_or_reset, connect, read_some, send, Io};
+use crate::tls::{handshake, TlsAnswer, TlsSettings};
 use crate::{ms, show_bytes, Answer, Ask, Limits, Target};
 
 pub async fn http_request(target: &Target, ask: &Ask, limits: &Limits) -> Answer {
-    let mut io = match connect(target, limits).await {
+    match connect(target, limits).await {
+        Ok(io) => exchange(io, ask, limits).await,
+        Err(a) => a,
+    }
+}
+
+/// `proxy_pass https://`: the same GET after a TLS handshake configured by `tls`. nginx sends
+/// no ALPN to HTTP backends.
+pub async fn http_request_tls(
+    target: &Target,
+    ask: &Ask,
+    limits: &Limits,
+    tls: &TlsSettings,
+) -> TlsAnswer {
+    let io = match connect(target, limits).await {
         Ok(io) => io,
-        Err(a) => return a,
+        Err(a) => return TlsAnswer::failed(a),
     };
+    match handshake(io, tls, &[], limits).await {
+        Ok((io, done)) => TlsAnswer {
+            answer: exchange(io, ask, limits).await,
+            handshake: Some(done),
+        },
+        Err(a) => TlsAnswer::failed(a),
+    }
+}
+
+async fn exchange(mut io: Box<dyn Io>, ask: &Ask, limits: &Limits) -> Answer {
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: why502/{} (direct request, nginx 502 diagnosis)\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         ask.path,

@@ -1,5 +1,7 @@
 //! The direct request: talk to a backend the way nginx does — HTTP/1.1, FastCGI, uwsgi, or an
-//! HTTP/2 handshake for gRPC — over TCP or a unix socket, and measure what comes back: time to
+//! HTTP/2 handshake for gRPC — over TCP or a unix socket, in the clear or over TLS
+//! (`http_request_tls`, `grpc_handshake_tls`, `uwsgi_request_tls`: the plain exchange after a
+//! handshake configured by `TlsSettings`), and measure what comes back: time to
 //! the first byte, the size of the response header, how the answer ended.
 //!
 //! Architecture invariant: safe and bounded. Only GET (FastCGI: the same, for a script that does
@@ -8,10 +10,14 @@
 //! purpose: nginx compares the raw header bytes with its buffer and times each read, and a
 //! client library hides both.
 
+mod cert_info;
+pub mod dns;
 mod fastcgi;
 mod grpc;
 mod http;
 mod stream;
+mod tls;
+mod tls_verify;
 mod uwsgi;
 
 use std::path::PathBuf;
@@ -19,10 +25,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use cert_info::LeafCertificate;
 pub use fastcgi::fastcgi_request;
-pub use grpc::grpc_handshake;
-pub use http::http_request;
-pub use uwsgi::uwsgi_request;
+pub use grpc::{grpc_handshake, grpc_handshake_tls};
+pub use http::{http_request, http_request_tls};
+pub use tls::{Handshake, TlsAnswer, TlsProblem, TlsSettings};
+pub use uwsgi::{uwsgi_request, uwsgi_request_tls};
 
 /// Where to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +120,12 @@ pub enum Answer {
     /// The header did not end within `max_header` bytes.
     HeaderTooLong {
         read: usize,
+    },
+    /// TLS to the backend failed, or its certificate fails `*_ssl_verify on` (the `*_tls`
+    /// functions only). `waited_ms` counts from the end of connect().
+    TlsFailed {
+        problem: TlsProblem,
+        waited_ms: u64,
     },
 }
 

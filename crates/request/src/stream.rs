@@ -35,7 +35,12 @@ pub async fn connect(target: &Target, limits: &Limits) -> Result<Box<dyn Io>, An
 }
 
 pub async fn send(io: &mut Box<dyn Io>, bytes: &[u8], limits: &Limits) -> Result<(), Answer> {
-    match tokio::time::timeout(limits.read_timeout, io.write_all(bytes)).await {
+    // The flush pushes TLS records out; on a plain socket it does nothing.
+    let write = async {
+        io.write_all(bytes).await?;
+        io.flush().await
+    };
+    match tokio::time::timeout(limits.read_timeout, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(closed_or_reset(&e, 0, None)),
         Err(_) => Err(Answer::NoAnswer {

@@ -4,14 +4,38 @@
 use std::time::Instant;
 
 use crate::http::read_http_header;
-use crate::stream::{connect, send};
+use crate::stream::{connect, send, Io};
+use crate::tls::{handshake, TlsAnswer, TlsSettings};
 use crate::{Answer, Ask, Limits, Target};
 
 pub async fn uwsgi_request(target: &Target, ask: &Ask, limits: &Limits) -> Answer {
-    let mut io = match connect(target, limits).await {
+    match connect(target, limits).await {
+        Ok(io) => exchange(io, ask, limits).await,
+        Err(a) => a,
+    }
+}
+
+/// `uwsgi_pass suwsgi://`: the same packet after a TLS handshake configured by `tls`.
+pub async fn uwsgi_request_tls(
+    target: &Target,
+    ask: &Ask,
+    limits: &Limits,
+    tls: &TlsSettings,
+) -> TlsAnswer {
+    let io = match connect(target, limits).await {
         Ok(io) => io,
-        Err(a) => return a,
+        Err(a) => return TlsAnswer::failed(a),
     };
+    match handshake(io, tls, &[], limits).await {
+        Ok((io, done)) => TlsAnswer {
+            answer: exchange(io, ask, limits).await,
+            handshake: Some(done),
+        },
+        Err(a) => TlsAnswer::failed(a),
+    }
+}
+
+async fn exchange(mut io: Box<dyn Io>, ask: &Ask, limits: &Limits) -> Answer {
     if let Err(a) = send(&mut io, &packet(ask), limits).await {
         return a;
     }
