@@ -11,9 +11,22 @@ use crate::agent_config::AgentConfig;
 use crate::discover::WorkerIdentity;
 use crate::steps::error_log::ErrorLogs;
 use crate::steps::nginx_config::ConfigFinding;
+use crate::targets::UpstreamTarget;
 
 /// A host's addresses, or why it did not resolve.
 type Resolution = Result<Vec<IpAddr>, String>;
+
+/// A name, a port, and the `resolver` servers asked (empty: the system resolver).
+type ResolutionKey = (String, u16, Vec<String>);
+
+/// Why a target's host name did not resolve the way nginx resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsProblem {
+    pub summary: String,
+    /// Where the answer came from (`getaddrinfo(x)`, `resolver 127.0.0.1:53`).
+    pub asked: String,
+    pub detail: String,
+}
 
 pub struct Sources {
     pub procs: ProcessTable,
@@ -29,8 +42,9 @@ pub struct Sources {
     /// The agent's own config: per-upstream overrides, thresholds, host paths.
     pub agent: AgentConfig,
     owners: Mutex<HashMap<u64, Option<u32>>>,
-    /// Host names resolved once per run, shared by every step that needs them.
-    resolved: tokio::sync::Mutex<HashMap<(String, u16), Resolution>>,
+    /// Host names resolved once per run, shared by every step that needs them; keyed by the
+    /// name, the port and the `resolver` asked (empty: the system resolver).
+    resolved: tokio::sync::Mutex<HashMap<ResolutionKey, Resolution>>,
 }
 
 /// The process behind a listening socket.
@@ -134,7 +148,7 @@ impl Sources {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }
-        let key = (host.to_string(), port);
+        let key = (host.to_string(), port, Vec::new());
         let mut cache = self.resolved.lock().await;
         if let Some(r) = cache.get(&key) {
             return r.clone();
@@ -154,6 +168,87 @@ impl Sources {
         };
         cache.insert(key, r.clone());
         r
+    }
+
+    /// Resolve a target's host as nginx does: a literal `*_pass` target once at start-up
+    /// through the system resolver; a target with variables per request through the
+    /// location's `resolver` (nginx: "no resolver defined" when there is none).
+    pub async fn resolve_as_nginx(
+        &self,
+        target: &UpstreamTarget,
+        host: &str,
+        port: u16,
+        budget: std::time::Duration,
+    ) -> Result<Vec<IpAddr>, DnsProblem> {
+        if host.parse::<IpAddr>().is_ok() || !target.resolved_at_request_time {
+            return self
+                .resolve(host, port, budget)
+                .await
+                .map_err(|e| DnsProblem {
+                    summary: format!("{host} does not resolve: {e}"),
+                    asked: format!("getaddrinfo({host})"),
+                    detail: e,
+                });
+        }
+        let settings = &target.settings;
+        if settings.resolver.is_empty() {
+            return Err(DnsProblem {
+                summary: format!(
+                    "nginx resolves {host} per request (the pass has variables) but no `resolver` is defined for it"
+                ),
+                asked: "nginx config".to_string(),
+                detail: format!("no resolver defined to resolve {host}"),
+            });
+        }
+        let key = (host.to_string(), port, settings.resolver.clone());
+        let mut cache = self.resolved.lock().await;
+        let result = match cache.get(&key) {
+            Some(r) => r.clone(),
+            None => {
+                let budget = budget.min(settings.resolver_timeout);
+                let r = self.ask_resolver(host, settings, budget).await;
+                cache.insert(key, r.clone());
+                r
+            }
+        };
+        let servers = settings.resolver.join(" ");
+        result.map_err(|e| DnsProblem {
+            summary: format!("nginx's resolver {servers} says: {e}"),
+            asked: format!("resolver {servers}"),
+            detail: e,
+        })
+    }
+
+    async fn ask_resolver(
+        &self,
+        host: &str,
+        settings: &why502_nginx::config::PassSettings,
+        budget: std::time::Duration,
+    ) -> Resolution {
+        let mut servers = Vec::new();
+        for r in &settings.resolver {
+            match resolver_address(r) {
+                Some(a) => servers.push(a),
+                // A resolver given by name: nginx resolved it at start-up, as we do now.
+                None => {
+                    let (name, port) = split_host_port(r);
+                    if let Ok(Ok(found)) =
+                        tokio::time::timeout(budget, tokio::net::lookup_host((name, port))).await
+                    {
+                        servers.extend(found);
+                    }
+                }
+            }
+        }
+        if servers.is_empty() {
+            return Err(format!(
+                "the resolver address {:?} could not be used",
+                settings.resolver
+            ));
+        }
+        why502_request::dns::resolve_via(&servers, host, settings.resolver_ipv6, budget)
+            .await
+            .map_err(|e| e.nginx_log(host))
     }
 
     pub fn is_local(&self, ip: IpAddr) -> Option<bool> {
@@ -190,6 +285,27 @@ fn process_label(comm: &str, cmdline: &[String]) -> String {
     }
 }
 
+/// `127.0.0.1`, `127.0.0.1:5353`, `[::1]:5353`, `[::1]` (nginx's forms; port 53 by default).
+fn resolver_address(text: &str) -> Option<std::net::SocketAddr> {
+    if let Ok(a) = text.parse::<std::net::SocketAddr>() {
+        return Some(a);
+    }
+    let bare = text.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>()
+        .ok()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+}
+
+fn split_host_port(text: &str) -> (&str, u16) {
+    match text.rsplit_once(':') {
+        Some((h, p)) => match p.parse() {
+            Ok(port) => (h, port),
+            Err(_) => (text, 53),
+        },
+        None => (text, 53),
+    }
+}
+
 fn local_addresses() -> Option<Vec<IpAddr>> {
     let addrs = nix::ifaddrs::getifaddrs().ok()?;
     Some(
@@ -209,6 +325,18 @@ fn local_addresses() -> Option<Vec<IpAddr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolver_addresses_in_nginx_forms() {
+        let a = |s: &str| resolver_address(s).map(|a| a.to_string());
+        assert_eq!(a("127.0.0.1").as_deref(), Some("127.0.0.1:53"));
+        assert_eq!(a("127.0.0.1:5353").as_deref(), Some("127.0.0.1:5353"));
+        assert_eq!(a("[::1]:5353").as_deref(), Some("[::1]:5353"));
+        assert_eq!(a("[::1]").as_deref(), Some("[::1]:53"));
+        assert_eq!(a("dns.internal"), None);
+        assert_eq!(split_host_port("dns.internal:5353"), ("dns.internal", 5353));
+        assert_eq!(split_host_port("dns.internal"), ("dns.internal", 53));
+    }
 
     #[test]
     fn labels() {

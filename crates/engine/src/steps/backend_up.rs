@@ -143,15 +143,17 @@ fn bound_listeners(src: &Sources, path: &Path) -> Vec<u64> {
 
 async fn tcp(target: &UpstreamTarget, host: &str, port: u16, cx: &StepContext<'_>) -> StepFinding {
     let src = cx.sources;
-    let ips = match resolve(host, port, cx).await {
+    let budget = remaining(cx).min(Duration::from_secs(3));
+    let ips = match src.resolve_as_nginx(target, host, port, budget).await {
         Ok(ips) => ips,
-        Err(e) => {
-            return StepFinding::broken(
-                CauseId::UpstreamDns,
-                format!("{host} does not resolve: {e}"),
-            )
-            .with_fix(CauseId::UpstreamDns.fix())
-            .with_evidence(format!("getaddrinfo({host})"), e)
+        // Where nginx connects is not known until the name resolves; resolving is part of
+        // the request nginx makes, so the direct_request step names the break.
+        Err(p) => {
+            return StepFinding::unknown(format!(
+                "cannot tell whether the backend listens: {}",
+                p.summary
+            ))
+            .with_evidence(p.asked, p.detail)
         }
     };
     let mut accepting = Vec::new();
@@ -381,11 +383,6 @@ const BACKENDS: &[&str] = &[
 fn is_backend_like(name: &str) -> bool {
     let first = name.split_whitespace().next().unwrap_or(name);
     !first.starts_with("nginx") && BACKENDS.iter().any(|b| first.starts_with(b))
-}
-
-async fn resolve(host: &str, port: u16, cx: &StepContext<'_>) -> Result<Vec<IpAddr>, String> {
-    let budget = remaining(cx).min(Duration::from_secs(3));
-    cx.sources.resolve(host, port, budget).await
 }
 
 enum ConnectResult {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use why502_model::{CauseId, Protocol};
 use why502_request::{
-    fastcgi_request, grpc_handshake, http_request, uwsgi_request, Answer, Ask, Limits, Target,
+    fastcgi_request, grpc_handshake, grpc_handshake_tls, http_request, http_request_tls,
+    uwsgi_request, uwsgi_request_tls, Answer, Ask, Limits, Target, TlsProblem, TlsSettings,
 };
 
 use super::backend_up::remaining;
@@ -17,9 +18,6 @@ use crate::targets::{TargetAddr, UpstreamTarget};
 const RESERVE: Duration = Duration::from_millis(300);
 
 pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
-    if target.tls {
-        return StepFinding::skip("TLS to the backend is not examined by this version of why502");
-    }
     let overridden = cx
         .sources
         .agent
@@ -46,6 +44,9 @@ pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding
         ask.host = o.host.clone().unwrap_or(ask.host);
         ask.path = o.path.clone().unwrap_or(ask.path);
     }
+    if target.tls {
+        return check_tls(target, &conn, &ask, &limits).await;
+    }
     let answer = match target.protocol {
         Protocol::Fastcgi => fastcgi_request(&conn, &ask, &limits).await,
         Protocol::Uwsgi => uwsgi_request(&conn, &ask, &limits).await,
@@ -53,6 +54,60 @@ pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding
         Protocol::Http | Protocol::Scgi => http_request(&conn, &ask, &limits).await,
     };
     judge(&answer, target, &conn, &ask, limits.read_timeout)
+}
+
+/// The same request inside TLS, set up as the location's `*_ssl_*` directives set up nginx.
+async fn check_tls(
+    target: &UpstreamTarget,
+    conn: &Target,
+    ask: &Ask,
+    limits: &Limits,
+) -> StepFinding {
+    let tls = tls_settings(target);
+    let answered = match target.protocol {
+        Protocol::Grpc => grpc_handshake_tls(conn, limits, &tls).await,
+        Protocol::Uwsgi => uwsgi_request_tls(conn, ask, limits, &tls).await,
+        _ => http_request_tls(conn, ask, limits, &tls).await,
+    };
+    let finding = judge(&answered.answer, target, conn, ask, limits.read_timeout);
+    // nginx does not verify by default; a certificate problem it lets pass is worth a line,
+    // never a break.
+    match answered.handshake.and_then(|h| h.ignored_problem) {
+        Some(p) if finding.outcome == why502_model::Outcome::Pass => {
+            let summary = format!(
+                "{}; note: {} ({}ssl_verify is off, so nginx accepts it)",
+                finding.summary,
+                p.describe(),
+                tls.directive_prefix
+            );
+            StepFinding { summary, ..finding }
+        }
+        _ => finding,
+    }
+}
+
+fn tls_settings(target: &UpstreamTarget) -> TlsSettings {
+    let s = &target.settings;
+    // `*_ssl_name` defaults to the host of the pass: the upstream block's name, else the host.
+    let host = match (&target.name, &target.addr) {
+        (Some(block), _) => block.clone(),
+        (None, TargetAddr::Tcp { host, .. }) => host.clone(),
+        (None, TargetAddr::Unix(p)) => p.display().to_string(),
+    };
+    TlsSettings {
+        verify: s.ssl_verify,
+        trusted_certificate: s.ssl_trusted_certificate.clone(),
+        server_name: s.ssl_server_name,
+        name: s.ssl_name.clone().unwrap_or(host),
+        // nginx 1.22 leaves TLSv1.3 out of its default protocols, 1.23.4 and later put it in.
+        // Unset, offer it: a false "handshake failure" would be a false alarm, and an nginx
+        // that cannot agree on TLSv1.3 logs its SSL error, which the error-log step reports.
+        tls13: s
+            .ssl_protocols
+            .as_ref()
+            .is_none_or(|p| p.iter().any(|v| v == "TLSv1.3")),
+        directive_prefix: target.protocol_settings_prefix(),
+    }
 }
 
 async fn connect_target(
@@ -63,13 +118,15 @@ async fn connect_target(
         TargetAddr::Unix(p) => Ok(Target::Unix(p.clone())),
         TargetAddr::Tcp { host, port } => {
             let budget = remaining(cx).min(Duration::from_secs(3));
-            match cx.sources.resolve(host, *port, budget).await {
+            match cx
+                .sources
+                .resolve_as_nginx(target, host, *port, budget)
+                .await
+            {
                 Ok(ips) => Ok(Target::Tcp(std::net::SocketAddr::new(ips[0], *port))),
-                Err(e) => Err(StepFinding::broken(
-                    CauseId::UpstreamDns,
-                    format!("{host} does not resolve: {e}"),
-                )
-                .with_fix(CauseId::UpstreamDns.fix())),
+                Err(p) => Err(StepFinding::broken(CauseId::UpstreamDns, p.summary)
+                    .with_fix(CauseId::UpstreamDns.fix())
+                    .with_evidence(p.asked, p.detail)),
             }
         }
     }
@@ -193,10 +250,38 @@ fn judge(
                     .with_evidence(evidence_src, error.clone())
             }
         }
+        Answer::TlsFailed { problem, waited_ms } => judge_tls(problem, *waited_ms, prefix, evidence_src),
         Answer::ConnectTimeout { waited_ms } => StepFinding::unknown(format!(
             "connecting to {conn} did not complete within {waited_ms} ms although it listens: a full accept queue or dropped packets (step security)"
         )),
     }
+}
+
+fn judge_tls(problem: &TlsProblem, waited_ms: u64, prefix: &str, src: String) -> StepFinding {
+    let said = problem.describe();
+    match problem {
+        // nginx gives up on a handshake at its connect timeout and answers 504.
+        TlsProblem::HandshakeTimeout { .. } => StepFinding::broken(
+            CauseId::UpstreamTimeout,
+            format!("the TLS handshake did not finish within {waited_ms} ms ({prefix}connect_timeout): {said}"),
+        )
+        .with_fix(CauseId::UpstreamTimeout.fix()),
+        // `nginx -t` refuses these: nginx_config reports them; here they only mean we could
+        // not make nginx's request.
+        TlsProblem::VerifyWithoutTrustedCertificate { .. }
+        | TlsProblem::TrustedCertificateUnreadable { denied: false, .. } => {
+            StepFinding::unknown(format!("cannot make nginx's TLS request: {said} (nginx -t fails on this too)"))
+        }
+        TlsProblem::TrustedCertificateUnreadable { denied: true, .. } => {
+            StepFinding::unknown(format!("cannot read the trusted certificate: {said}"))
+                .with_fix("Run why502 as root.")
+        }
+        _ => StepFinding::broken(CauseId::UpstreamTls, format!("{said} (after {waited_ms} ms)"))
+            .with_fix(format!(
+                "Fix the backend's certificate, or the location's {prefix}ssl_trusted_certificate / {prefix}ssl_name / {prefix}ssl_server_name / {prefix}ssl_protocols."
+            )),
+    }
+    .with_evidence(src, said)
 }
 
 fn request_label(t: &UpstreamTarget, ask: &Ask) -> String {

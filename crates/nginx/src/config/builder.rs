@@ -43,6 +43,7 @@ impl Default for PassSettings {
             ssl_server_name: false,
             ssl_name: None,
             ssl_trusted_certificate: None,
+            ssl_protocols: None,
             resolver: Vec::new(),
             resolver_ipv6: true,
             resolver_timeout: Duration::from_secs(30),
@@ -377,6 +378,11 @@ fn pass_settings(kind: PassKind, scopes: &[&Directive], prefix: &Path) -> PassSe
         ssl_name: value("ssl_name").map(str::to_owned),
         ssl_trusted_certificate: value("ssl_trusted_certificate")
             .map(|path| resolve_against(prefix, path)),
+        ssl_protocols: nearest_directive(
+            scopes,
+            &format!("{}ssl_protocols", kind.settings_prefix()),
+        )
+        .map(|d| d.args.clone()),
         resolver: nearest_directive(scopes, "resolver")
             .map(|d| {
                 d.args

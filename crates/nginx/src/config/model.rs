@@ -112,6 +112,8 @@ pub struct PassSettings {
     pub ssl_server_name: bool,
     pub ssl_name: Option<String>,
     pub ssl_trusted_certificate: Option<PathBuf>,
+    /// `*_ssl_protocols` as written (`None`: nginx's default, which depends on its version).
+    pub ssl_protocols: Option<Vec<String>>,
     /// The nearest `resolver`'s addresses (as written, `127.0.0.53`, `[::1]:5353`): what nginx
     /// asks when the pass's target has variables. Empty: none is defined.
     pub resolver: Vec<String>,

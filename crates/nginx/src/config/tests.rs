@@ -931,7 +931,7 @@ fn pass_settings_inherit_from_the_nearest_block() {
                proxy_ssl_name backend.example;\n\
                location /b/c { proxy_buffer_size 16k; proxy_pass http://c; }\n\
              }\n\
-             location /d { proxy_send_timeout never; proxy_buffer_size lots; proxy_pass http://d; }\n\
+             location /d { proxy_send_timeout never; proxy_buffer_size lots; proxy_ssl_protocols TLSv1.2 TLSv1.3; proxy_pass http://d; }\n\
              location /e { fastcgi_pass 127.0.0.1:9000; }\n\
            }\n\
          }\n\
@@ -967,6 +967,11 @@ fn pass_settings_inherit_from_the_nearest_block() {
     let d = &config.passes[2].settings;
     // invalid values (nginx would refuse them) fall back to nginx's default
     assert_eq!((d.send_timeout, d.buffer_size), (s(60), 4096));
+    assert_eq!(
+        d.ssl_protocols.as_deref(),
+        Some(&["TLSv1.2".to_string(), "TLSv1.3".to_string()][..])
+    );
+    assert_eq!(a.ssl_protocols, None);
     let e = &config.passes[3].settings;
     assert_eq!(
         e,
