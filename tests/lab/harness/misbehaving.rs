@@ -40,6 +40,8 @@ pub enum Misbehaviour {
     /// Sleeps `SLOW_SECONDS` (3 s) before a normal 200: with
     /// `proxy_read_timeout 1s;` nginx answers 504 and logs "upstream timed out".
     Slow,
+    /// Accepts, reads the request and never sends a byte (until the lab stops it).
+    Tarpit,
 }
 
 impl Misbehaviour {
@@ -51,6 +53,7 @@ impl Misbehaviour {
             Misbehaviour::Garbage => "garbage",
             Misbehaviour::NotHttp => "not-http",
             Misbehaviour::Slow => "slow",
+            Misbehaviour::Tarpit => "tarpit",
         }
     }
 }
@@ -72,7 +75,7 @@ BIG_HEADER = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
 GARBAGE = b"HTTP/1.1 200 OK\r\n\x00\x01garbage\r\n\r\n"
 NOT_HTTP = b"\x00\x01garbage\r\n\r\n"
 SLOW_SECONDS = 3.0
-BEHAVIOURS = ("big-header", "close", "garbage", "not-http", "slow")
+BEHAVIOURS = ("big-header", "close", "garbage", "not-http", "slow", "tarpit")
 
 
 def read_request(conn):
@@ -97,6 +100,9 @@ def handle(conn, behaviour):
         elif behaviour == "slow":
             time.sleep(SLOW_SECONDS)
             conn.sendall(OK)
+        elif behaviour == "tarpit":
+            # Hold the connection open without a byte; the daemon thread dies with the process.
+            time.sleep(3600)
         # "close": say nothing
     except OSError:
         pass

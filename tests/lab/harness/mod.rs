@@ -16,6 +16,7 @@ mod php_fpm;
 mod process;
 mod python;
 mod requirements;
+mod tls_dns;
 mod users;
 mod wait;
 
@@ -39,5 +40,7 @@ pub use php_fpm::{FpmListen, PhpFpmPool};
 pub use process::{read_all, tail};
 #[allow(unused_imports)]
 pub use requirements::find_program;
+#[allow(unused_imports)]
+pub use tls_dns::TestCert;
 #[allow(unused_imports)]
 pub use users::{lookup_group, lookup_user};

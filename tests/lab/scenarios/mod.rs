@@ -6,3 +6,4 @@ mod direct_request;
 mod error_log;
 mod php_fpm;
 mod tcp;
+mod tls_dns;
