@@ -45,8 +45,10 @@ pub struct UpstreamOverride {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResourceThresholds {
-    /// A filesystem the chain needs this full (percent of blocks or inodes) is a warning.
-    pub disk_warn_percent: f64,
+    /// A filesystem the chain needs this full (df's Use%) is a warning.
+    pub disk_warn_percent: u8,
+    /// ... and this share of its inodes used (df -i's IUse%).
+    pub inode_warn_percent: u8,
     /// Less available memory than this (percent of MemTotal) is a warning.
     pub memory_available_warn_percent: f64,
     /// PSI `full avg60` for memory above this is a warning.
@@ -56,7 +58,8 @@ pub struct ResourceThresholds {
 impl Default for ResourceThresholds {
     fn default() -> Self {
         ResourceThresholds {
-            disk_warn_percent: 90.0,
+            disk_warn_percent: 90,
+            inode_warn_percent: 90,
             memory_available_warn_percent: 5.0,
             memory_psi_full_avg60_warn: 10.0,
         }
@@ -148,11 +151,14 @@ impl AgentConfig {
                 }
             }
         }
-        let pct = config.resources.disk_warn_percent;
-        if !(0.0..=100.0).contains(&pct) {
-            return Err(format!(
-                "[resources] disk_warn_percent = {pct} is not a percentage"
-            ));
+        let r = &config.resources;
+        for (key, pct) in [
+            ("disk_warn_percent", r.disk_warn_percent),
+            ("inode_warn_percent", r.inode_warn_percent),
+        ] {
+            if pct > 100 {
+                return Err(format!("[resources] {key} = {pct} is not a percentage"));
+            }
         }
         Ok(config)
     }
@@ -206,7 +212,7 @@ mod tests {
                 .skip_direct_request
         );
         assert!(c.override_for("10.0.0.9:80", None).is_none());
-        assert_eq!(c.resources.disk_warn_percent, 80.0);
+        assert_eq!(c.resources.disk_warn_percent, 80);
         assert_eq!(c.resources.memory_available_warn_percent, 5.0);
         assert_eq!(c.paths.audit_log, PathBuf::from("/srv/audit.log"));
         assert_eq!(c.paths.kern_log, PathBuf::from("/var/log/kern.log"));
@@ -248,7 +254,7 @@ mod tests {
         let p = dir.path().join("why502.toml");
         std::fs::write(&p, "[resources]\ndisk_warn_percent = 75\n").unwrap();
         let (c, used) = AgentConfig::load(Some(&p)).unwrap();
-        assert_eq!(c.resources.disk_warn_percent, 75.0);
+        assert_eq!(c.resources.disk_warn_percent, 75);
         assert_eq!(used.as_deref(), Some(p.as_path()));
     }
 }

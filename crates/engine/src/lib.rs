@@ -7,6 +7,7 @@
 
 pub mod agent_config;
 mod discover;
+mod host_resources;
 mod options;
 mod sources;
 pub mod steps;
@@ -107,11 +108,29 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         }
     }
 
+    // The kernel log is read once, while the rest is gathered.
+    let kernel = {
+        let since = started_at
+            .checked_sub(opts.since)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let budget = opts.timeout.mul_f32(0.5).min(Duration::from_secs(3));
+        tokio::spawn(why502_kernel_log::KernelLog::read(since, budget))
+    };
     let error_logs = {
         let files = error_log_files(opts, &setup.config);
+        let log_dirs = host_resources::nginx_paths(
+            &files
+                .iter()
+                .filter_map(|f| f.as_ref().ok().cloned())
+                .collect::<Vec<_>>(),
+        );
         let since = opts.since;
-        tokio::task::spawn_blocking(move || read_error_logs(files, since))
+        (
+            tokio::task::spawn_blocking(move || read_error_logs(files, since)),
+            log_dirs,
+        )
     };
+    let (error_logs, nginx_paths) = error_logs;
     let listen = ListenTable::read(&opts.proc_root);
     let mut notes: Vec<String> = listen
         .unreadable
@@ -189,8 +208,25 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         error_logs,
     );
     sources.agent = opts.agent.clone();
+    sources.memory = why502_disk::MemoryPressure::read();
+    sources.kernel = match tokio::time::timeout_at(deadline, kernel).await {
+        Ok(Ok(k)) => k,
+        _ => why502_kernel_log::KernelLogWindow::Unknown {
+            reason: format!(
+                "the kernel log was not read within --timeout {:?}",
+                opts.timeout
+            ),
+            fix: "Give the run more time (--timeout).".to_string(),
+            tried: Vec::new(),
+        },
+    };
     let sources = Arc::new(sources);
     let upstreams = walk::walk_all(targets, sources.clone(), opts.all, deadline).await;
+    let mut host_checks = host_checks;
+    let budget = deadline
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_secs(2));
+    host_checks.extend(host_resources::checks(&sources, nginx_paths, budget).await);
 
     let nginx = NginxInfo {
         binary: setup.binary.as_ref().map(|b| b.display().to_string()),

@@ -4,7 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
+use why502_disk::MemoryPressure;
 use why502_host::ProcessTable;
+use why502_kernel_log::{KernelLogWindow, OomKill};
 use why502_listen::ListenTable;
 
 use crate::agent_config::AgentConfig;
@@ -41,6 +43,11 @@ pub struct Sources {
     pub error_logs: ErrorLogs,
     /// The agent's own config: per-upstream overrides, thresholds, host paths.
     pub agent: AgentConfig,
+    /// The kernel log over the window: OOM kills.
+    pub kernel: KernelLogWindow,
+    pub memory: MemoryPressure,
+    /// OOM kills some upstream's step explained (pid, time): the others are host-wide risks.
+    attributed_kills: Mutex<HashSet<(u32, std::time::SystemTime)>>,
     owners: Mutex<HashMap<u64, Option<u32>>>,
     /// Host names resolved once per run, shared by every step that needs them; keyed by the
     /// name, the port and the `resolver` asked (empty: the system resolver).
@@ -72,6 +79,20 @@ impl Sources {
             config,
             error_logs,
             agent: AgentConfig::default(),
+            kernel: KernelLogWindow::Unknown {
+                reason: "the kernel log was not read".to_string(),
+                fix: String::new(),
+                tried: Vec::new(),
+            },
+            memory: MemoryPressure {
+                meminfo: why502_disk::Reading::NotApplicable {
+                    reason: "not read".to_string(),
+                },
+                psi: why502_disk::Reading::NotApplicable {
+                    reason: "not read".to_string(),
+                },
+            },
+            attributed_kills: Mutex::new(HashSet::new()),
             owners: Mutex::new(HashMap::new()),
             resolved: tokio::sync::Mutex::new(HashMap::new()),
         }
@@ -121,6 +142,28 @@ impl Sources {
                 let pid = (*cache.get(i)?)?;
                 Some((*i, self.owner_named(pid)))
             })
+            .collect()
+    }
+
+    /// Remember that a step explained this kill by its upstream.
+    pub fn attribute_kill(&self, kill: &OomKill) {
+        let mut set = match self.attributed_kills.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        set.insert((kill.pid, kill.time));
+    }
+
+    /// OOM kills in the window that no upstream's step explained.
+    pub fn unattributed_kills(&self) -> Vec<&OomKill> {
+        let set = match self.attributed_kills.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.kernel
+            .kills()
+            .iter()
+            .filter(|k| !set.contains(&(k.pid, k.time)))
             .collect()
     }
 

@@ -123,6 +123,45 @@ impl ProcessTable {
         std::fs::read_link(self.root.join(pid.to_string()).join("cwd")).ok()
     }
 
+    /// The directories of the regular files a process holds open (its logs, its data), at most
+    /// `max_dirs`, scanning at most `max_fds` descriptors. Pseudo-filesystems are left out.
+    pub fn open_file_dirs(&self, pid: u32, max_fds: usize, max_dirs: usize) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let Ok(fds) = std::fs::read_dir(self.root.join(pid.to_string()).join("fd")) else {
+            return dirs;
+        };
+        for fd in fds.flatten().take(max_fds) {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let text = target.to_string_lossy();
+            // `socket:[..]`, `pipe:[..]`, `anon_inode:..` are not paths; deleted files have
+            // no directory to judge any more.
+            if !text.starts_with('/')
+                || text.ends_with(" (deleted)")
+                || ["/dev/", "/proc/", "/sys/"]
+                    .iter()
+                    .any(|p| text.starts_with(p))
+            {
+                continue;
+            }
+            if let Some(dir) = target.parent() {
+                if !dirs.iter().any(|d| d == dir) {
+                    dirs.push(dir.to_path_buf());
+                    if dirs.len() >= max_dirs {
+                        break;
+                    }
+                }
+            }
+        }
+        dirs
+    }
+
+    /// The process's cgroup membership (`/proc/PID/cgroup`), as text.
+    pub fn cgroup(&self, pid: u32) -> Option<String> {
+        read_to_string_bounded(&self.root.join(pid.to_string()).join("cgroup"), SMALL_FILE).ok()
+    }
+
     /// Which process holds each of the given socket inodes. Scans /proc/PID/fd only until
     /// every inode is found, so the usual case reads a handful of processes' fds, not all.
     pub fn socket_owners(&self, wanted: &HashSet<u64>) -> HashMap<u64, u32> {
@@ -255,6 +294,20 @@ mod tests {
                 groups: vec![33, 4]
             }
         );
+    }
+
+    #[test]
+    fn open_file_dirs_name_the_directories_of_open_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data.log");
+        let _held = std::fs::File::create(&data).unwrap();
+        let t = ProcessTable::read(Path::new("/proc"));
+        let dirs = t.open_file_dirs(std::process::id(), 4096, 64);
+        let canonical = std::fs::canonicalize(dir.path()).unwrap();
+        assert!(dirs.contains(&canonical), "{dirs:?}");
+        assert!(dirs
+            .iter()
+            .all(|d| !d.starts_with("/proc") && !d.starts_with("/dev")));
     }
 
     #[test]

@@ -128,7 +128,7 @@ fn unix_socket(target: &UpstreamTarget, path: &Path, src: &Sources) -> StepFindi
 
 /// Listening sockets bound to the path as written, or to another spelling of the same file
 /// (a symlinked /var/run vs /run).
-fn bound_listeners(src: &Sources, path: &Path) -> Vec<u64> {
+pub(crate) fn bound_listeners(src: &Sources, path: &Path) -> Vec<u64> {
     let real = std::fs::canonicalize(path).ok();
     src.listen
         .unix
@@ -380,7 +380,7 @@ const BACKENDS: &[&str] = &[
     "openresty-app",
 ];
 
-fn is_backend_like(name: &str) -> bool {
+pub(crate) fn is_backend_like(name: &str) -> bool {
     let first = name.split_whitespace().next().unwrap_or(name);
     !first.starts_with("nginx") && BACKENDS.iter().any(|b| first.starts_with(b))
 }

@@ -1,10 +1,12 @@
 //! One module per step of the tree, each with the same entry: the upstream, the shared sources,
 //! and the run's deadline in, a `StepFinding` out.
 
+pub mod backend_process;
 pub mod backend_up;
 pub mod direct_request;
 pub mod error_log;
 pub mod nginx_config;
+pub mod resources;
 
 use tokio::time::Instant;
 use why502_model::{CauseId, Evidence, Outcome, StepId};
@@ -67,8 +69,9 @@ pub async fn run_step(id: StepId, target: &UpstreamTarget, cx: &StepContext<'_>)
         StepId::BackendUp => backend_up::check(target, cx).await,
         StepId::DirectRequest => direct_request::check(target, cx).await,
         StepId::NginxConfig => cx.sources.config.per_upstream(),
+        StepId::Resources => resources::check(target, cx).await,
         // Not built yet: say so plainly rather than pass them.
-        StepId::BackendLog | StepId::Resources | StepId::Security => {
+        StepId::BackendLog | StepId::Security => {
             StepFinding::skip("not examined by this version of why502")
         }
     }
