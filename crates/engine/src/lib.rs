@@ -108,6 +108,28 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         }
     }
 
+    // The packet filter matters only for TCP upstreams; `nft` and `iptables-save` run once.
+    let firewall = targets
+        .iter()
+        .any(|t| matches!(t.addr, TargetAddr::Tcp { .. }))
+        .then(|| {
+            let budget = opts.timeout.mul_f32(0.5).min(Duration::from_secs(5));
+            tokio::spawn(why502_firewall::FirewallSnapshot::gather(budget))
+        });
+    let security = {
+        let paths = security_paths(&opts.agent.paths, &opts.proc_root);
+        let since = started_at
+            .checked_sub(opts.since)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut nginx_pids: Vec<u32> = Vec::new();
+        if let Some(m) = &setup.master {
+            nginx_pids.push(m.pid);
+            nginx_pids.extend(procs.children_of(m.pid).map(|c| c.pid));
+        }
+        tokio::task::spawn_blocking(move || {
+            why502_security::SecuritySnapshot::gather(&paths, since, &nginx_pids, None)
+        })
+    };
     // The kernel log is read once, while the rest is gathered.
     let kernel = {
         let since = started_at
@@ -220,6 +242,16 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             tried: Vec::new(),
         },
     };
+    if let Some(f) = firewall {
+        sources.firewall = tokio::time::timeout_at(deadline, f)
+            .await
+            .ok()
+            .and_then(Result::ok);
+    }
+    sources.security = tokio::time::timeout_at(deadline, security)
+        .await
+        .ok()
+        .and_then(Result::ok);
     let sources = Arc::new(sources);
     let upstreams = walk::walk_all(targets, sources.clone(), opts.all, deadline).await;
     let mut host_checks = host_checks;
@@ -342,6 +374,20 @@ fn read_error_logs(files: Vec<Result<PathBuf, String>>, since: Duration) -> Erro
         }
     }
     logs
+}
+
+fn security_paths(
+    paths: &agent_config::HostPaths,
+    proc_root: &std::path::Path,
+) -> why502_security::SecurityPaths {
+    why502_security::SecurityPaths {
+        selinuxfs: paths.selinuxfs.clone(),
+        securityfs: paths.securityfs.clone(),
+        proc_root: proc_root.to_path_buf(),
+        audit_log: Some(paths.audit_log.clone()),
+        kern_log: Some(paths.kern_log.clone()),
+        syslog: Some(paths.syslog.clone()),
+    }
 }
 
 fn hostname() -> String {

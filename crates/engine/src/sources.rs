@@ -46,6 +46,10 @@ pub struct Sources {
     /// The kernel log over the window: OOM kills.
     pub kernel: KernelLogWindow,
     pub memory: MemoryPressure,
+    /// nftables and iptables rules (`None`: not read, e.g. out of time).
+    pub firewall: Option<why502_firewall::FirewallSnapshot>,
+    /// SELinux and AppArmor state and denials (`None`: not read).
+    pub security: Option<why502_security::SecuritySnapshot>,
     /// OOM kills some upstream's step explained (pid, time): the others are host-wide risks.
     attributed_kills: Mutex<HashSet<(u32, std::time::SystemTime)>>,
     owners: Mutex<HashMap<u64, Option<u32>>>,
@@ -92,6 +96,8 @@ impl Sources {
                     reason: "not read".to_string(),
                 },
             },
+            firewall: None,
+            security: None,
             attributed_kills: Mutex::new(HashSet::new()),
             owners: Mutex::new(HashMap::new()),
             resolved: tokio::sync::Mutex::new(HashMap::new()),

@@ -14,7 +14,22 @@ pub struct TreeStep {
     /// The commands an admin runs by hand for the same question.
     pub by_hand: &'static [&'static str],
     pub causes: &'static [CauseId],
+    /// Breaks of earlier steps this step can explain with a deeper cause: after such a break
+    /// the walk still runs this step, and its break becomes the verdict (a backend that is
+    /// down because the kernel OOM-killed it is `oom_killed`).
+    pub explains: &'static [CauseId],
 }
+
+/// What a backend's own log and the host's resources can explain: the backend went away, or
+/// stopped answering properly.
+const BACKEND_SYMPTOMS: &[CauseId] = &[
+    CauseId::BackendDown,
+    CauseId::SocketMissing,
+    CauseId::SocketStale,
+    CauseId::UpstreamTimeout,
+    CauseId::UpstreamReset,
+    CauseId::UpstreamInvalidResponse,
+];
 
 /// The walk, in order. It stops at the first step that breaks (unless `--all`).
 pub const TREE: &[TreeStep] = &[
@@ -24,6 +39,7 @@ pub const TREE: &[TreeStep] = &[
         method: "read each error_log (and its rotations) backward within --since; classify the lines naming this upstream; after the walk, a failure logged in the last 5 min that no probe explains or clears is the break (older: a warning)",
         by_hand: &["tail -n 200 /var/log/nginx/error.log"],
         causes: &[],
+        explains: &[],
     },
     TreeStep {
         id: StepId::BackendUp,
@@ -38,6 +54,7 @@ pub const TREE: &[TreeStep] = &[
             CauseId::AddressMismatch,
             CauseId::UpstreamDns,
         ],
+        explains: &[],
     },
     TreeStep {
         id: StepId::DirectRequest,
@@ -52,6 +69,7 @@ pub const TREE: &[TreeStep] = &[
             CauseId::UpstreamTls,
             CauseId::UpstreamDns,
         ],
+        explains: &[],
     },
     TreeStep {
         id: StepId::BackendLog,
@@ -59,6 +77,7 @@ pub const TREE: &[TreeStep] = &[
         method: "read the backend's logs (php-fpm, gunicorn, uwsgi, journald) within --since",
         by_hand: &["tail /var/log/php8.2-fpm.log", "journalctl -u myapp -n 50"],
         causes: &[CauseId::PoolExhausted, CauseId::AppError],
+        explains: BACKEND_SYMPTOMS,
     },
     TreeStep {
         id: StepId::Resources,
@@ -66,6 +85,7 @@ pub const TREE: &[TreeStep] = &[
         method: "OOM kills from the kernel log, statvfs of the paths the chain writes, /proc/meminfo",
         by_hand: &["dmesg | grep -i oom", "df -h && df -i", "free -h"],
         causes: &[CauseId::OomKilled, CauseId::DiskFull, CauseId::InodesExhausted],
+        explains: BACKEND_SYMPTOMS,
     },
     TreeStep {
         id: StepId::Security,
@@ -77,6 +97,7 @@ pub const TREE: &[TreeStep] = &[
             CauseId::SelinuxDenied,
             CauseId::ApparmorDenied,
         ],
+        explains: &[],
     },
     TreeStep {
         id: StepId::NginxConfig,
@@ -84,6 +105,7 @@ pub const TREE: &[TreeStep] = &[
         method: "nginx -t -c CONF with its messages mapped to file:line; config mtimes vs the master's last (re)load",
         by_hand: &["nginx -t", "nginx -T | less"],
         causes: &[CauseId::NginxConfigInvalid, CauseId::ConfigChangedSinceLoad],
+        explains: &[],
     },
 ];
 
@@ -100,6 +122,19 @@ mod tests {
     fn tree_has_every_step_once_in_contract_order() {
         let ids: Vec<StepId> = TREE.iter().map(|s| s.id).collect();
         assert_eq!(ids, StepId::ALL);
+    }
+
+    #[test]
+    fn a_step_explains_only_breaks_of_steps_before_it() {
+        for (i, s) in TREE.iter().enumerate() {
+            for c in s.explains {
+                assert!(
+                    TREE[..i].iter().any(|earlier| earlier.causes.contains(c)),
+                    "{} explains {c}, which no earlier step breaks with",
+                    s.id
+                );
+            }
+        }
     }
 
     #[test]

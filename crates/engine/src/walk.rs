@@ -50,8 +50,11 @@ pub async fn walk(
     let cx = StepContext { sources, deadline };
     let mut steps = Vec::with_capacity(TREE.len());
     let mut broke_at: Option<StepId> = None;
+    let mut broke_with: Option<CauseId> = None;
     for node in TREE {
-        if let (Some(at), false) = (broke_at, all) {
+        // After a break, a step still runs when it can name the cause behind it.
+        let explains = broke_with.is_some_and(|c| node.explains.contains(&c));
+        if let (Some(at), false, false) = (broke_at, all, explains) {
             steps.push(StepReport {
                 step: node.id,
                 outcome: Outcome::Skip,
@@ -67,6 +70,7 @@ pub async fn walk(
         let f = run_step(node.id, target, &cx).await;
         if f.outcome == Outcome::Break && broke_at.is_none() {
             broke_at = Some(node.id);
+            broke_with = f.cause;
         }
         steps.push(StepReport {
             step: node.id,
@@ -118,7 +122,16 @@ fn mark_error_log_break(steps: &mut [StepReport], v: &Verdict) {
 /// The verdict is the first break; without one, unknown steps make the status unknown (we
 /// never say ok about what we could not look at), and risks make it a warning.
 pub fn conclude(steps: &[StepReport]) -> (Status, Verdict) {
-    if let Some(b) = steps.iter().find(|s| s.outcome == Outcome::Break) {
+    if let Some(first) = steps.iter().find(|s| s.outcome == Outcome::Break) {
+        // A later step that explains the first break names the cause behind it.
+        let behind = first.cause.and_then(|symptom| {
+            steps.iter().find(|s| {
+                s.outcome == Outcome::Break
+                    && s.step > first.step
+                    && tree_step(s.step).explains.contains(&symptom)
+            })
+        });
+        let b = behind.unwrap_or(first);
         let cause = b.cause.unwrap_or(CauseId::Unknown);
         // What nginx itself logged is the first evidence an admin looks for: quote the newest
         // error-log line beside the break it explains.
@@ -131,11 +144,15 @@ pub fn conclude(steps: &[StepReport]) -> (Status, Verdict) {
             Verdict {
                 step: b.step,
                 cause,
-                summary: b.summary.clone(),
                 fix: b.fix.clone().unwrap_or_else(|| cause.fix().to_string()),
+                summary: match behind {
+                    Some(_) => format!("{} — {}", first.summary, b.summary),
+                    None => b.summary.clone(),
+                },
                 evidence: logged
                     .into_iter()
                     .chain(b.evidence.iter().cloned())
+                    .chain(behind.iter().flat_map(|_| first.evidence.iter().cloned()))
                     .collect(),
             },
         );

@@ -147,10 +147,17 @@ impl Lab {
     /// `ip netns exec NS why502 diagnose <args...>`, capped at 30 s.
     #[track_caller]
     pub fn run_agent(&self, args: &[&str]) -> AgentRun {
-        let argv: Vec<String> = std::iter::once("diagnose")
+        let mut argv: Vec<String> = std::iter::once("diagnose")
             .chain(args.iter().copied())
             .map(String::from)
             .collect();
+        // Evidence counts from this scenario's start: the kernel log is the machine's, and
+        // another scenario's events are another host's (see `KERNEL_LOG`).
+        if !args.contains(&"--since") {
+            let secs = self.started.elapsed().as_secs() + 2;
+            argv.push("--since".to_string());
+            argv.push(format!("{secs}s"));
+        }
         let cmd = self.netns.command(&agent_bin(), &argv);
         run_agent_command(cmd, argv, AGENT_CAP)
     }

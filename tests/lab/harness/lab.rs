@@ -9,7 +9,8 @@ use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 /// How long a daemon of the lab may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,6 +33,18 @@ const ERROR_LOG_WAIT: Duration = Duration::from_secs(2);
 /// Cap for one curl run; curl itself is told `--max-time 5`.
 const CURL_CAP: Duration = Duration::from_secs(10);
 
+/// The kernel log is one for the whole machine, while each scenario plays a host of its own.
+/// A scenario that makes the kernel log something (an OOM kill) runs alone, holding this for
+/// writing; the others hold it for reading, and each asks the agent only about its own
+/// lifetime (`--since`), so no scenario sees another's kernel events.
+static KERNEL_LOG: RwLock<()> = RwLock::new(());
+
+/// How a lab holds `KERNEL_LOG`.
+enum KernelLogHold {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
 /// Distinguishes several labs created by one test process.
 static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -48,12 +61,27 @@ pub struct Lab {
     pub(super) netns: NetNs,
     dir: Option<TempDir>,
     root: PathBuf,
+    pub(super) started: Instant,
+    _kernel_log: KernelLogHold,
 }
 
 impl Lab {
     /// Checks the host, then builds the sandbox. None means "skipped"
     /// (already reported on stderr); in CI an unmet requirement panics.
     pub fn new(scenario: &str) -> Option<Lab> {
+        let hold = KernelLogHold::Shared(KERNEL_LOG.read().unwrap_or_else(|p| p.into_inner()));
+        Lab::with_hold(scenario, hold)
+    }
+
+    /// A lab that makes the kernel log events other scenarios must not see (OOM kills): it
+    /// waits for the running scenarios and runs alone.
+    pub fn new_exclusive(scenario: &str) -> Option<Lab> {
+        let hold = KernelLogHold::Exclusive(KERNEL_LOG.write().unwrap_or_else(|p| p.into_inner()));
+        Lab::with_hold(scenario, hold)
+    }
+
+    fn with_hold(scenario: &str, hold: KernelLogHold) -> Option<Lab> {
+        let started = Instant::now();
         let tools = match lab_tools() {
             Ok(tools) => tools,
             Err(reason) => {
@@ -89,6 +117,8 @@ impl Lab {
             netns,
             dir: Some(dir),
             root,
+            started,
+            _kernel_log: hold,
         })
     }
 

@@ -53,6 +53,22 @@ pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding
         Protocol::Grpc => grpc_handshake(&conn, &limits).await,
         Protocol::Http | Protocol::Scgi => http_request(&conn, &ask, &limits).await,
     };
+    if let (Answer::ConnectFailed { error }, Target::Tcp(addr)) = (&answer, &conn) {
+        // Refused although a socket listens: something between refuses for it (a packet
+        // filter's reject); the security step looks for it.
+        if error.contains("refused")
+            && cx
+                .sources
+                .listen
+                .tcp_accepting(addr.ip(), addr.port())
+                .is_some()
+        {
+            return StepFinding::unknown(format!(
+                "connecting to {addr} was refused although a socket listens there: a packet filter rejects it (step security)"
+            ))
+            .with_evidence(format!("direct connect to {addr}"), error.clone());
+        }
+    }
     judge(&answer, target, &conn, &ask, limits.read_timeout)
 }
 

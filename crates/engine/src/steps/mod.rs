@@ -7,6 +7,7 @@ pub mod direct_request;
 pub mod error_log;
 pub mod nginx_config;
 pub mod resources;
+pub mod security;
 
 use tokio::time::Instant;
 use why502_model::{CauseId, Evidence, Outcome, StepId};
@@ -70,9 +71,8 @@ pub async fn run_step(id: StepId, target: &UpstreamTarget, cx: &StepContext<'_>)
         StepId::DirectRequest => direct_request::check(target, cx).await,
         StepId::NginxConfig => cx.sources.config.per_upstream(),
         StepId::Resources => resources::check(target, cx).await,
+        StepId::Security => security::check(target, cx).await,
         // Not built yet: say so plainly rather than pass them.
-        StepId::BackendLog | StepId::Security => {
-            StepFinding::skip("not examined by this version of why502")
-        }
+        StepId::BackendLog => StepFinding::skip("not examined by this version of why502"),
     }
 }
