@@ -8,6 +8,7 @@
 
 mod agent;
 mod cli;
+mod firewall;
 mod lab;
 mod misbehaving;
 mod netns;
@@ -16,6 +17,7 @@ mod php_fpm;
 mod process;
 mod python;
 mod requirements;
+mod resources;
 mod tls_dns;
 mod users;
 mod wait;
@@ -40,6 +42,8 @@ pub use php_fpm::{FpmListen, PhpFpmPool};
 pub use process::{read_all, tail};
 #[allow(unused_imports)]
 pub use requirements::find_program;
+#[allow(unused_imports)]
+pub use resources::{MemoryCgroup, TmpfsMount};
 #[allow(unused_imports)]
 pub use tls_dns::TestCert;
 #[allow(unused_imports)]

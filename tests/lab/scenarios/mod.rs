@@ -5,5 +5,7 @@ mod config;
 mod direct_request;
 mod error_log;
 mod php_fpm;
+mod resources;
+mod security;
 mod tcp;
 mod tls_dns;

@@ -1,0 +1,1 @@
+//! Packet-filter rules inside a scenario's namespace (being written).

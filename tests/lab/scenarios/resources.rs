@@ -1,0 +1,131 @@
+//! Step `resources`, as the cause behind a break: a backend the kernel OOM-killed in a small
+//! memory cgroup (backend_down → oom_killed), a backend whose working directory is a full
+//! tmpfs or one out of inodes (it drops the connection: upstream_reset → disk_full /
+//! inodes_exhausted), and a healthy backend beside an unrelated OOM kill (a host warning).
+//! Scenarios that make the kernel log an OOM kill run alone (`Lab::new_exclusive`).
+
+use crate::harness::{tcp_addr, Expect, Lab, MemoryCgroup, TmpfsMount, UpstreamExpect};
+use std::process::Command;
+
+const IP: &str = "127.0.0.1";
+const PORT: u16 = 8000;
+
+fn upstream() -> String {
+    tcp_addr(IP, PORT)
+}
+
+fn cgroup_name(lab: &Lab) -> String {
+    format!("why502-{}", lab.netns_name())
+}
+
+#[test]
+fn lab_backend_oom_killed_in_its_memory_cgroup() {
+    let Some(mut lab) = Lab::new_exclusive("oom-backend") else {
+        return;
+    };
+    let work = lab.path("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let pid = lab.start_app_backend(IP, PORT, &work);
+    let cgroup = MemoryCgroup::new(&cgroup_name(&lab), 64 << 20);
+    cgroup.add(pid);
+    lab.start_nginx(&lab.proxy_location(&upstream()));
+    // The backend allocates until the kernel kills it: no answer.
+    assert_eq!(lab.curl_backend(&format!("http://{}/hog", upstream())), 0);
+    lab.prove_502("(111: Connection refused)");
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    run.assert(
+        &Expect::report("break", 2).upstream(
+            UpstreamExpect::at(&upstream())
+                .step("resources")
+                .cause("oom_killed")
+                .summary_contains(&format!("pid {pid}"))
+                .evidence_contains("Killed process"),
+        ),
+    );
+}
+
+#[test]
+fn lab_unrelated_oom_kill_is_a_warning() {
+    let Some(mut lab) = Lab::new_exclusive("oom-unrelated") else {
+        return;
+    };
+    lab.start_http_backend(IP, PORT);
+    lab.start_nginx(&lab.proxy_location(&upstream()));
+    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
+    // Something else on the host runs out of its memory cgroup.
+    let cgroup = MemoryCgroup::new(&cgroup_name(&lab), 32 << 20);
+    let mut hog = Command::new("python3")
+        .args([
+            "-c",
+            "import time\ntime.sleep(0.3)\nh=[]\nwhile True: h.append(b'x'*(8<<20))",
+        ])
+        .spawn()
+        .expect("spawn the hog");
+    cgroup.add(hog.id());
+    let status = hog.wait().expect("wait for the hog");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "the hog was supposed to be OOM-killed"
+    );
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    run.assert(
+        &Expect::report("warning", 1)
+            .upstream(UpstreamExpect::at(&upstream()).status("ok").cause("none")),
+    );
+    let checks = run.report()["host_checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        checks.iter().any(|c| c["cause"] == "oom_killed"
+            && c["outcome"] == "warn"
+            && c["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains(&hog.id().to_string()))),
+        "expected a host warning naming the killed pid {}\n{}",
+        hog.id(),
+        run.context()
+    );
+}
+
+fn full_workdir_scenario(name: &str, options: &str, file_bytes: usize, cause: &str) {
+    let Some(mut lab) = Lab::new(name) else {
+        return;
+    };
+    let data = TmpfsMount::new(&lab.path("data"), options);
+    let pid = lab.start_app_backend(IP, PORT, &data.path);
+    lab.start_nginx(&lab.proxy_location(&upstream()));
+    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
+    let written = data.fill_with_files("filler", file_bytes);
+    assert!(
+        written > 0,
+        "nothing could be written to {}",
+        data.path.display()
+    );
+    lab.prove_502("upstream prematurely closed connection");
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    run.assert(
+        &Expect::report("break", 2).upstream(
+            UpstreamExpect::at(&upstream())
+                .step("resources")
+                .cause(cause)
+                .summary_contains(&data.path.display().to_string()),
+        ),
+    );
+    // The backend still runs: the verdict is about its disk, not about it being down.
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn lab_backend_workdir_on_a_full_tmpfs() {
+    full_workdir_scenario("disk-full", "size=1m", 64 * 1024, "disk_full");
+}
+
+#[test]
+fn lab_backend_workdir_out_of_inodes() {
+    full_workdir_scenario("inodes-out", "size=64m,nr_inodes=32", 0, "inodes_exhausted");
+}
