@@ -231,6 +231,27 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     );
     sources.agent = opts.agent.clone();
     sources.memory = why502_disk::MemoryPressure::read();
+    sources.since_epoch = started_at
+        .checked_sub(opts.since)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    sources.fpm_configs =
+        why502_backend::find_php_fpm_configs(&sources.procs, &opts.agent.paths.etc)
+            .into_iter()
+            .filter_map(|f| match &f.prefix {
+                Some(p) => why502_backend::PhpFpmConfig::load_with_prefix(&f.path, p).ok(),
+                None => why502_backend::PhpFpmConfig::load(&f.path).ok(),
+            })
+            .collect();
+    sources.units = why502_backend::read_units(
+        &why502_backend::DEFAULT_UNIT_DIRS
+            .iter()
+            .map(PathBuf::from)
+            .collect::<Vec<_>>(),
+    )
+    .0;
     sources.kernel = match tokio::time::timeout_at(deadline, kernel).await {
         Ok(Ok(k)) => k,
         _ => why502_kernel_log::KernelLogWindow::Unknown {
@@ -351,7 +372,8 @@ fn read_error_logs(files: Vec<Result<PathBuf, String>>, since: Duration) -> Erro
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let since_epoch = now - since.as_secs() as i64;
+    // nginx stamps whole seconds: a window of 3.4 s starts in the fourth second back.
+    let since_epoch = now - since.as_secs_f64().ceil() as i64;
     let mut logs = ErrorLogs {
         since_text: humantime::format_duration(since).to_string(),
         ..ErrorLogs::default()

@@ -21,6 +21,9 @@ type Resolution = Result<Vec<IpAddr>, String>;
 /// A name, a port, and the `resolver` servers asked (empty: the system resolver).
 type ResolutionKey = (String, u16, Vec<String>);
 
+/// A backend log's events in the window, or why it could not be read and what would fix it.
+type BackendLogRead = Result<Vec<why502_backend::BackendLogEvent>, (String, String)>;
+
 /// Why a target's host name did not resolve the way nginx resolves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsProblem {
@@ -50,6 +53,14 @@ pub struct Sources {
     pub firewall: Option<why502_firewall::FirewallSnapshot>,
     /// SELinux and AppArmor state and denials (`None`: not read).
     pub security: Option<why502_security::SecuritySnapshot>,
+    /// php-fpm configurations (running masters' first, then installed), read once.
+    pub fpm_configs: Vec<why502_backend::PhpFpmConfig>,
+    /// systemd unit files, read once (for backends that are down).
+    pub units: Vec<why502_backend::UnitFile>,
+    /// The window's start, seconds since the epoch.
+    pub since_epoch: i64,
+    /// Backend log windows, each file read once: events, or (reason, fix) when unreadable.
+    backend_logs: Mutex<HashMap<std::path::PathBuf, BackendLogRead>>,
     /// OOM kills some upstream's step explained (pid, time): the others are host-wide risks.
     attributed_kills: Mutex<HashSet<(u32, std::time::SystemTime)>>,
     owners: Mutex<HashMap<u64, Option<u32>>>,
@@ -98,6 +109,10 @@ impl Sources {
             },
             firewall: None,
             security: None,
+            fpm_configs: Vec::new(),
+            units: Vec::new(),
+            since_epoch: 0,
+            backend_logs: Mutex::new(HashMap::new()),
             attributed_kills: Mutex::new(HashSet::new()),
             owners: Mutex::new(HashMap::new()),
             resolved: tokio::sync::Mutex::new(HashMap::new()),
@@ -149,6 +164,26 @@ impl Sources {
                 Some((*i, self.owner_named(pid)))
             })
             .collect()
+    }
+
+    /// A backend log's window, read on first use and shared by every upstream after.
+    pub fn backend_log(&self, path: &std::path::Path) -> BackendLogRead {
+        let mut cache = match self.backend_logs.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(r) = cache.get(path) {
+            return r.clone();
+        }
+        let r = why502_backend::read_backend_log(
+            path,
+            self.since_epoch,
+            why502_host::TailLimits::default(),
+        )
+        .map(|w| w.events)
+        .map_err(|e| why502_backend::logs::unreadable_log(path, &e));
+        cache.insert(path.to_path_buf(), r.clone());
+        r
     }
 
     /// Remember that a step explained this kill by its upstream.

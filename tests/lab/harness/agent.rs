@@ -154,9 +154,9 @@ impl Lab {
         // Evidence counts from this scenario's start: the kernel log is the machine's, and
         // another scenario's events are another host's (see `KERNEL_LOG`).
         if !args.contains(&"--since") {
-            let secs = self.started.elapsed().as_secs() + 2;
+            let window = self.started.elapsed() + super::lab::SINCE_SLACK;
             argv.push("--since".to_string());
-            argv.push(format!("{secs}s"));
+            argv.push(format!("{}ms", window.as_millis()));
         }
         let cmd = self.netns.command(&agent_bin(), &argv);
         run_agent_command(cmd, argv, AGENT_CAP)

@@ -39,6 +39,9 @@ const CURL_CAP: Duration = Duration::from_secs(10);
 /// lifetime (`--since`), so no scenario sees another's kernel events.
 static KERNEL_LOG: RwLock<()> = RwLock::new(());
 
+/// How far before its start a scenario's `--since` window reaches (clock granularity).
+pub(super) const SINCE_SLACK: Duration = Duration::from_millis(300);
+
 /// How a lab holds `KERNEL_LOG`.
 enum KernelLogHold {
     Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
@@ -348,6 +351,11 @@ impl Drop for Lab {
             if let Err(err) = dir.close() {
                 eprintln!("lab cleanup: cannot remove {}: {err}", self.root.display());
             }
+        }
+        // The next scenario's window starts at most `SINCE_SLACK` before it does: let this
+        // one's kernel events age past that before the others may start.
+        if matches!(self._kernel_log, KernelLogHold::Exclusive(_)) {
+            std::thread::sleep(SINCE_SLACK + Duration::from_millis(700));
         }
     }
 }

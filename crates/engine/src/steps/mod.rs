@@ -1,6 +1,7 @@
 //! One module per step of the tree, each with the same entry: the upstream, the shared sources,
 //! and the run's deadline in, a `StepFinding` out.
 
+pub mod backend_log;
 pub mod backend_process;
 pub mod backend_up;
 pub mod direct_request;

@@ -25,6 +25,14 @@ pub fn text() -> String {
             let causes: Vec<&str> = s.causes.iter().map(|c| c.as_str()).collect();
             let _ = writeln!(o, "{pipe}    breaks:  {}", causes.join(", "));
         }
+        if !s.explains.is_empty() {
+            let symptoms: Vec<&str> = s.explains.iter().map(|c| c.as_str()).collect();
+            let _ = writeln!(
+                o,
+                "{pipe}    explains: {} (still runs after those breaks; its cause wins)",
+                symptoms.join(", ")
+            );
+        }
         let _ = writeln!(o, "{pipe}");
     }
     o.push_str("The walk stops at the first step that breaks (--all runs every step).\n");
