@@ -31,6 +31,8 @@ pub use agent::{
 #[allow(unused_imports)]
 pub use cli::CliSandbox;
 #[allow(unused_imports)]
+pub use firewall::firewall_lab;
+#[allow(unused_imports)]
 pub use lab::{tcp_addr, unix_addr, Lab};
 #[allow(unused_imports)]
 pub use misbehaving::Misbehaviour;

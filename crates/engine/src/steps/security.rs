@@ -100,7 +100,10 @@ fn firewall(ip: IpAddr, port: u16, cx: &StepContext<'_>) -> StepFinding {
             };
             let mut f = StepFinding::broken(
                 CauseId::FirewallBlocked,
-                format!("nginx's connection to {shown} is {did} at the {hook:?} hook by {rule}"),
+                format!(
+                    "nginx's connection to {shown} is {did} at the {} hook by {rule}",
+                    hook.as_str()
+                ),
             )
             .with_fix(
                 suggest_fix(&verdict, &packet)
