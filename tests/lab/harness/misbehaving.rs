@@ -161,7 +161,8 @@ impl Lab {
         self.wait_for_ready_line(&label);
     }
 
-    fn wait_for_ready_line(&mut self, label: &str) {
+    /// Waits until the process `label` prints a line starting with `ready `.
+    pub(super) fn wait_for_ready_line(&mut self, label: &str) {
         self.await_ready(
             label,
             "did not report that it listens",

@@ -10,9 +10,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::lab::{make_dir, write_file, Lab};
-use super::process::read_log;
-
-const READY_MARKER: &str = "ready ";
 
 const APP_PY: &str = r#"
 import http.server, os, socketserver, sys, time
@@ -64,15 +61,7 @@ impl Lab {
         ];
         let python = self.tools.python3.clone();
         self.spawn(&label, &python, &args, libc::SIGTERM);
-        self.await_ready(
-            &label,
-            "did not report that it listens",
-            |lab| {
-                lab.process_mut(&label)
-                    .is_some_and(|p| read_log(p.stdout_path()).contains(READY_MARKER))
-            },
-            |_| String::new(),
-        );
+        self.wait_for_ready_line(&label);
         let pid = self.process_mut(&label).map(|p| p.pid());
         match pid {
             Some(pid) => u32::try_from(pid).unwrap_or(0),

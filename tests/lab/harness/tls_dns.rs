@@ -7,9 +7,6 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use super::lab::{make_dir, set_mode, write_file, Lab};
-use super::process::read_log;
-
-const READY_MARKER: &str = "ready ";
 
 const HTTPS_PY: &str = r#"
 import http.server, ssl, sys
@@ -105,7 +102,7 @@ impl Lab {
         ];
         let python = self.tools.python3.clone();
         self.spawn(&label, &python, &args, libc::SIGTERM);
-        self.wait_for_ready(&label);
+        self.wait_for_ready_line(&label);
     }
 
     /// A DNS server on `bind:port` (UDP) knowing only `names` (`("app.lab", "127.0.0.1")`).
@@ -122,18 +119,6 @@ impl Lab {
         args.extend(names.iter().map(|(n, ip)| format!("{n}={ip}")));
         let python = self.tools.python3.clone();
         self.spawn(&label, &python, &args, libc::SIGTERM);
-        self.wait_for_ready(&label);
-    }
-
-    fn wait_for_ready(&mut self, label: &str) {
-        self.await_ready(
-            label,
-            "did not report that it listens",
-            |lab| {
-                lab.process_mut(label)
-                    .is_some_and(|proc| read_log(proc.stdout_path()).contains(READY_MARKER))
-            },
-            |_| String::new(),
-        );
+        self.wait_for_ready_line(&label);
     }
 }
