@@ -4,6 +4,7 @@
 //! Architecture invariant: nothing here writes to the host. Every read has a byte cap and
 //! every command a timeout, so a caller cannot hang or exhaust memory through this crate.
 
+pub mod civil;
 pub mod exec;
 pub mod fsread;
 pub mod logtail;

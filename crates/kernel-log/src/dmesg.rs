@@ -3,6 +3,7 @@
 //! time itself, the same way kmsg.rs does.
 
 use std::time::{Duration, SystemTime};
+use why502_host::civil::days_from_civil;
 
 use crate::oom::OomCollector;
 use crate::SourceRead;
@@ -80,17 +81,6 @@ pub(crate) fn parse_iso_time(s: &str) -> Option<SystemTime> {
     let local = days * 86_400 + hour * 3600 + min * 60 + sec;
     let utc = u64::try_from(local - offset_secs).ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(utc) + Duration::from_micros(micros))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

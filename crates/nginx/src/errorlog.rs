@@ -205,33 +205,18 @@ impl LocalClock {
         let base = match self.hours.get(hour_key) {
             Some(b) => *b,
             None => {
-                let b = local_to_epoch(num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?)?;
+                let b = why502_host::civil::local_hour_to_epoch(
+                    num(0..4)?,
+                    num(5..7)?,
+                    num(8..10)?,
+                    num(11..13)?,
+                )?;
                 self.hours.insert(hour_key.to_string(), b);
                 b
             }
         };
         Some(base + mi * 60 + s)
     }
-}
-
-fn local_to_epoch(y: i64, mo: i64, d: i64, h: i64) -> Option<i64> {
-    if !(1970..=9999).contains(&y)
-        || !(1..=12).contains(&mo)
-        || !(1..=31).contains(&d)
-        || !(0..=23).contains(&h)
-    {
-        return None;
-    }
-    // SAFETY: a zeroed tm is a valid value; mktime only reads and normalises it.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    tm.tm_year = (y - 1900) as i32;
-    tm.tm_mon = (mo - 1) as i32;
-    tm.tm_mday = d as i32;
-    tm.tm_hour = h as i32;
-    tm.tm_isdst = -1;
-    // SAFETY: tm is a valid, initialised struct owned by this frame.
-    let t = unsafe { libc::mktime(&mut tm) };
-    (t != -1).then_some(t as i64)
 }
 
 #[cfg(test)]

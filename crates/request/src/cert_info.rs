@@ -9,6 +9,7 @@
 //! reader lets the verifier follow OpenSSL instead.
 
 use std::net::IpAddr;
+use why502_host::civil::days_from_civil;
 
 use serde::Serialize;
 
@@ -255,17 +256,6 @@ fn der_time(t: &Tlv<'_>) -> Option<i64> {
     let field = |i: usize| rest[i..i + 2].parse::<i64>().ok();
     let (month, day, h, m, sec) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
     Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// X509_check_host's matching with nginx's flags (0): case-insensitive, a wildcard only in

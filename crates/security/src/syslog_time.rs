@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use why502_host::civil::days_from_civil;
 
 /// Parses syslog prefixes; remembers local-time conversions per hour so `mktime` stays off the
 /// per-line path.
@@ -136,17 +137,6 @@ pub(crate) fn epoch_secs(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// The UTC year of an epoch time; a stamp near New Year is settled by the day's margin above.
 fn civil_year(secs: i64) -> i64 {
     let days = secs.div_euclid(86_400);
@@ -161,21 +151,8 @@ fn civil_year(secs: i64) -> i64 {
     yoe + era * 400 + i64::from(m <= 2)
 }
 
-/// The traditional prefix is the host's local time: mktime applies its zone and DST rules.
 fn local_to_epoch(year: i64, month: u32, day: u32, hour: u32) -> Option<i64> {
-    if !(1970..=9999).contains(&year) {
-        return None;
-    }
-    // SAFETY: a zeroed tm is a valid value; mktime only reads and normalises it.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    tm.tm_year = (year - 1900) as i32;
-    tm.tm_mon = month as i32 - 1;
-    tm.tm_mday = day as i32;
-    tm.tm_hour = hour as i32;
-    tm.tm_isdst = -1;
-    // SAFETY: tm is a valid, initialised struct owned by this frame.
-    let t = unsafe { libc::mktime(&mut tm) };
-    (t != -1).then_some(t as i64)
+    why502_host::civil::local_hour_to_epoch(year, month.into(), day.into(), hour.into())
 }
 
 #[cfg(test)]

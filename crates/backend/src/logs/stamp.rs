@@ -209,31 +209,13 @@ pub(crate) fn parse_offset(z: &str) -> Option<i64> {
     Some(sign * (h * 3600 + m * 60))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+/// The host's civil-date helpers, with this module's unsigned month and day.
 pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    why502_host::civil::days_from_civil(y, m.into(), d.into())
 }
 
 fn local_hour_to_epoch(y: i64, mo: u32, d: u32, h: i64) -> Option<i64> {
-    if !(1970..=9999).contains(&y) || !(1..=31).contains(&d) || !(0..=23).contains(&h) {
-        return None;
-    }
-    // SAFETY: a zeroed tm is a valid value; mktime only reads and normalises it.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    tm.tm_year = (y - 1900) as i32;
-    tm.tm_mon = mo as i32 - 1;
-    tm.tm_mday = d as i32;
-    tm.tm_hour = h as i32;
-    tm.tm_isdst = -1;
-    // SAFETY: tm is a valid, initialised struct owned by this frame.
-    let t = unsafe { libc::mktime(&mut tm) };
-    (t != -1).then_some(t as i64)
+    why502_host::civil::local_hour_to_epoch(y, mo.into(), d.into(), h)
 }
 
 #[cfg(test)]
