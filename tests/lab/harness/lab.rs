@@ -232,6 +232,31 @@ impl Lab {
         })
     }
 
+    /// Starts `count` GETs of `path` through nginx at once, in the background, and returns
+    /// without waiting: slow requests that keep the backend's workers busy while a scenario
+    /// proves and diagnoses what that does. Each curl gives up after `max_time`; dropping the
+    /// handle kills those still running.
+    pub fn start_concurrent_requests(
+        &self,
+        path: &str,
+        count: usize,
+        max_time: Duration,
+    ) -> BackgroundRequests {
+        let url = format!("http://{}{path}", super::nginx::NGINX_LISTEN);
+        let max_time = format!("{}", max_time.as_secs().max(1));
+        let children = (0..count)
+            .map(|_| {
+                let args = ["-s", "-o", "/dev/null", "--max-time", &max_time, &url];
+                let mut cmd = self.netns.command(&self.tools.curl, &args);
+                cmd.stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
+                cmd.spawn()
+                    .unwrap_or_else(|err| panic!("lab: cannot start curl {url}: {err}"))
+            })
+            .collect();
+        BackgroundRequests { children }
+    }
+
     /// Status code of `GET http://127.0.0.1:8080<path>` through nginx.
     pub fn curl_through_nginx(&self, path: &str) -> u16 {
         self.curl_status(&format!("http://{}{path}", super::nginx::NGINX_LISTEN))
@@ -425,4 +450,18 @@ pub fn unix_addr(socket: &Path) -> String {
 /// The upstream address as the report spells a TCP backend: `ip:port`.
 pub fn tcp_addr(ip: &str, port: u16) -> String {
     format!("{ip}:{port}")
+}
+
+/// Requests started by `Lab::start_concurrent_requests`; killed and reaped on drop.
+pub struct BackgroundRequests {
+    children: Vec<std::process::Child>,
+}
+
+impl Drop for BackgroundRequests {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -33,7 +33,7 @@ pub use cli::CliSandbox;
 #[allow(unused_imports)]
 pub use firewall::firewall_lab;
 #[allow(unused_imports)]
-pub use lab::{tcp_addr, unix_addr, Lab};
+pub use lab::{tcp_addr, unix_addr, BackgroundRequests, Lab};
 #[allow(unused_imports)]
 pub use misbehaving::Misbehaviour;
 #[allow(unused_imports)]
@@ -50,3 +50,5 @@ pub use resources::{MemoryCgroup, TmpfsMount};
 pub use tls_dns::TestCert;
 #[allow(unused_imports)]
 pub use users::{lookup_group, lookup_user};
+#[allow(unused_imports)]
+pub use wait::poll_until;

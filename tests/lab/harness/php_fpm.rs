@@ -27,6 +27,8 @@ pub struct PhpFpmPool {
     pub listen_owner: String,
     pub listen_group: String,
     pub listen_mode: String,
+    /// The process-manager lines (`pm = ...`, `pm.max_children = ...`).
+    pub pm: Vec<String>,
     /// Extra `key = value` lines appended to the pool.
     pub extra: Vec<String>,
 }
@@ -46,6 +48,7 @@ impl PhpFpmPool {
             listen_owner: "www-data".into(),
             listen_group: "www-data".into(),
             listen_mode: "0660".into(),
+            pm: vec!["pm = static".into(), "pm.max_children = 2".into()],
             extra: Vec::new(),
         }
     }
@@ -55,6 +58,12 @@ impl PhpFpmPool {
         self.listen_owner = owner.into();
         self.listen_group = group.into();
         self.listen_mode = mode.into();
+        self
+    }
+
+    /// Replaces the stock `pm = static` / `pm.max_children = 2`.
+    pub fn process_manager(mut self, lines: &[&str]) -> PhpFpmPool {
+        self.pm = lines.iter().map(|line| line.to_string()).collect();
         self
     }
 
@@ -73,6 +82,7 @@ impl PhpFpmPool {
 
 pub fn render_php_fpm_conf(root: &Path, pool: &PhpFpmPool) -> String {
     let r = root.display();
+    let pm: String = pool.pm.iter().map(|line| format!("{line}\n")).collect();
     let extra: String = pool.extra.iter().map(|line| format!("{line}\n")).collect();
     format!(
         "[global]
@@ -87,9 +97,7 @@ listen = {listen}
 listen.owner = {owner}
 listen.group = {group}
 listen.mode = {mode}
-pm = static
-pm.max_children = 2
-{extra}",
+{pm}{extra}",
         listen = pool.listen_value(),
         owner = pool.listen_owner,
         group = pool.listen_group,
@@ -100,6 +108,15 @@ pm.max_children = 2
 impl Lab {
     pub fn php_fpm_log_path(&self) -> PathBuf {
         self.path("logs/php-fpm.log")
+    }
+
+    pub fn php_fpm_log_text(&self) -> String {
+        read_log(&self.php_fpm_log_path())
+    }
+
+    /// Replaces www/index.php, the script nginx hands every request to.
+    pub fn write_php_script(&self, source: &str) {
+        write_file(&self.path("www/index.php"), source);
     }
 
     /// Writes the php-fpm config, starts the master in the foreground (so the

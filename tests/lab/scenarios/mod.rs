@@ -1,6 +1,7 @@
 //! One file per family of breakage. Every test is named `lab_<scenario>` so
 //! the test runner's output lists exactly which scenarios ran.
 
+mod backend_log;
 mod config;
 mod direct_request;
 mod error_log;

@@ -72,8 +72,7 @@ pub async fn run_step(id: StepId, target: &UpstreamTarget, cx: &StepContext<'_>)
         StepId::DirectRequest => direct_request::check(target, cx).await,
         StepId::NginxConfig => cx.sources.config.per_upstream(),
         StepId::Resources => resources::check(target, cx).await,
+        StepId::BackendLog => backend_log::check(target, cx).await,
         StepId::Security => security::check(target, cx).await,
-        // Not built yet: say so plainly rather than pass them.
-        StepId::BackendLog => StepFinding::skip("not examined by this version of why502"),
     }
 }

@@ -1,0 +1,89 @@
+//! Step `backend_log` and the php-fpm pool under load: a pool whose one worker is busy and
+//! whose listen queue is full (nginx: `(11: Resource temporarily unavailable)` →
+//! `pool_exhausted`), and a script php-fpm kills at `request_terminate_timeout` (nginx: a
+//! reset; php-fpm: "execution timed out" → `upstream_timeout` with php-fpm's line).
+
+use std::time::Duration;
+
+use crate::harness::{poll_until, unix_addr, Expect, Lab, PhpFpmPool, UpstreamExpect};
+
+/// nginx's log text for connect() to a unix socket whose accept queue is full.
+const EAGAIN: &str = "(11: Resource temporarily unavailable)";
+
+#[test]
+fn lab_php_fpm_pool_exhausted() {
+    let Some(mut lab) = Lab::new("fpm-pool-exhausted") else {
+        return;
+    };
+    let socket = lab.path("run/php-fpm.sock");
+    // One worker and the smallest accept queue: the third concurrent request has nowhere to
+    // wait. pm = static never logs "server reached pm.max_children", so nginx's line is the
+    // only trace.
+    lab.start_php_fpm(
+        PhpFpmPool::unix(&socket)
+            .process_manager(&["pm = static", "pm.max_children = 1"])
+            .extra("listen.backlog = 1"),
+    );
+    lab.start_nginx(&lab.fastcgi_location(&socket));
+    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
+    lab.write_php_script("<?php usleep(8000000); echo \"slow\";\n");
+    let _busy = lab.start_concurrent_requests("/", 6, Duration::from_secs(10));
+    assert!(
+        poll_until(Duration::from_secs(3), || lab
+            .error_log_contains(EAGAIN)
+            .then_some(()))
+        .is_some(),
+        "six concurrent requests never overflowed the queue\n{}",
+        lab.diagnostics()
+    );
+    lab.prove_502(EAGAIN);
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    eprintln!(
+        "{}",
+        serde_json::to_string_pretty(&run.report()["upstreams"][0]["verdict"]).unwrap_or_default()
+    );
+    run.assert(
+        &Expect::report("break", 2).upstream(
+            UpstreamExpect::at(&unix_addr(&socket))
+                .cause("pool_exhausted")
+                .evidence_contains(EAGAIN),
+        ),
+    );
+}
+
+#[test]
+fn lab_php_script_past_request_terminate_timeout() {
+    let Some(mut lab) = Lab::new("fpm-terminate-timeout") else {
+        return;
+    };
+    let socket = lab.path("run/php-fpm.sock");
+    lab.start_php_fpm(PhpFpmPool::unix(&socket).extra("request_terminate_timeout = 1s"));
+    lab.start_nginx(&lab.fastcgi_location(&socket));
+    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
+    lab.write_php_script("<?php sleep(4); echo \"late\";\n");
+    lab.prove_502("(104: Connection reset by peer)");
+    assert!(
+        poll_until(Duration::from_secs(2), || lab
+            .php_fpm_log_text()
+            .contains("execution timed out")
+            .then_some(()))
+        .is_some(),
+        "php-fpm did not log the timeout\n{}",
+        lab.php_fpm_log_text()
+    );
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    eprintln!(
+        "{}",
+        serde_json::to_string_pretty(&run.report()["upstreams"][0]["verdict"]).unwrap_or_default()
+    );
+    run.assert(
+        &Expect::report("break", 2).upstream(
+            UpstreamExpect::at(&unix_addr(&socket))
+                .step("backend_log")
+                .cause("upstream_timeout")
+                .evidence_contains("execution timed out"),
+        ),
+    );
+}
