@@ -28,7 +28,13 @@ pub async fn fastcgi_request(target: &Target, ask: &Ask, limits: &Limits) -> Ans
         Ok(io) => io,
         Err(a) => return a,
     };
-    if let Err(a) = send(&mut io, &request_bytes(ask), limits).await {
+    let script = Script {
+        name: PROBE_SCRIPT,
+        query: "",
+        uri: &ask.path,
+        host: &ask.host,
+    };
+    if let Err(a) = send(&mut io, &request_bytes(&script), limits).await {
         return a;
     }
     let sent = Instant::now();
@@ -64,28 +70,148 @@ pub async fn fastcgi_request(target: &Target, ask: &Ask, limits: &Limits) -> Ans
     }
 }
 
-fn request_bytes(ask: &Ask) -> Vec<u8> {
+/// A page php-fpm serves itself, read whole: its status page (`pm.status_path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FastCgiPage {
+    /// The `Status:` header, 200 when absent.
+    pub status: u16,
+    /// The body after the CGI header, at most `max_body` bytes of it.
+    pub body: String,
+    /// The body went past `max_body` and was cut there.
+    pub truncated: bool,
+}
+
+/// GET `path?query` from a php-fpm pool and read the whole answer (bounded by `max_body`).
+/// For pages php-fpm answers itself (`pm.status_path`, `ping.path`): no application code runs.
+/// Err: how the exchange failed, as for `fastcgi_request`.
+pub async fn fastcgi_page(
+    target: &Target,
+    path: &str,
+    query: &str,
+    limits: &Limits,
+    max_body: usize,
+) -> Result<FastCgiPage, Answer> {
+    let mut io = connect(target, limits).await?;
+    let uri = if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    };
+    let script = Script {
+        name: path,
+        query,
+        uri: &uri,
+        host: "localhost",
+    };
+    send(&mut io, &request_bytes(&script), limits).await?;
+    let sent = Instant::now();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut stdout: Vec<u8> = Vec::new();
+    let mut raw_len = 0usize;
+    let mut chunk = [0u8; 8192];
+    let cap = max_body + limits.max_header;
+    let mut ended = false;
+    while !ended && stdout.len() <= cap {
+        let n = match read_some(&mut io, &mut chunk, limits).await {
+            Err(()) if raw_len == 0 => {
+                return Err(Answer::NoAnswer {
+                    waited_ms: ms(sent.elapsed()),
+                })
+            }
+            Err(()) => {
+                return Err(Answer::HeaderStalled {
+                    bytes: raw_len,
+                    waited_ms: ms(sent.elapsed()),
+                })
+            }
+            Ok(Err(e)) => return Err(closed_or_reset(&e, raw_len, None)),
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+        };
+        raw_len += n;
+        pending.extend_from_slice(&chunk[..n]);
+        while pending.len() >= 8 {
+            if pending[0] != VERSION {
+                return Err(Answer::Malformed {
+                    reason: format!("not a FastCGI record (version byte {})", pending[0]),
+                    first_bytes: show_bytes(&pending),
+                });
+            }
+            let kind = pending[1];
+            let len = u16::from_be_bytes([pending[4], pending[5]]) as usize;
+            let pad = pending[6] as usize;
+            if pending.len() < 8 + len + pad {
+                break;
+            }
+            match kind {
+                STDOUT => stdout.extend_from_slice(&pending[8..8 + len]),
+                END_REQUEST => ended = true,
+                _ => {}
+            }
+            pending.drain(..8 + len + pad);
+        }
+    }
+    page_from_stdout(&stdout, max_body).ok_or(Answer::Closed {
+        bytes: raw_len,
+        reset: false,
+        first_byte_ms: None,
+    })
+}
+
+/// Splits STDOUT into the CGI header's status and the body; None without a complete header.
+fn page_from_stdout(stdout: &[u8], max_body: usize) -> Option<FastCgiPage> {
+    let end = cgi_header_end(stdout)?;
+    let header = String::from_utf8_lossy(&stdout[..end]);
+    let status = status_of(&header);
+    let body = &stdout[end..];
+    Some(FastCgiPage {
+        status,
+        body: String::from_utf8_lossy(&body[..body.len().min(max_body)]).into_owned(),
+        truncated: body.len() > max_body,
+    })
+}
+
+fn status_of(header: &str) -> u16 {
+    header
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Status:")
+                .or_else(|| l.strip_prefix("status:"))
+        })
+        .and_then(|v| v.trim().get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(200)
+}
+
+/// What one request asks for: the script php-fpm resolves, the query, the request URI and Host.
+struct Script<'a> {
+    name: &'a str,
+    query: &'a str,
+    uri: &'a str,
+    host: &'a str,
+}
+
+fn request_bytes(script: &Script<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     let mut begin = Vec::with_capacity(8);
     begin.extend_from_slice(&RESPONDER.to_be_bytes());
     begin.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // flags 0: close after the request
     record(&mut out, BEGIN_REQUEST, &begin);
-    let uri = ask.path.as_str();
     let params: [(&str, &str); 14] = [
         ("GATEWAY_INTERFACE", "CGI/1.1"),
         ("SERVER_SOFTWARE", "why502"),
         ("REQUEST_METHOD", "GET"),
-        ("QUERY_STRING", ""),
-        ("REQUEST_URI", uri),
-        ("DOCUMENT_URI", PROBE_SCRIPT),
-        ("SCRIPT_NAME", PROBE_SCRIPT),
-        ("SCRIPT_FILENAME", PROBE_SCRIPT),
+        ("QUERY_STRING", script.query),
+        ("REQUEST_URI", script.uri),
+        ("DOCUMENT_URI", script.name),
+        ("SCRIPT_NAME", script.name),
+        ("SCRIPT_FILENAME", script.name),
         ("SERVER_PROTOCOL", "HTTP/1.1"),
         ("REMOTE_ADDR", "127.0.0.1"),
         ("REMOTE_PORT", "0"),
-        ("SERVER_NAME", ask.host.as_str()),
+        ("SERVER_NAME", script.host),
         ("SERVER_PORT", "80"),
-        ("HTTP_HOST", ask.host.as_str()),
+        ("HTTP_HOST", script.host),
     ];
     let mut body = Vec::new();
     for (k, v) in params {
@@ -202,16 +328,7 @@ impl RecordReader {
     }
 
     fn response(&self, end: usize, first_byte_ms: u64, now_ms: u64) -> Answer {
-        let header = String::from_utf8_lossy(&self.stdout[..end]);
-        let status = header
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("Status:")
-                    .or_else(|| l.strip_prefix("status:"))
-            })
-            .and_then(|v| v.trim().get(..3))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(200);
+        let status = status_of(&String::from_utf8_lossy(&self.stdout[..end]));
         let stderr = (!self.stderr.is_empty())
             .then(|| String::from_utf8_lossy(&self.stderr).trim().to_string());
         // nginx holds the record header (8 bytes) and the CGI header in its buffer.
@@ -271,6 +388,36 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_page_is_split_into_status_and_a_bounded_body() {
+        let stdout = b"Content-Type: application/json\r\n\r\n{\"pool\":\"www\"}";
+        let page = page_from_stdout(stdout, 1024).expect("a complete header");
+        assert_eq!(page.status, 200);
+        assert_eq!(page.body, "{\"pool\":\"www\"}");
+        assert!(!page.truncated);
+        let cut = page_from_stdout(stdout, 4).expect("a complete header");
+        assert_eq!(cut.body, "{\"po");
+        assert!(cut.truncated);
+        let denied = page_from_stdout(b"Status: 403 Forbidden\r\n\r\nAccess denied.", 64)
+            .expect("a complete header");
+        assert_eq!(denied.status, 403);
+        assert!(page_from_stdout(b"Content-Type: text/plain\r\n", 64).is_none());
+    }
+
+    #[test]
+    fn the_status_request_names_the_page_and_its_query() {
+        let bytes = request_bytes(&Script {
+            name: "/fpm-status",
+            query: "json",
+            uri: "/fpm-status?json",
+            host: "localhost",
+        });
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("SCRIPT_NAME/fpm-status"), "{text}");
+        assert!(text.contains("QUERY_STRINGjson"), "{text}");
+        assert!(text.contains("REQUEST_URI/fpm-status?json"), "{text}");
     }
 
     #[test]

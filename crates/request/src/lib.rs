@@ -5,7 +5,8 @@
 //! the first byte, the size of the response header, how the answer ended.
 //!
 //! Architecture invariant: safe and bounded. Only GET (FastCGI: the same, for a script that does
-//! not exist, so no application code runs), no body, no redirects; at most `max_header` bytes
+//! not exist, so no application code runs; or for a page php-fpm answers itself, its
+//! `pm.status_path`), no body, no redirects; at most `max_header` bytes
 //! are read; every connect and read has a deadline. The transports are written by hand on
 //! purpose: nginx compares the raw header bytes with its buffer and times each read, and a
 //! client library hides both.
@@ -26,7 +27,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use cert_info::LeafCertificate;
-pub use fastcgi::fastcgi_request;
+pub use fastcgi::{fastcgi_page, fastcgi_request, FastCgiPage};
 pub use grpc::{grpc_handshake, grpc_handshake_tls};
 pub use http::{http_request, http_request_tls};
 pub use tls::{Handshake, TlsAnswer, TlsProblem, TlsSettings};

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{poll_until, unix_addr, Expect, Lab, PhpFpmPool, UpstreamExpect};
+use crate::harness::{poll_until, unix_addr, Expect, Lab, PhpFpmPool, StepExpect, UpstreamExpect};
 
 /// nginx's log text for connect() to a unix socket whose accept queue is full.
 const EAGAIN: &str = "(11: Resource temporarily unavailable)";
@@ -84,6 +84,68 @@ fn lab_php_script_past_request_terminate_timeout() {
                 .step("backend_log")
                 .cause("upstream_timeout")
                 .evidence_contains("execution timed out"),
+        ),
+    );
+}
+
+#[test]
+fn lab_php_fpm_status_page_shows_the_full_queue() {
+    let Some(mut lab) = Lab::new("fpm-status-full") else {
+        return;
+    };
+    let socket = lab.path("run/php-fpm.sock");
+    lab.start_php_fpm(
+        PhpFpmPool::unix(&socket)
+            .process_manager(&["pm = static", "pm.max_children = 1"])
+            .extra("listen.backlog = 1")
+            .extra("pm.status_path = /fpm-status"),
+    );
+    lab.start_nginx(&lab.fastcgi_location(&socket));
+    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
+    lab.write_php_script("<?php usleep(8000000); echo \"slow\";\n");
+    let _busy = lab.start_concurrent_requests("/", 6, Duration::from_secs(10));
+    assert!(
+        poll_until(Duration::from_secs(3), || lab
+            .error_log_contains(EAGAIN)
+            .then_some(()))
+        .is_some(),
+        "six concurrent requests never overflowed the queue\n{}",
+        lab.diagnostics()
+    );
+    lab.prove_502(EAGAIN);
+
+    // The agent asks the pool for its status page and cannot even queue: that is the pool,
+    // seen now, not only nginx's past lines.
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    run.assert(
+        &Expect::report("break", 2).upstream(
+            UpstreamExpect::at(&unix_addr(&socket))
+                .step("backend_log")
+                .cause("pool_exhausted")
+                .summary_contains("listen queue is full")
+                .evidence_contains("os error 11"),
+        ),
+    );
+}
+
+#[test]
+fn lab_php_fpm_status_page_read_when_healthy() {
+    let Some(mut lab) = Lab::new("fpm-status-healthy") else {
+        return;
+    };
+    let socket = lab.path("run/php-fpm.sock");
+    lab.start_php_fpm(PhpFpmPool::unix(&socket).extra("pm.status_path = /fpm-status"));
+    lab.start_nginx(&lab.fastcgi_location(&socket));
+    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    run.assert(
+        &Expect::healthy(&unix_addr(&socket)).upstream(
+            UpstreamExpect::at(&unix_addr(&socket)).step_entry(
+                StepExpect::at("backend_log")
+                    .outcome("pass")
+                    .summary_contains_any(&["status page: 1 active, 1 idle of pm.max_children 2"]),
+            ),
         ),
     );
 }

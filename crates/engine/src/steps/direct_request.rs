@@ -126,7 +126,7 @@ fn tls_settings(target: &UpstreamTarget) -> TlsSettings {
     }
 }
 
-async fn connect_target(
+pub(crate) async fn connect_target(
     target: &UpstreamTarget,
     cx: &StepContext<'_>,
 ) -> Result<Target, StepFinding> {
