@@ -217,7 +217,12 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         (a, b) => a.or(b),
     };
     let config = ConfigFinding {
-        finding: nginx_config::judge(&check, &setup.parsed.errors, &conf_shown),
+        finding: nginx_config::judge(
+            &check,
+            &setup.parsed.errors,
+            &conf_shown,
+            nix::unistd::geteuid().is_root(),
+        ),
         changed_since_load: nginx_config::changed_since(&setup.parsed.files, loaded_at),
     };
     let host_checks = config.host_checks();

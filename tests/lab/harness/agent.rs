@@ -161,6 +161,31 @@ impl Lab {
         let cmd = self.netns.command(&agent_bin(), &argv);
         run_agent_command(cmd, argv, AGENT_CAP)
     }
+
+    /// `run_agent` as another user: uid and gid `uid_gid`, supplementary groups `groups` only
+    /// (e.g. `&["adm"]`), no capabilities — the agent as an unprivileged admin runs it.
+    #[track_caller]
+    pub fn run_agent_as(&self, uid_gid: u32, groups: &[&str], args: &[&str]) -> AgentRun {
+        let mut argv: Vec<String> =
+            vec![format!("--reuid={uid_gid}"), format!("--regid={uid_gid}")];
+        if groups.is_empty() {
+            argv.push("--clear-groups".to_string());
+        } else {
+            argv.push(format!("--groups={}", groups.join(",")));
+        }
+        argv.push(agent_bin().display().to_string());
+        argv.push("diagnose".to_string());
+        argv.extend(args.iter().map(|arg| arg.to_string()));
+        if !args.contains(&"--since") {
+            let window = self.started.elapsed() + super::lab::SINCE_SLACK;
+            argv.push("--since".to_string());
+            argv.push(format!("{}ms", window.as_millis()));
+        }
+        let setpriv = super::requirements::find_program("setpriv")
+            .unwrap_or_else(|err| panic!("lab: setpriv (util-linux) drops privileges: {err}"));
+        let cmd = self.netns.command(&setpriv, &argv);
+        run_agent_command(cmd, argv, AGENT_CAP)
+    }
 }
 
 /// What a scenario expects from one run. Only the fields that were set are

@@ -54,7 +54,9 @@ pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding
     } else {
         for f in former_backends(&upstream, &src.fpm_configs, &src.units, &src.procs) {
             if who.is_empty() {
-                who = format!("what served it before: {}", f.detail);
+                // No listener we could map to a pid: the backend is down, or this user may
+                // not read other users' /proc/PID/fd. The configuration names it either way.
+                who = format!("the backend its configuration names: {}", f.detail);
                 kind = f.kind.clone();
             }
             logs.extend(f.logs.iter().map(|l| (l.path.clone(), l.via.clone())));

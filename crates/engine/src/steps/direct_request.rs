@@ -261,6 +261,18 @@ fn judge(
                 StepFinding::broken(CauseId::BackendDown, format!("connecting to {conn} failed: {error}"))
                     .with_fix(CauseId::BackendDown.fix())
                     .with_evidence(evidence_src, error.clone())
+            } else if error.contains("os error 13") {
+                // backend_up already judged the socket for nginx's worker; this is our own uid.
+                StepFinding::unknown(format!(
+                    "connecting to {conn} failed: {error}: this user may not connect to the socket, so the backend could not be asked"
+                ))
+                .with_fix("Run why502 as root, or as a member of the socket's group (often the worker user's, www-data), to make the direct request.")
+                .with_evidence(evidence_src, error.clone())
+            } else if error.contains("os error 11") {
+                StepFinding::unknown(format!(
+                    "connecting to {conn} failed at once: {error}: its listen queue is full now, every worker busy (steps backend_log and error_log say more)"
+                ))
+                .with_evidence(evidence_src, error.clone())
             } else {
                 StepFinding::unknown(format!("connecting to {conn} failed: {error}"))
                     .with_evidence(evidence_src, error.clone())

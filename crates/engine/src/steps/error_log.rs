@@ -90,6 +90,8 @@ pub fn seen(target: &UpstreamTarget, logs: &ErrorLogs) -> Vec<ClassSeen> {
     out
 }
 
+const UNREADABLE_FIX: &str = "Run why502 as root, or as a member of the group that owns nginx's logs (adm on Debian and Ubuntu).";
+
 pub fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
     let logs = &cx.sources.error_logs;
     if logs.windows.is_empty() {
@@ -98,7 +100,8 @@ pub fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
         } else {
             logs.unreadable.join("; ")
         };
-        return StepFinding::unknown(format!("cannot read nginx's error log: {why}"));
+        return StepFinding::unknown(format!("cannot read nginx's error log: {why}"))
+            .with_fix(UNREADABLE_FIX);
     }
     let classes = seen(target, logs);
     if classes.is_empty() {
@@ -107,6 +110,15 @@ pub fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
             .iter()
             .map(|w| w.source.display().to_string())
             .collect();
+        // One unread log may hold this upstream's errors: not a clean bill.
+        if !logs.unreadable.is_empty() {
+            return StepFinding::unknown(format!(
+                "no errors about this upstream in {}, but not every error log could be read: {}",
+                read.join(", "),
+                logs.unreadable.join("; ")
+            ))
+            .with_fix(UNREADABLE_FIX);
+        }
         return StepFinding::pass(format!(
             "no errors about this upstream in the last {} of {}",
             logs.since_text,

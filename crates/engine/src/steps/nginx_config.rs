@@ -55,8 +55,33 @@ impl ConfigFinding {
 }
 
 /// Decide the step from `nginx -t` (authoritative when it ran) and the parser's errors.
-pub fn judge(check: &ConfigCheck, parse_errors: &[ParseError], conf: &str) -> StepFinding {
+/// `as_root`: whether nginx -t ran as root; for another user, a failure that is only nginx
+/// being denied the files it opens at start (pid file, logs) says nothing about the config.
+pub fn judge(
+    check: &ConfigCheck,
+    parse_errors: &[ParseError],
+    conf: &str,
+    as_root: bool,
+) -> StepFinding {
     match check {
+        ConfigCheck::Failed { messages }
+            if !as_root && parse_errors.is_empty() && only_denied_opens(messages) =>
+        {
+            let denied = messages
+                .iter()
+                .find(|m| m.level == "emerg")
+                .or(messages.first())
+                .map(|m| m.text.clone())
+                .unwrap_or_default();
+            let mut f = StepFinding::unknown(format!(
+                "nginx -t could not check the configuration as this user: nginx opens its pid file and logs at start and was denied ({denied}); our own parse of {conf} found no error"
+            ))
+            .with_fix("Run why502 as root (sudo), as nginx -t is run by whoever reloads nginx.");
+            for m in messages {
+                f = f.with_evidence(message_source(m, conf), format!("[{}] {}", m.level, m.text));
+            }
+            f
+        }
         ConfigCheck::Passed { warnings } => {
             let mut f = StepFinding::pass(format!("nginx -t: the configuration {conf} is valid"));
             for w in warnings {
@@ -94,6 +119,18 @@ pub fn judge(check: &ConfigCheck, parse_errors: &[ParseError], conf: &str) -> St
             "nginx -t could not run: {reason}; install nginx or run why502 where it is"
         )),
     }
+}
+
+/// Every fatal message is an open() or error-log file nginx was refused (13: Permission denied).
+fn only_denied_opens(messages: &[CheckMessage]) -> bool {
+    let fatal: Vec<&CheckMessage> = messages
+        .iter()
+        .filter(|m| matches!(m.level.as_str(), "emerg" | "alert" | "crit"))
+        .collect();
+    !fatal.is_empty()
+        && fatal
+            .iter()
+            .all(|m| m.text.contains("(13: Permission denied)") && m.text.contains("open"))
 }
 
 /// Our parser's verdict, used when `nginx -t` did not run (no binary, or a config nginx itself
@@ -160,7 +197,7 @@ mod tests {
                 line: Some(5),
             }],
         };
-        let f = judge(&check, &[], "/etc/nginx/nginx.conf");
+        let f = judge(&check, &[], "/etc/nginx/nginx.conf", true);
         assert_eq!(f.outcome, Outcome::Break);
         assert_eq!(f.cause, Some(CauseId::NginxConfigInvalid));
         assert_eq!(f.evidence[0].source, "/etc/nginx/nginx.conf:5");
@@ -169,6 +206,50 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .contains("/etc/nginx/nginx.conf:5"));
+    }
+
+    #[test]
+    fn denied_opens_as_another_user_are_unknown_not_a_broken_config() {
+        // nginx 1.22 run by nobody on Debian's stock config.
+        let check = ConfigCheck::Failed {
+            messages: vec![
+                CheckMessage {
+                    level: "warn".into(),
+                    text: "the \"user\" directive makes sense only if the master process runs with super-user privileges, ignored in /etc/nginx/nginx.conf:1".into(),
+                    file: Some(PathBuf::from("/etc/nginx/nginx.conf")),
+                    line: Some(1),
+                },
+                CheckMessage {
+                    level: "emerg".into(),
+                    text: "open() \"/run/nginx.pid\" failed (13: Permission denied)".into(),
+                    file: None,
+                    line: None,
+                },
+            ],
+        };
+        let f = judge(&check, &[], "/etc/nginx/nginx.conf", false);
+        assert_eq!(f.outcome, Outcome::Unknown);
+        assert!(f.summary.contains("/run/nginx.pid"), "{}", f.summary);
+        assert!(f.fix.as_deref().unwrap_or("").contains("root"));
+        // As root the same failure is real, and a denied open beside a syntax error is not
+        // only a denied open.
+        assert_eq!(
+            judge(&check, &[], "/etc/nginx/nginx.conf", true).outcome,
+            Outcome::Break
+        );
+        let mut both = check.clone();
+        if let ConfigCheck::Failed { messages } = &mut both {
+            messages.push(CheckMessage {
+                level: "emerg".into(),
+                text: "unknown directive \"bogus\" in /etc/nginx/nginx.conf:5".into(),
+                file: Some(PathBuf::from("/etc/nginx/nginx.conf")),
+                line: Some(5),
+            });
+        }
+        assert_eq!(
+            judge(&both, &[], "/etc/nginx/nginx.conf", false).outcome,
+            Outcome::Break
+        );
     }
 
     #[test]
@@ -186,6 +267,7 @@ mod tests {
             },
             &errs,
             "x",
+            true,
         );
         assert_eq!(f.cause, Some(CauseId::NginxConfigInvalid));
         assert_eq!(f.evidence[0].source, "/etc/nginx/a.conf:3");
@@ -199,6 +281,7 @@ mod tests {
             },
             &[],
             "x",
+            true,
         );
         assert_eq!(f.outcome, Outcome::Unknown);
     }
