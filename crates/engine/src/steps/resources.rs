@@ -135,6 +135,21 @@ async fn disk_finding(
             paths.push((dir, "a directory the backend has files open in"));
         }
     }
+    // PHP writes sessions and uploads where the pool tells it; a full one fails the script.
+    if let Some(upstream) = why502_backend::BackendAddr::parse_upstream(&target.address) {
+        for pool in src
+            .fpm_configs
+            .iter()
+            .flat_map(|c| c.pools_serving(&upstream))
+        {
+            if let Some(dir) = pool.session_save_path().and_then(session_dir) {
+                paths.push((dir, "the pool's session.save_path"));
+            }
+            if let Some(dir) = pool.upload_tmp_dir().filter(|d| d.starts_with('/')) {
+                paths.push((PathBuf::from(dir), "the pool's upload_tmp_dir"));
+            }
+        }
+    }
     if paths.is_empty() {
         return StepFinding::pass("no filesystem of the backend to check (nothing listens)");
     }
@@ -232,6 +247,18 @@ async fn disk_finding(
     ))
 }
 
+/// The directory of a files-handler `session.save_path`: `/var/lib/php/sessions`, or with
+/// PHP's prefixes `N;/path` and `N;MODE;/path`. Other handlers' values (`tcp://redis:6379`)
+/// are not directories.
+fn session_dir(value: &str) -> Option<PathBuf> {
+    let value = value.trim().trim_matches('"');
+    if value.contains("://") {
+        return None;
+    }
+    let dir = value.rsplit(';').next()?;
+    dir.starts_with('/').then(|| PathBuf::from(dir))
+}
+
 fn ago(t: SystemTime) -> String {
     let secs = SystemTime::now()
         .duration_since(t)
@@ -239,4 +266,24 @@ fn ago(t: SystemTime) -> String {
         .unwrap_or(0);
     let stamp = humantime::format_rfc3339_seconds(t);
     format!("at {stamp} ({secs} s ago)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_save_path_forms() {
+        assert_eq!(
+            session_dir("/var/lib/php/sessions"),
+            Some(PathBuf::from("/var/lib/php/sessions"))
+        );
+        assert_eq!(session_dir("2;/srv/sess"), Some(PathBuf::from("/srv/sess")));
+        assert_eq!(
+            session_dir("\"2;600;/srv/sess\""),
+            Some(PathBuf::from("/srv/sess"))
+        );
+        assert_eq!(session_dir("tcp://127.0.0.1:6379"), None);
+        assert_eq!(session_dir("relative/dir"), None);
+    }
 }
