@@ -74,7 +74,7 @@ pub const TREE: &[TreeStep] = &[
     TreeStep {
         id: StepId::BackendLog,
         question: "Does the backend's own log show errors?",
-        method: "read the backend's logs (php-fpm, gunicorn, uwsgi, journald) within --since",
+        method: "read the backend's logs (php-fpm, gunicorn, uwsgi, journald) within --since; ask a php-fpm pool with pm.status_path for its status page over FastCGI",
         by_hand: &["tail /var/log/php8.2-fpm.log", "journalctl -u myapp -n 50"],
         causes: &[CauseId::PoolExhausted, CauseId::AppError],
         explains: BACKEND_SYMPTOMS,

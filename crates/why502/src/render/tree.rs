@@ -81,3 +81,42 @@ pub fn dot() -> String {
     );
     o
 }
+
+/// docs/tree.md: the text tree and the Mermaid chart, from `TREE`.
+pub fn markdown() -> String {
+    format!(
+        "# The decision tree\n\nGenerated from `crates/engine/src/tree.rs` (`why502 tree`); do not edit by hand.\n\n```text\n{}```\n\n```mermaid\n{}```\n",
+        text(),
+        mermaid()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/tree.md is generated from `TREE`; this fails when it is stale.
+    /// Regenerate with `UPDATE_DOCS=1 cargo test -p why502 tree_doc`.
+    #[test]
+    fn tree_doc_is_fresh() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/tree.md");
+        let want = markdown();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &want).expect("write docs/tree.md");
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/tree.md is stale: run `UPDATE_DOCS=1 cargo test -p why502 tree_doc`"
+        );
+    }
+
+    #[test]
+    fn every_step_is_in_the_text_and_the_chart() {
+        let (t, m) = (text(), mermaid());
+        for s in TREE {
+            assert!(t.contains(s.id.as_str()), "{} missing from the text", s.id);
+            assert!(m.contains(s.id.as_str()), "{} missing from the chart", s.id);
+        }
+    }
+}
