@@ -46,6 +46,8 @@ pub enum TreeFormat {
     Text,
     Mermaid,
     Dot,
+    /// docs/tree.md: the text tree and the Mermaid chart.
+    Markdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

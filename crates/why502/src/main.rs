@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             TreeFormat::Text => render::tree::text(),
             TreeFormat::Mermaid => render::tree::mermaid(),
             TreeFormat::Dot => render::tree::dot(),
+            TreeFormat::Markdown => render::tree::markdown(),
         }),
         Some(Command::Causes { json, markdown }) => print(&if json {
             render::catalog::json()
