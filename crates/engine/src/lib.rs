@@ -126,9 +126,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             nginx_pids.push(m.pid);
             nginx_pids.extend(procs.children_of(m.pid).map(|c| c.pid));
         }
-        tokio::task::spawn_blocking(move || {
-            why502_security::SecuritySnapshot::gather(&paths, since, &nginx_pids, None)
-        })
+        (paths, since, nginx_pids)
     };
     // The kernel log is read once, while the rest is gathered.
     let kernel = {
@@ -274,6 +272,23 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             .ok()
             .and_then(Result::ok);
     }
+    // After the kernel log: without auditd or a syslog daemon, AppArmor and SELinux denials
+    // reach only the kernel log, read once above.
+    let security = {
+        let (paths, since, nginx_pids) = security;
+        let kernel_lines = match &sources.kernel {
+            why502_kernel_log::KernelLogWindow::Read(r) => Some(r.lsm_lines.clone()),
+            why502_kernel_log::KernelLogWindow::Unknown { .. } => None,
+        };
+        tokio::task::spawn_blocking(move || {
+            why502_security::SecuritySnapshot::gather(
+                &paths,
+                since,
+                &nginx_pids,
+                kernel_lines.as_deref(),
+            )
+        })
+    };
     sources.security = tokio::time::timeout_at(deadline, security)
         .await
         .ok()

@@ -26,10 +26,12 @@ pub(crate) fn parse_iso(text: &str, since: SystemTime) -> SourceRead {
         }
         collector.push(time, message);
     }
+    let lsm_lines = collector.take_lsm_lines();
     let (kills, dropped) = collector.finish();
     SourceRead {
         kills,
         kills_dropped: dropped,
+        lsm_lines,
         records_read: records,
         covers_from: first.map(|(t, _)| t),
         reaches_back: match first {

@@ -46,11 +46,13 @@ pub(crate) fn parse_reverse_json(text: &str, since: SystemTime, max_entries: usi
     for (time, message) in &entries {
         collector.push(*time, message);
     }
+    let lsm_lines = collector.take_lsm_lines();
     let (kills, dropped) = collector.finish();
     let hit_cap = lines >= max_entries;
     SourceRead {
         kills,
         kills_dropped: dropped,
+        lsm_lines,
         records_read: entries.len(),
         covers_from: entries.first().map(|(t, _)| *t),
         // journalctl honours --since itself; only the entry cap can cut the window short.

@@ -119,7 +119,8 @@ impl RecordSink {
         }
     }
 
-    pub(crate) fn finish(self, since: SystemTime, stopped: Option<String>) -> SourceRead {
+    pub(crate) fn finish(mut self, since: SystemTime, stopped: Option<String>) -> SourceRead {
+        let lsm_lines = self.collector.take_lsm_lines();
         let (kills, dropped) = self.collector.finish();
         // Sequence 0 is the first record since boot: the buffer has not wrapped.
         let reaches_back = match self.first {
@@ -129,6 +130,7 @@ impl RecordSink {
         SourceRead {
             kills,
             kills_dropped: dropped,
+            lsm_lines,
             records_read: self.records,
             covers_from: self.first.map(|(_, t)| t),
             reaches_back,
@@ -314,6 +316,20 @@ mod tests {
         let text =
             "12,500,10,-;Out of memory: Killed process 1 (init) total-vm:1kB, anon-rss:1kB\n";
         let read = read_text(text, at(0), at(0));
+        assert!(read.kills.is_empty());
+    }
+
+    #[test]
+    fn apparmor_audit_records_in_the_window_are_kept_for_the_security_step() {
+        // The form a kernel without auditd logs an AppArmor denial in (facility 0, level 5),
+        // a userspace forgery of it (facility 1), and an older one outside the window.
+        let denied = "audit: type=1400 audit(1763700000.123:45): apparmor=\"DENIED\" operation=\"connect\" profile=\"nginx\" name=\"/run/php/php8.2-fpm.sock\" pid=812 comm=\"nginx\" requested_mask=\"wr\" denied_mask=\"wr\" fsuid=33 ouid=0";
+        let text =
+            format!("5,10,1000000,-;{denied}\n5,11,9000000,-;{denied}\n13,12,9500000,-;{denied}\n");
+        let read = read_text(&text, at(0), at(5));
+        assert_eq!(read.lsm_lines.len(), 1, "{:?}", read.lsm_lines);
+        assert_eq!(read.lsm_lines[0].0, at(9));
+        assert_eq!(read.lsm_lines[0].1, denied);
         assert!(read.kills.is_empty());
     }
 

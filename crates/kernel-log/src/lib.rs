@@ -82,6 +82,7 @@ impl Default for ReadLimits {
 pub(crate) struct SourceRead {
     pub(crate) kills: Vec<OomKill>,
     pub(crate) kills_dropped: usize,
+    pub(crate) lsm_lines: Vec<(SystemTime, String)>,
     pub(crate) records_read: usize,
     pub(crate) covers_from: Option<SystemTime>,
     pub(crate) reaches_back: bool,
@@ -97,6 +98,10 @@ pub struct KernelLogRead {
     pub kills: Vec<OomKill>,
     /// Older kills left out because the window held more than the cap.
     pub kills_dropped: usize,
+    /// AppArmor / SELinux audit lines in the window (the newest, capped), oldest first, for the
+    /// security step: the kernel log is where they land without auditd or a syslog daemon.
+    #[serde(skip)]
+    pub lsm_lines: Vec<(SystemTime, String)>,
     pub records_read: usize,
     /// Time of the oldest record read.
     pub covers_from: Option<SystemTime>,
@@ -127,6 +132,7 @@ impl KernelLogRead {
             since,
             kills: read.kills,
             kills_dropped: read.kills_dropped,
+            lsm_lines: read.lsm_lines,
             records_read: read.records_read,
             covers_from: read.covers_from,
             reaches_back: read.reaches_back,
@@ -155,6 +161,14 @@ impl KernelLogWindow {
     pub fn kills(&self) -> &[OomKill] {
         match self {
             KernelLogWindow::Read(r) => &r.kills,
+            KernelLogWindow::Unknown { .. } => &[],
+        }
+    }
+
+    /// The window's AppArmor / SELinux audit lines (none when the log could not be read).
+    pub fn lsm_lines(&self) -> &[(SystemTime, String)] {
+        match self {
+            KernelLogWindow::Read(r) => &r.lsm_lines,
             KernelLogWindow::Unknown { .. } => &[],
         }
     }

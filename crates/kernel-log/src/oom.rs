@@ -67,6 +67,9 @@ const PENDING_SUMMARIES: usize = 32;
 /// Kills kept per run: a host killing more than this in the window has a story already told
 /// by the newest ones.
 pub(crate) const MAX_KILLS: usize = 512;
+/// Security-module audit lines kept from the window (the newest); a host denying thousands of
+/// accesses says so with far fewer.
+pub(crate) const MAX_LSM_LINES: usize = 2048;
 
 /// Feeds kernel messages in order (oldest first) and collects the kills at or after `since`.
 #[derive(Debug)]
@@ -77,6 +80,9 @@ pub(crate) struct OomCollector {
     memcg_announced: VecDeque<u32>,
     kills: VecDeque<OomKill>,
     pub(crate) dropped: usize,
+    /// AppArmor and SELinux audit lines in the window, for the security step: without auditd
+    /// or a syslog daemon (Debian 12's default), the kernel log is the only place they reach.
+    lsm_lines: VecDeque<(SystemTime, String)>,
 }
 
 impl OomCollector {
@@ -87,10 +93,18 @@ impl OomCollector {
             memcg_announced: VecDeque::new(),
             kills: VecDeque::new(),
             dropped: 0,
+            lsm_lines: VecDeque::new(),
         }
     }
 
     pub(crate) fn push(&mut self, time: SystemTime, message: &str) {
+        if time >= self.since && is_lsm_audit(message) {
+            if self.lsm_lines.len() == MAX_LSM_LINES {
+                self.lsm_lines.pop_front();
+            }
+            self.lsm_lines.push_back((time, message.to_string()));
+            return;
+        }
         if let Some(summary) = parse_summary(message) {
             if self.pending.len() == PENDING_SUMMARIES {
                 self.pending.pop_front();
@@ -139,6 +153,11 @@ impl OomCollector {
     /// The kills, oldest first. A summary whose kill line never came (cut off by the end of the
     /// buffer or a lost record) still reports a kill: the kernel prints it only once it has
     /// chosen and is killing the victim.
+    /// The security-module audit lines of the window, oldest first.
+    pub(crate) fn take_lsm_lines(&mut self) -> Vec<(SystemTime, String)> {
+        self.lsm_lines.drain(..).collect()
+    }
+
     pub(crate) fn finish(mut self) -> (Vec<OomKill>, usize) {
         let orphans: Vec<(SystemTime, OomSummary)> = self.pending.drain(..).collect();
         for (time, s) in orphans {
@@ -163,6 +182,14 @@ impl OomCollector {
         kills.sort_by_key(|k| k.time);
         (kills, self.dropped)
     }
+}
+
+/// An AppArmor (`apparmor="DENIED"`) or SELinux (`avc:  denied`) audit record, as the kernel
+/// logs it when no audit daemon takes it.
+fn is_lsm_audit(message: &str) -> bool {
+    message.contains("apparmor=\"")
+        || message.contains("avc:  denied")
+        || message.contains("avc: denied")
 }
 
 fn join(

@@ -656,6 +656,30 @@ fn apparmor_enforce_with_unreadable_logs_is_unknown() {
 }
 
 #[test]
+fn apparmor_denial_only_in_the_kernel_log_is_apparmor_denied() {
+    // Debian 12's default: no auditd, no rsyslog. The denial reaches only the kernel log, whose
+    // record text (as /dev/kmsg gives it, no dmesg prefix) the engine passes in.
+    let h = debian_apparmor("enforce");
+    std::fs::remove_file(h.root.join("log/kern.log")).unwrap();
+    std::fs::remove_file(h.root.join("log/syslog")).unwrap();
+    let stamp = since()
+        .duration_since(UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs()
+        + 60;
+    let line = format!(
+        "audit: type=1400 audit({stamp}.123:45): apparmor=\"DENIED\" operation=\"connect\" profile=\"nginx\" name=\"/run/php/php8.2-fpm.sock\" pid=812 comm=\"nginx\" requested_mask=\"wr\" denied_mask=\"wr\" fsuid=33 ouid=0"
+    );
+    let lines = vec![(UNIX_EPOCH + Duration::from_secs(stamp), line.clone())];
+    let snap = SecuritySnapshot::gather(&h.paths, since(), NGINX, Some(&lines));
+    let (_, evidence, _) = expect_break(
+        snap.judge(&unix("/run/php/php8.2-fpm.sock")),
+        SecurityCause::AppArmorDenied,
+    );
+    assert_eq!(evidence[0], ("kernel log".to_string(), line));
+}
+
+#[test]
 fn apparmor_confinement_unreadable_still_breaks_on_a_denial() {
     let h = Host::new();
     // securityfs's profile list refused (root-only on real hosts) and no nginx pid known.
