@@ -52,7 +52,6 @@ pub const TREE: &[TreeStep] = &[
             CauseId::SocketPermission,
             CauseId::SocketStale,
             CauseId::AddressMismatch,
-            CauseId::UpstreamDns,
         ],
         explains: &[],
     },

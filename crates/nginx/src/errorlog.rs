@@ -258,7 +258,9 @@ impl UpstreamErrorClass {
         match self {
             NoSuchFile => "socket path does not exist (2: No such file or directory)",
             PermissionDenied => "permission denied connecting (13)",
-            ConnectionRefused => "connection refused (111): nothing listened, or a packet filter rejected it",
+            ConnectionRefused => {
+                "connection refused (111): nothing listened, or a packet filter rejected it"
+            }
             ListenQueueFull => {
                 "listen queue full (11: Resource temporarily unavailable): all workers busy"
             }
