@@ -5,29 +5,29 @@
 
 use std::time::Duration;
 
-use crate::harness::{poll_until, unix_addr, Expect, Lab, PhpFpmPool, StepExpect, UpstreamExpect};
+use crate::harness::{
+    poll_until, unix_addr, BackgroundRequests, Expect, FpmListen, Lab, PhpFpmPool, StepExpect,
+    UpstreamExpect,
+};
 
 /// nginx's log text for connect() to a unix socket whose accept queue is full.
 const EAGAIN: &str = "(11: Resource temporarily unavailable)";
 
-#[test]
-fn lab_php_fpm_pool_exhausted() {
-    let Some(mut lab) = Lab::new("fpm-pool-exhausted") else {
-        return;
+/// php-fpm with `pool` cut to one static worker and the smallest accept queue, nginx in front,
+/// and six concurrent 8 s requests: the third has nowhere to wait. Returns once nginx has
+/// logged the overflow and a request through it got 502; the requests run until dropped.
+fn exhaust_the_pool(lab: &mut Lab, pool: PhpFpmPool) -> BackgroundRequests {
+    let FpmListen::Unix(socket) = pool.listen.clone() else {
+        panic!("exhaust_the_pool wants a unix-socket pool");
     };
-    let socket = lab.path("run/php-fpm.sock");
-    // One worker and the smallest accept queue: the third concurrent request has nowhere to
-    // wait. pm = static never logs "server reached pm.max_children", so nginx's line is the
-    // only trace.
     lab.start_php_fpm(
-        PhpFpmPool::unix(&socket)
-            .process_manager(&["pm = static", "pm.max_children = 1"])
+        pool.process_manager(&["pm = static", "pm.max_children = 1"])
             .extra("listen.backlog = 1"),
     );
     lab.start_nginx(&lab.fastcgi_location(&socket));
     assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
     lab.write_php_script("<?php usleep(8000000); echo \"slow\";\n");
-    let _busy = lab.start_concurrent_requests("/", 6, Duration::from_secs(10));
+    let busy = lab.start_concurrent_requests("/", 6, Duration::from_secs(10));
     assert!(
         poll_until(Duration::from_secs(3), || lab
             .error_log_contains(EAGAIN)
@@ -37,12 +37,19 @@ fn lab_php_fpm_pool_exhausted() {
         lab.diagnostics()
     );
     lab.prove_502(EAGAIN);
+    busy
+}
+
+#[test]
+fn lab_php_fpm_pool_exhausted() {
+    let Some(mut lab) = Lab::new("fpm-pool-exhausted") else {
+        return;
+    };
+    let socket = lab.path("run/php-fpm.sock");
+    // pm = static never logs "server reached pm.max_children": nginx's line is the only trace.
+    let _busy = exhaust_the_pool(&mut lab, PhpFpmPool::unix(&socket));
 
     let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
-    eprintln!(
-        "{}",
-        serde_json::to_string_pretty(&run.report()["upstreams"][0]["verdict"]).unwrap_or_default()
-    );
     run.assert(
         &Expect::report("break", 2).upstream(
             UpstreamExpect::at(&unix_addr(&socket))
@@ -74,10 +81,6 @@ fn lab_php_script_past_request_terminate_timeout() {
     );
 
     let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
-    eprintln!(
-        "{}",
-        serde_json::to_string_pretty(&run.report()["upstreams"][0]["verdict"]).unwrap_or_default()
-    );
     run.assert(
         &Expect::report("break", 2).upstream(
             UpstreamExpect::at(&unix_addr(&socket))
@@ -94,25 +97,10 @@ fn lab_php_fpm_status_page_shows_the_full_queue() {
         return;
     };
     let socket = lab.path("run/php-fpm.sock");
-    lab.start_php_fpm(
-        PhpFpmPool::unix(&socket)
-            .process_manager(&["pm = static", "pm.max_children = 1"])
-            .extra("listen.backlog = 1")
-            .extra("pm.status_path = /fpm-status"),
+    let _busy = exhaust_the_pool(
+        &mut lab,
+        PhpFpmPool::unix(&socket).extra("pm.status_path = /fpm-status"),
     );
-    lab.start_nginx(&lab.fastcgi_location(&socket));
-    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
-    lab.write_php_script("<?php usleep(8000000); echo \"slow\";\n");
-    let _busy = lab.start_concurrent_requests("/", 6, Duration::from_secs(10));
-    assert!(
-        poll_until(Duration::from_secs(3), || lab
-            .error_log_contains(EAGAIN)
-            .then_some(()))
-        .is_some(),
-        "six concurrent requests never overflowed the queue\n{}",
-        lab.diagnostics()
-    );
-    lab.prove_502(EAGAIN);
 
     // The agent asks the pool for its status page and cannot even queue: that is the pool,
     // seen now, not only nginx's past lines.
