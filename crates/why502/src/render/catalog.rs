@@ -44,16 +44,7 @@ mod tests {
     /// Regenerate with `UPDATE_DOCS=1 cargo test -p why502 causes_doc`.
     #[test]
     fn causes_doc_is_fresh() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/causes.md");
-        let want = markdown();
-        if std::env::var_os("UPDATE_DOCS").is_some() {
-            std::fs::write(&path, &want).expect("write docs/causes.md");
-        }
-        let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            have == want,
-            "docs/causes.md is stale: run `UPDATE_DOCS=1 cargo test -p why502 causes_doc`"
-        );
+        crate::render::assert_generated_doc_is_fresh("causes.md", &markdown(), "causes_doc");
     }
 
     #[test]

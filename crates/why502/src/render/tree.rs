@@ -99,16 +99,7 @@ mod tests {
     /// Regenerate with `UPDATE_DOCS=1 cargo test -p why502 tree_doc`.
     #[test]
     fn tree_doc_is_fresh() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/tree.md");
-        let want = markdown();
-        if std::env::var_os("UPDATE_DOCS").is_some() {
-            std::fs::write(&path, &want).expect("write docs/tree.md");
-        }
-        let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            have == want,
-            "docs/tree.md is stale: run `UPDATE_DOCS=1 cargo test -p why502 tree_doc`"
-        );
+        crate::render::assert_generated_doc_is_fresh("tree.md", &markdown(), "tree_doc");
     }
 
     #[test]
