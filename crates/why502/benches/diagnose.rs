@@ -74,6 +74,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> u8 {
+    let stack_started = std::time::Instant::now();
     let Some(mut lab) = Lab::new("diagnose-bench") else {
         // Lab::new already printed `SKIP lab diagnose-bench: <reason>`.
         println!("SKIP why502 diagnose bench: lab requirements not met (see stderr)");
@@ -121,11 +122,23 @@ fn run() -> u8 {
     let fpm_addr = unix_addr(&socket);
 
     // --- why502 -------------------------------------------------------------
-    let agent_argv: Vec<String> = ["diagnose", "--json", "--nginx-conf", conf.as_str()]
+    // The window covers the bench's own stack only: the kernel log is the machine's, and OOM
+    // kills the lab made earlier are another host's (the lab does the same, see `KERNEL_LOG`).
+    let agent_argv = || -> Vec<String> {
+        let window = stack_started.elapsed() + std::time::Duration::from_millis(300);
+        [
+            "diagnose",
+            "--json",
+            "--nginx-conf",
+            conf.as_str(),
+            "--since",
+            &format!("{}ms", window.as_millis()),
+        ]
         .iter()
         .map(|arg| arg.to_string())
-        .collect();
-    let agent_cmd = || netns_command(&ip, &ns, &agent, &agent_argv);
+        .collect()
+    };
+    let agent_cmd = || netns_command(&ip, &ns, &agent, &agent_argv());
     let mut agent_samples = Vec::with_capacity(AGENT_RUNS);
     for i in 0..AGENT_WARMUP + AGENT_RUNS {
         let sample = measure(agent_cmd());
@@ -134,7 +147,7 @@ fn run() -> u8 {
                 "FAIL why502 diagnose bench: run {} of `why502 {}` is not a healthy verdict: {problem}\n\
                  exit code: {}\nstderr:\n{}\nstdout:\n{}",
                 i + 1,
-                agent_argv.join(" "),
+                agent_argv().join(" "),
                 sample.exit_code,
                 tail(&sample.stderr, 4000),
                 tail(&sample.stdout, 8000)
