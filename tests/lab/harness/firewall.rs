@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::lab::{write_file, Lab};
-use super::nginx::{render_nginx_conf, NGINX_LISTEN};
-use super::process::{read_log, run_capped, tail, Captured};
+use super::nginx::render_nginx_conf;
+use super::process::{run_capped, tail, Captured};
 use super::requirements::{find_program, skip_or_fail};
 use super::wait::poll_until;
 
@@ -132,7 +132,6 @@ impl Lab {
     /// Like `start_nginx`, with `http_snippet` (e.g. an `upstream pool { ... }` block) written
     /// into the `http {` block before nginx starts, since a location body cannot hold it.
     pub fn start_nginx_with_http_snippet(&mut self, http_snippet: &str, location_body: &str) {
-        let conf = self.nginx_conf();
         let text = render_nginx_conf(self.root(), location_body);
         let (head, rest) = text
             .split_once("http {\n")
@@ -141,29 +140,7 @@ impl Lab {
             .lines()
             .map(|line| format!("    {}\n", line.trim_end()))
             .collect();
-        write_file(&conf, &format!("{head}http {{\n{snippet}{rest}"));
-        let args = vec![
-            "-p".to_string(),
-            format!("{}/", self.root().display()),
-            "-c".to_string(),
-            conf.display().to_string(),
-        ];
-        let nginx = self.tools.nginx.clone();
-        // The label `nginx` and SIGTERM as in `start_nginx`: the lab stops it the same way.
-        self.spawn("nginx", &nginx, &args, libc::SIGTERM);
-        self.await_ready(
-            "nginx",
-            &format!("no answer on {NGINX_LISTEN}"),
-            |lab| lab.curl_through_nginx("/") != 0,
-            |lab| {
-                format!(
-                    "nginx error log tail:\n{}\nconfig {}:\n{}",
-                    tail(&lab.error_log_text(), 4000),
-                    lab.nginx_conf().display(),
-                    read_log(&lab.nginx_conf())
-                )
-            },
-        );
+        self.start_nginx_with_conf(&format!("{head}http {{\n{snippet}{rest}"));
     }
 
     /// Proves a breakage that hits only some requests (one of several servers of an upstream

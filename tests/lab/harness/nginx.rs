@@ -98,8 +98,14 @@ impl Lab {
     /// Writes nginx.conf with the given location body, starts nginx in the
     /// namespace and waits until it answers on 127.0.0.1:8080.
     pub fn start_nginx(&mut self, location_body: &str) {
+        let text = render_nginx_conf(self.root(), location_body);
+        self.start_nginx_with_conf(&text);
+    }
+
+    /// Writes `text` as nginx.conf, starts nginx in the namespace and waits until it answers.
+    pub(super) fn start_nginx_with_conf(&mut self, text: &str) {
         let conf = self.nginx_conf();
-        write_file(&conf, &render_nginx_conf(self.root(), location_body));
+        write_file(&conf, text);
         let prefix = format!("{}/", self.root().display());
         let args = vec![
             "-p".to_string(),
