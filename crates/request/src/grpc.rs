@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::stream::{closed_or_reset, connect, read_some, send, Io};
-use crate::tls::{handshake, TlsAnswer, TlsSettings};
+use crate::tls::{connect_then_exchange, TlsAnswer, TlsSettings};
 use crate::{ms, show_bytes, Answer, Limits, Target};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -20,17 +20,7 @@ pub async fn grpc_handshake(target: &Target, limits: &Limits) -> Answer {
 /// `grpc_pass grpcs://`: the same check after a TLS handshake offering ALPN "h2", as nginx's
 /// grpc module does.
 pub async fn grpc_handshake_tls(target: &Target, limits: &Limits, tls: &TlsSettings) -> TlsAnswer {
-    let io = match connect(target, limits).await {
-        Ok(io) => io,
-        Err(a) => return TlsAnswer::failed(a),
-    };
-    match handshake(io, tls, &[b"h2"], limits).await {
-        Ok((io, done)) => TlsAnswer {
-            answer: exchange(io, limits).await,
-            handshake: Some(done),
-        },
-        Err(a) => TlsAnswer::failed(a),
-    }
+    connect_then_exchange(target, limits, tls, &[b"h2"], |io| exchange(io, limits)).await
 }
 
 async fn exchange(mut io: Box<dyn Io>, limits: &Limits) -> Answer {

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::stream::{closed_or_reset, connect, read_some, send, Io};
-use crate::tls::{handshake, TlsAnswer, TlsSettings};
+use crate::tls::{connect_then_exchange, TlsAnswer, TlsSettings};
 use crate::{ms, show_bytes, Answer, Ask, Limits, Target};
 
 pub async fn http_request(target: &Target, ask: &Ask, limits: &Limits) -> Answer {
@@ -21,17 +21,7 @@ pub async fn http_request_tls(
     limits: &Limits,
     tls: &TlsSettings,
 ) -> TlsAnswer {
-    let io = match connect(target, limits).await {
-        Ok(io) => io,
-        Err(a) => return TlsAnswer::failed(a),
-    };
-    match handshake(io, tls, &[], limits).await {
-        Ok((io, done)) => TlsAnswer {
-            answer: exchange(io, ask, limits).await,
-            handshake: Some(done),
-        },
-        Err(a) => TlsAnswer::failed(a),
-    }
+    connect_then_exchange(target, limits, tls, &[], |io| exchange(io, ask, limits)).await
 }
 
 async fn exchange(mut io: Box<dyn Io>, ask: &Ask, limits: &Limits) -> Answer {

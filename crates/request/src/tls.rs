@@ -32,9 +32,9 @@ use serde::Serialize;
 use tokio_rustls::TlsConnector;
 
 use crate::cert_info::LeafCertificate;
-use crate::stream::Io;
+use crate::stream::{connect, Io};
 use crate::tls_verify::{NginxVerifier, Seen, Trusted};
-use crate::{ms, Answer, Limits};
+use crate::{ms, Answer, Limits, Target};
 
 /// A PEM bundle larger than this is not a trusted-certificate file (Debian's whole
 /// ca-certificates.crt is about 220 KiB).
@@ -208,6 +208,32 @@ impl TlsAnswer {
             answer,
             handshake: None,
         }
+    }
+}
+
+/// Connect, shake hands (offering `alpn`), then run the protocol's `exchange` over the
+/// encrypted stream: the one shape of every `*_tls` request.
+pub(crate) async fn connect_then_exchange<F, Fut>(
+    target: &Target,
+    limits: &Limits,
+    tls: &TlsSettings,
+    alpn: &[&[u8]],
+    exchange: F,
+) -> TlsAnswer
+where
+    F: FnOnce(Box<dyn Io>) -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    let io = match connect(target, limits).await {
+        Ok(io) => io,
+        Err(a) => return TlsAnswer::failed(a),
+    };
+    match handshake(io, tls, alpn, limits).await {
+        Ok((io, done)) => TlsAnswer {
+            answer: exchange(io).await,
+            handshake: Some(done),
+        },
+        Err(a) => TlsAnswer::failed(a),
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::http::read_http_header;
 use crate::stream::{connect, send, Io};
-use crate::tls::{handshake, TlsAnswer, TlsSettings};
+use crate::tls::{connect_then_exchange, TlsAnswer, TlsSettings};
 use crate::{Answer, Ask, Limits, Target};
 
 pub async fn uwsgi_request(target: &Target, ask: &Ask, limits: &Limits) -> Answer {
@@ -22,17 +22,7 @@ pub async fn uwsgi_request_tls(
     limits: &Limits,
     tls: &TlsSettings,
 ) -> TlsAnswer {
-    let io = match connect(target, limits).await {
-        Ok(io) => io,
-        Err(a) => return TlsAnswer::failed(a),
-    };
-    match handshake(io, tls, &[], limits).await {
-        Ok((io, done)) => TlsAnswer {
-            answer: exchange(io, ask, limits).await,
-            handshake: Some(done),
-        },
-        Err(a) => TlsAnswer::failed(a),
-    }
+    connect_then_exchange(target, limits, tls, &[], |io| exchange(io, ask, limits)).await
 }
 
 async fn exchange(mut io: Box<dyn Io>, ask: &Ask, limits: &Limits) -> Answer {
