@@ -130,25 +130,12 @@ pub async fn fastcgi_page(
         };
         raw_len += n;
         pending.extend_from_slice(&chunk[..n]);
-        while pending.len() >= 8 {
-            if pending[0] != VERSION {
-                return Err(Answer::Malformed {
-                    reason: format!("not a FastCGI record (version byte {})", pending[0]),
-                    first_bytes: show_bytes(&pending),
-                });
-            }
-            let kind = pending[1];
-            let len = u16::from_be_bytes([pending[4], pending[5]]) as usize;
-            let pad = pending[6] as usize;
-            if pending.len() < 8 + len + pad {
-                break;
-            }
+        while let Some((kind, content)) = next_record(&mut pending)? {
             match kind {
-                STDOUT => stdout.extend_from_slice(&pending[8..8 + len]),
+                STDOUT => stdout.extend_from_slice(&content),
                 END_REQUEST => ended = true,
                 _ => {}
             }
-            pending.drain(..8 + len + pad);
         }
     }
     page_from_stdout(&stdout, max_body).ok_or(Answer::Closed {
@@ -266,27 +253,14 @@ impl RecordReader {
         self.raw_len += bytes.len();
         self.pending.extend_from_slice(bytes);
         loop {
-            if self.pending.len() < 8 {
-                return None;
-            }
-            let h = &self.pending[..8];
-            if h[0] != VERSION {
-                return Some(Answer::Malformed {
-                    reason: format!("not a FastCGI record (version byte {})", h[0]),
-                    first_bytes: show_bytes(&self.pending),
-                });
-            }
-            let kind = h[1];
-            let len = u16::from_be_bytes([h[4], h[5]]) as usize;
-            let pad = h[6] as usize;
-            if self.pending.len() < 8 + len + pad {
-                if self.raw_len > limits.max_header + 16 {
-                    return Some(Answer::HeaderTooLong { read: self.raw_len });
+            let (kind, content) = match next_record(&mut self.pending) {
+                Err(malformed) => return Some(malformed),
+                Ok(Some(record)) => record,
+                Ok(None) if self.raw_len > limits.max_header + 16 => {
+                    return Some(Answer::HeaderTooLong { read: self.raw_len })
                 }
-                return None;
-            }
-            let content = self.pending[8..8 + len].to_vec();
-            self.pending.drain(..8 + len + pad);
+                Ok(None) => return None,
+            };
             match kind {
                 STDOUT => {
                     self.stdout.extend_from_slice(&content);
@@ -340,6 +314,29 @@ impl RecordReader {
             stderr,
         }
     }
+}
+
+/// Takes the next complete record (type, content) off the front of `pending`; None until one
+/// has arrived whole. Err: the bytes are not FastCGI.
+fn next_record(pending: &mut Vec<u8>) -> Result<Option<(u8, Vec<u8>)>, Answer> {
+    if pending.len() < 8 {
+        return Ok(None);
+    }
+    if pending[0] != VERSION {
+        return Err(Answer::Malformed {
+            reason: format!("not a FastCGI record (version byte {})", pending[0]),
+            first_bytes: show_bytes(pending),
+        });
+    }
+    let kind = pending[1];
+    let len = u16::from_be_bytes([pending[4], pending[5]]) as usize;
+    let pad = pending[6] as usize;
+    if pending.len() < 8 + len + pad {
+        return Ok(None);
+    }
+    let content = pending[8..8 + len].to_vec();
+    pending.drain(..8 + len + pad);
+    Ok(Some((kind, content)))
 }
 
 fn cgi_header_end(buf: &[u8]) -> Option<usize> {
