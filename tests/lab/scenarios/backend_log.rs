@@ -132,7 +132,10 @@ fn lab_php_fpm_status_page_read_when_healthy() {
             UpstreamExpect::at(&unix_addr(&socket)).step_entry(
                 StepExpect::at("backend_log")
                     .outcome("pass")
-                    .summary_contains_any(&["status page: 1 active, 1 idle of pm.max_children 2"]),
+                    .summary_contains_any(&[
+                        "status page: 1 active, 1 idle of pm.max_children 2",
+                        "status page: 2 active, 0 idle of pm.max_children 2",
+                    ]),
             ),
         ),
     );

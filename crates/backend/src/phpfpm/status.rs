@@ -9,8 +9,6 @@
 
 use serde::Serialize;
 
-use super::config::FpmPool;
-
 /// One status snapshot; a field the page did not carry is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FpmStatus {
@@ -147,8 +145,8 @@ pub struct StatusJudgement {
     pub findings: Vec<String>,
 }
 
-/// Judge a snapshot, with the pool's configured `pm.max_children` when known.
-pub fn judge_fpm_status(st: &FpmStatus, pool: Option<&FpmPool>) -> StatusJudgement {
+/// Judge a snapshot: connections waiting now, or the pool having run out since it started.
+pub fn judge_fpm_status(st: &FpmStatus) -> StatusJudgement {
     let mut level = StatusLevel::Ok;
     let mut findings = Vec::new();
     let name = st.pool.as_deref().unwrap_or("?");
@@ -174,18 +172,9 @@ pub fn judge_fpm_status(st: &FpmStatus, pool: Option<&FpmPool>) -> StatusJudgeme
             "pool {name}: up to {m} connection(s) have waited in the listen queue since the pool started"
         ));
     }
-    // The answering worker is active itself, so "every other worker busy" needs more than one.
-    let max = pool.and_then(|p| p.max_children).map(u64::from).or(st
-        .total_processes
-        .filter(|_| st.process_manager.as_deref() == Some("static")));
-    if let (Some(active), Some(total), Some(max)) = (st.active_processes, st.total_processes, max) {
-        if max > 1 && active >= total && total >= max {
-            level = level.max(StatusLevel::Risk);
-            findings.push(format!(
-                "pool {name}: {active} of {max} workers active (pm.max_children), counting the one answering this status request"
-            ));
-        }
-    }
+    // Every worker active in one snapshot is not a finding: it is normal under load, and racy
+    // (a worker that has just answered the agent's own direct request may still count as
+    // active). Only connections waiting, or max children reached, say the pool ran out.
     StatusJudgement { level, findings }
 }
 

@@ -183,7 +183,7 @@ async fn status_page(
     Some(match answer {
         Ok(page) if page.status == 200 => match parse_fpm_status(&page.body) {
             Ok(st) => {
-                let judged = judge_fpm_status(&st, Some(pool));
+                let judged = judge_fpm_status(&st);
                 let figures = format!(
                     "status page: {} active, {} idle of pm.max_children {}; listen queue {} (max {}); max children reached {}",
                     show(st.active_processes),
