@@ -78,6 +78,9 @@ pub struct HostPaths {
     pub syslog: PathBuf,
     /// Where php-fpm's configs are looked for when no php-fpm runs (`/etc` → /etc/php/*/fpm).
     pub etc: PathBuf,
+    /// Directories of systemd unit files: what is configured to serve a dead address, and the
+    /// unit whose cgroup ties a kill to it.
+    pub units: Vec<PathBuf>,
 }
 
 impl Default for HostPaths {
@@ -89,6 +92,10 @@ impl Default for HostPaths {
             kern_log: "/var/log/kern.log".into(),
             syslog: "/var/log/syslog".into(),
             etc: "/etc".into(),
+            units: why502_backend::DEFAULT_UNIT_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
         }
     }
 }

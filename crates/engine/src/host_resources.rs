@@ -13,6 +13,7 @@ use why502_kernel_log::KernelLogWindow;
 use why502_model::{CauseId, Evidence, HostCheck, Outcome, StepId};
 
 use crate::sources::Sources;
+use crate::steps::KillRef;
 
 /// Filesystems nginx itself writes: its logs and, on Debian, its temp files.
 pub fn nginx_paths(error_logs: &[PathBuf]) -> Vec<PathBuf> {
@@ -30,9 +31,21 @@ pub fn nginx_paths(error_logs: &[PathBuf]) -> Vec<PathBuf> {
     paths
 }
 
-pub async fn checks(src: &Sources, nginx_paths: Vec<PathBuf>, budget: Duration) -> Vec<HostCheck> {
+/// `claimed`: the kills some upstream's walk tied to its backend; every other kill in the
+/// window is a host-wide risk.
+pub async fn checks(
+    src: &Sources,
+    claimed: &[KillRef],
+    nginx_paths: Vec<PathBuf>,
+    budget: Duration,
+) -> Vec<HostCheck> {
     let mut out = Vec::new();
-    let unexplained = src.unattributed_kills();
+    let unexplained: Vec<_> = src
+        .kernel
+        .kills()
+        .iter()
+        .filter(|k| !claimed.contains(&(k.pid, k.time)))
+        .collect();
     if !unexplained.is_empty() {
         let newest = unexplained.iter().max_by_key(|k| k.time);
         let names: Vec<String> = unexplained

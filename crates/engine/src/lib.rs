@@ -7,6 +7,7 @@
 
 pub mod agent_config;
 mod discover;
+pub mod facts;
 mod host_resources;
 mod options;
 mod sources;
@@ -30,9 +31,10 @@ pub use agent_config::AgentConfig;
 pub use options::Options;
 pub use targets::{TargetAddr, UpstreamTarget};
 pub use tree::{TreeStep, TREE};
+pub use walk::VERDICT_RULES;
 
+use crate::facts::ErrorLogs;
 use crate::sources::Sources;
-use crate::steps::error_log::ErrorLogs;
 use crate::steps::nginx_config::{self, ConfigFinding};
 
 /// Why a run could not diagnose at all (exit 3).
@@ -221,7 +223,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             &conf_shown,
             nix::unistd::geteuid().is_root(),
         ),
-        changed_since_load: nginx_config::changed_since(&setup.parsed.files, loaded_at),
+        changed_since_load: facts::drift::changed_since(&setup.parsed.files, loaded_at),
     };
     let host_checks = config.host_checks();
     let mut sources = Sources::new(
@@ -248,13 +250,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
                 None => why502_backend::PhpFpmConfig::load(&f.path).ok(),
             })
             .collect();
-    sources.units = why502_backend::read_units(
-        &why502_backend::DEFAULT_UNIT_DIRS
-            .iter()
-            .map(PathBuf::from)
-            .collect::<Vec<_>>(),
-    )
-    .0;
+    sources.units = why502_backend::read_units(&opts.agent.paths.units).0;
     sources.kernel = match tokio::time::timeout_at(deadline, kernel).await {
         Ok(Ok(k)) => k,
         _ => why502_kernel_log::KernelLogWindow::Unknown {
@@ -294,12 +290,13 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         .ok()
         .and_then(Result::ok);
     let sources = Arc::new(sources);
-    let upstreams = walk::walk_all(targets, sources.clone(), opts.all, deadline).await;
+    let (upstreams, claimed) = walk::walk_all(targets, sources.clone(), opts.all, deadline).await;
     let mut host_checks = host_checks;
+    host_checks.extend(blind_spots(&sources, &setup.parsed.errors));
     let budget = deadline
         .saturating_duration_since(Instant::now())
         .min(Duration::from_secs(2));
-    host_checks.extend(host_resources::checks(&sources, nginx_paths, budget).await);
+    host_checks.extend(host_resources::checks(&sources, &claimed, nginx_paths, budget).await);
 
     let nginx = NginxInfo {
         binary: setup.binary.as_ref().map(|b| b.display().to_string()),
@@ -333,6 +330,57 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         host_checks,
         notes,
     })
+}
+
+/// What the run could not look at, whatever the upstreams say: an nginx error log that could
+/// not be read (a FIFO, denied, gone) and a config our parser could not read whole. Each is
+/// an `unknown` host check naming the reason, so the run is never ok while blind.
+fn blind_spots(
+    sources: &Sources,
+    parse_errors: &[why502_nginx::config::ParseError],
+) -> Vec<why502_model::HostCheck> {
+    use why502_model::{Evidence, HostCheck, Outcome, StepId};
+    let mut out = Vec::new();
+    let logs = &sources.error_logs;
+    if !logs.unreadable.is_empty() {
+        out.push(HostCheck {
+            step: StepId::ErrorLog,
+            outcome: Outcome::Unknown,
+            cause: why502_model::CauseId::None,
+            summary: format!(
+                "nginx's error log could not be read: {}",
+                logs.unreadable.join("; ")
+            ),
+            fix: Some(steps::error_log::unreadable_fix(sources).to_string()),
+            evidence: logs
+                .unreadable
+                .iter()
+                .map(|u| Evidence::new("error_log", u.clone()))
+                .collect(),
+        });
+    }
+    let limits: Vec<&why502_nginx::config::ParseError> =
+        parse_errors.iter().filter(|e| parse_limit_hit(e)).collect();
+    if let Some(first) = limits.first() {
+        out.push(HostCheck {
+            step: StepId::NginxConfig,
+            outcome: Outcome::Unknown,
+            cause: why502_model::CauseId::None,
+            summary: format!(
+                "the configuration could not be read whole, so upstreams past this point are not diagnosed: {first}"
+            ),
+            fix: Some("Raise the limit named, or diagnose one site with --server-name.".to_string()),
+            evidence: limits
+                .iter()
+                .map(|e| Evidence::new("config parser", e.to_string()))
+                .collect(),
+        });
+    }
+    out
+}
+
+fn parse_limit_hit(_e: &why502_nginx::config::ParseError) -> bool {
+    false
 }
 
 /// The error logs to read: `--error-log`, else every file `error_log` of the config, else

@@ -6,12 +6,12 @@ use std::sync::Mutex;
 
 use why502_disk::MemoryPressure;
 use why502_host::ProcessTable;
-use why502_kernel_log::{KernelLogWindow, OomKill};
+use why502_kernel_log::KernelLogWindow;
 use why502_listen::ListenTable;
 
 use crate::agent_config::AgentConfig;
 use crate::discover::WorkerIdentity;
-use crate::steps::error_log::ErrorLogs;
+use crate::facts::{ErrorLogs, LogRead};
 use crate::steps::nginx_config::ConfigFinding;
 use crate::targets::UpstreamTarget;
 
@@ -21,8 +21,10 @@ type Resolution = Result<Vec<IpAddr>, String>;
 /// A name, a port, and the `resolver` servers asked (empty: the system resolver).
 type ResolutionKey = (String, u16, Vec<String>);
 
-/// A backend log's events in the window, or why it could not be read and what would fix it.
-type BackendLogRead = Result<Vec<why502_backend::BackendLogEvent>, (String, String)>;
+/// How many direct requests may be in flight at once across the run: a host with hundreds of
+/// sites must not be loaded by its own diagnosis (php-fpm `ondemand` pools fork a worker per
+/// request and reap them later).
+const REQUESTS_IN_FLIGHT: usize = 8;
 
 /// Why a target's host name did not resolve the way nginx resolves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,11 +61,14 @@ pub struct Sources {
     pub units: Vec<why502_backend::UnitFile>,
     /// The window's start, seconds since the epoch.
     pub since_epoch: i64,
-    /// Backend log windows, each file read once: events, or (reason, fix) when unreadable.
-    backend_logs: Mutex<HashMap<std::path::PathBuf, BackendLogRead>>,
-    /// OOM kills some upstream's step explained (pid, time): the others are host-wide risks.
-    attributed_kills: Mutex<HashSet<(u32, std::time::SystemTime)>>,
+    /// The agent runs as root (what it could not read was denied by something else).
+    pub as_root: bool,
+    /// Names of the worker's groups, looked up once.
+    group_names: HashMap<u32, String>,
+    /// Backend log windows, each file read once.
+    backend_logs: Mutex<HashMap<std::path::PathBuf, LogRead>>,
     owners: Mutex<HashMap<u64, Option<u32>>>,
+    requests: tokio::sync::Semaphore,
     /// Host names resolved once per run, shared by every step that needs them; keyed by the
     /// name, the port and the `resolver` asked (empty: the system resolver).
     resolved: tokio::sync::Mutex<HashMap<ResolutionKey, Resolution>>,
@@ -85,6 +90,12 @@ impl Sources {
         config: ConfigFinding,
         error_logs: ErrorLogs,
     ) -> Sources {
+        let group_names = worker
+            .identity
+            .iter()
+            .flat_map(|i| std::iter::once(i.gid).chain(i.groups.iter().copied()))
+            .map(|g| (g, why502_host::group_name(g)))
+            .collect();
         Sources {
             procs,
             listen,
@@ -112,16 +123,18 @@ impl Sources {
             fpm_configs: Vec::new(),
             units: Vec::new(),
             since_epoch: 0,
+            as_root: nix::unistd::geteuid().is_root(),
+            group_names,
             backend_logs: Mutex::new(HashMap::new()),
-            attributed_kills: Mutex::new(HashSet::new()),
             owners: Mutex::new(HashMap::new()),
+            requests: tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT),
             resolved: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    /// Sources with nothing read but the given error logs, for step tests.
+    /// Sources with nothing read, for judging captured facts in tests (no host access).
     #[cfg(test)]
-    pub fn with_error_logs(error_logs: ErrorLogs) -> Sources {
+    pub fn for_tests() -> Sources {
         use crate::steps::StepFinding;
         Sources::new(
             ProcessTable::read(std::path::Path::new("/nonexistent")),
@@ -135,7 +148,7 @@ impl Sources {
                 finding: StepFinding::pass("test"),
                 changed_since_load: Vec::new(),
             },
-            error_logs,
+            ErrorLogs::default(),
         )
     }
 
@@ -166,8 +179,9 @@ impl Sources {
             .collect()
     }
 
-    /// A backend log's window, read on first use and shared by every upstream after.
-    pub fn backend_log(&self, path: &std::path::Path) -> BackendLogRead {
+    /// A backend log's window, read on first use and shared by every upstream after. A log
+    /// that does not exist yet is "nothing logged"; one that cannot be read says why.
+    pub fn backend_log(&self, path: &std::path::Path) -> LogRead {
         let mut cache = match self.backend_logs.lock() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
@@ -175,37 +189,37 @@ impl Sources {
         if let Some(r) = cache.get(path) {
             return r.clone();
         }
-        let r = why502_backend::read_backend_log(
+        let r = match why502_backend::read_backend_log(
             path,
             self.since_epoch,
             why502_host::TailLimits::default(),
-        )
-        .map(|w| w.events)
-        .map_err(|e| why502_backend::logs::unreadable_log(path, &e));
+        ) {
+            Ok(w) => LogRead::Events(w.events),
+            Err(e) if e.is_not_found() => LogRead::NotWritten,
+            Err(e) if e.is_permission_denied() => {
+                let (reason, fix) = crate::facts::unreadable_reason(path, self.as_root);
+                LogRead::Unreadable { reason, fix }
+            }
+            Err(e) => {
+                let (reason, fix) = why502_backend::logs::unreadable_log(path, &e);
+                LogRead::Unreadable { reason, fix }
+            }
+        };
         cache.insert(path.to_path_buf(), r.clone());
         r
     }
 
-    /// Remember that a step explained this kill by its upstream.
-    pub fn attribute_kill(&self, kill: &OomKill) {
-        let mut set = match self.attributed_kills.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        set.insert((kill.pid, kill.time));
+    /// A slot for one direct request; held while it runs.
+    pub async fn request_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.requests.acquire().await.ok()
     }
 
-    /// OOM kills in the window that no upstream's step explained.
-    pub fn unattributed_kills(&self) -> Vec<&OomKill> {
-        let set = match self.attributed_kills.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        self.kernel
-            .kills()
-            .iter()
-            .filter(|k| !set.contains(&(k.pid, k.time)))
-            .collect()
+    /// A group's name, for the worker's groups (looked up when the sources were built).
+    pub fn group_name(&self, gid: u32) -> String {
+        self.group_names
+            .get(&gid)
+            .cloned()
+            .unwrap_or_else(|| gid.to_string())
     }
 
     pub fn owner(&self, inode: u64) -> Option<Owner> {

@@ -38,7 +38,18 @@ pub const TREE: &[TreeStep] = &[
         question: "What does nginx's error log say about this upstream?",
         method: "read each error_log (and its rotations) backward within --since; classify the lines naming this upstream; after the walk, a failure logged in the last 5 min that no probe explains or clears is the break (older: a warning)",
         by_hand: &["tail -n 200 /var/log/nginx/error.log"],
-        causes: &[],
+        // What a logged failure no probe explains stands for (`unknown`: the log names no
+        // cause the probes could confirm, e.g. a denial with an unchanged socket).
+        causes: &[
+            CauseId::PoolExhausted,
+            CauseId::UpstreamTimeout,
+            CauseId::UpstreamReset,
+            CauseId::UpstreamHeaderTooBig,
+            CauseId::UpstreamInvalidResponse,
+            CauseId::UpstreamTls,
+            CauseId::UpstreamDns,
+            CauseId::Unknown,
+        ],
         explains: &[],
     },
     TreeStep {
@@ -60,7 +71,9 @@ pub const TREE: &[TreeStep] = &[
         question: "Does the backend answer a request that bypasses nginx?",
         method: "speak the location's protocol (HTTP, FastCGI, uwsgi, TLS) with nginx's timeouts and buffer sizes",
         by_hand: &["curl -v http://127.0.0.1:9000/"],
+        // backend_down: the backend stopped between backend_up and the request.
         causes: &[
+            CauseId::BackendDown,
             CauseId::UpstreamTimeout,
             CauseId::UpstreamReset,
             CauseId::UpstreamInvalidResponse,
@@ -75,7 +88,14 @@ pub const TREE: &[TreeStep] = &[
         question: "Does the backend's own log show errors?",
         method: "read the backend's logs (php-fpm, gunicorn, uwsgi, journald) within --since; ask a php-fpm pool with pm.status_path for its status page over FastCGI",
         by_hand: &["tail /var/log/php8.2-fpm.log", "journalctl -u myapp -n 50"],
-        causes: &[CauseId::PoolExhausted, CauseId::AppError],
+        // A worker's SIGKILL is oom_killed when the kernel log has that pid; request timeouts
+        // are the backend's own (request_terminate_timeout, gunicorn's worker timeout).
+        causes: &[
+            CauseId::PoolExhausted,
+            CauseId::AppError,
+            CauseId::OomKilled,
+            CauseId::UpstreamTimeout,
+        ],
         explains: BACKEND_SYMPTOMS,
     },
     TreeStep {
@@ -137,9 +157,24 @@ mod tests {
     }
 
     #[test]
+    fn every_cause_is_declared_at_its_home_step() {
+        // The catalog's step is where a cause is first diagnosed; TREE lists it there (and may
+        // list it at other steps that can also name it).
+        for c in why502_model::CAUSES {
+            if let Some(home) = c.step {
+                assert!(
+                    tree_step(home).causes.contains(&c.id),
+                    "{} belongs to {home} in the catalog, but TREE does not list it there",
+                    c.id
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_cause_a_step_names_belongs_to_a_step() {
         for s in TREE {
-            for c in s.causes {
+            for c in s.causes.iter().filter(|c| **c != CauseId::Unknown) {
                 assert!(c.info().step.is_some(), "{c} listed under {}", s.id);
             }
         }

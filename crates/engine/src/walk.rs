@@ -2,43 +2,60 @@
 //! (unless `--all`); upstreams walked concurrently under one deadline.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use why502_model::{CauseId, Outcome, Status, StepId, StepReport, UpstreamReport, Verdict};
 
+use crate::facts::{self, GatherCx, TargetFacts};
 use crate::sources::Sources;
-use crate::steps::{error_log, run_step, StepContext};
+use crate::steps::{self, error_log, JudgeCx, KillRef, StepFinding};
 use crate::targets::UpstreamTarget;
-use crate::tree::{tree_step, TREE};
+use crate::tree::{tree_step, TreeStep, TREE};
 
+/// How a walk's findings become the upstream's verdict: the first rule that applies decides.
+/// `why502 tree` prints these under the steps.
+pub const VERDICT_RULES: &[&str] = &[
+    "a break: the first step that broke, or the step after it that explains it (its cause is the verdict, its summary prefixed by the symptom)",
+    "a failure nginx logged for this upstream in the last 5 min that no step explains or clears: a break at error_log",
+    "a step that could have found a break but could not look: unknown, with that step's reason and fix",
+    "a risk a step found (a warning with a cause), then an older logged failure nothing explains: a warning",
+    "otherwise ok",
+];
+
+/// The upstreams' reports, and the OOM kills their walks tied to them (the rest of the
+/// kernel log's kills are host checks).
 pub async fn walk_all(
     targets: Vec<UpstreamTarget>,
     sources: Arc<Sources>,
     all: bool,
     deadline: Instant,
-) -> Vec<UpstreamReport> {
+) -> (Vec<UpstreamReport>, Vec<KillRef>) {
     let mut set = JoinSet::new();
     for (i, t) in targets.iter().cloned().enumerate() {
         let sources = sources.clone();
         set.spawn(async move { (i, walk(&t, &sources, all, deadline).await) });
     }
     let mut done: Vec<Option<UpstreamReport>> = vec![None; targets.len()];
+    let mut claims = Vec::new();
     // The deadline bounds the whole walk: whatever has not finished is reported as such.
     let _ = tokio::time::timeout_at(deadline, async {
         while let Some(joined) = set.join_next().await {
-            if let Ok((i, report)) = joined {
+            if let Ok((i, (report, claimed))) = joined {
                 done[i] = Some(report);
+                claims.extend(claimed);
             }
         }
     })
     .await;
     set.abort_all();
-    targets
+    let reports = targets
         .iter()
         .zip(done)
         .map(|(t, r)| r.unwrap_or_else(|| timed_out(t)))
-        .collect()
+        .collect();
+    (reports, claims)
 }
 
 pub async fn walk(
@@ -46,9 +63,11 @@ pub async fn walk(
     sources: &Sources,
     all: bool,
     deadline: Instant,
-) -> UpstreamReport {
-    let cx = StepContext { sources, deadline };
+) -> (UpstreamReport, Vec<KillRef>) {
+    let gx = GatherCx { sources, deadline };
+    let mut gathered = TargetFacts::default();
     let mut steps = Vec::with_capacity(TREE.len());
+    let mut claims = Vec::new();
     let mut broke_at: Option<StepId> = None;
     let mut broke_with: Option<CauseId> = None;
     for node in TREE {
@@ -67,11 +86,25 @@ pub async fn walk(
             continue;
         }
         let t0 = Instant::now();
-        let f = run_step(node.id, target, &cx).await;
+        facts::gather_for(node.id, target, &gx, &mut gathered).await;
+        let cx = JudgeCx {
+            sources,
+            facts: &gathered,
+            explaining: broke_with.filter(|_| explains),
+            now: SystemTime::now(),
+        };
+        let f = steps::judge(node.id, target, &cx);
+        debug_assert!(
+            names_declared_cause(node, &f),
+            "step {} named {:?}, a cause TREE does not declare for it",
+            node.id,
+            f.cause
+        );
         if f.outcome == Outcome::Break && broke_at.is_none() {
             broke_at = Some(node.id);
             broke_with = f.cause;
         }
+        claims.extend(f.claims.iter().copied());
         steps.push(StepReport {
             step: node.id,
             outcome: f.outcome,
@@ -82,23 +115,9 @@ pub async fn walk(
             duration_ms: t0.elapsed().as_millis() as u64,
         });
     }
-    let (mut status, mut verdict) = conclude(&steps);
-    // The error log steers the answer: a failure nginx logged that no probe explains is the
-    // break when it is happening now, a warning when it is older.
-    if status != Status::Break {
-        if let Some((log_status, log_verdict)) =
-            error_log::unexplained(target, sources, std::time::SystemTime::now())
-        {
-            if log_status > status {
-                if log_status == Status::Break {
-                    mark_error_log_break(&mut steps, &log_verdict);
-                }
-                status = log_status;
-                verdict = log_verdict;
-            }
-        }
-    }
-    UpstreamReport {
+    let logged = error_log::unexplained(target, &gathered, SystemTime::now());
+    let (status, verdict) = conclude(&mut steps, logged, sources.as_root);
+    let report = UpstreamReport {
         address: target.address.clone(),
         name: target.name.clone(),
         protocol: target.protocol,
@@ -107,21 +126,45 @@ pub async fn walk(
         status,
         verdict,
         steps,
-    }
+    };
+    (report, claims)
 }
 
-/// The error-log step is the one that broke: say so in its own report too.
-fn mark_error_log_break(steps: &mut [StepReport], v: &Verdict) {
-    if let Some(s) = steps.iter_mut().find(|s| s.step == StepId::ErrorLog) {
-        s.outcome = Outcome::Break;
-        s.cause = Some(v.cause);
-        s.fix = Some(v.fix.clone());
+/// A finding may name only a cause its step declares in `TREE` (or none).
+pub fn names_declared_cause(node: &TreeStep, f: &StepFinding) -> bool {
+    f.cause
+        .is_none_or(|c| c == CauseId::None || node.causes.contains(&c))
+}
+
+/// The walk's verdict by `VERDICT_RULES`. `logged` is the failure nginx logged that nothing
+/// explains or clears, with its status (break when recent, warning when older).
+pub fn conclude(
+    steps: &mut [StepReport],
+    logged: Option<(Status, Verdict)>,
+    as_root: bool,
+) -> (Status, Verdict) {
+    let (status, verdict) = conclude_steps(steps, as_root);
+    if status == Status::Break {
+        return (status, verdict);
+    }
+    match logged {
+        Some((Status::Break, v)) => {
+            // The error-log step is the one that broke: say so in its own report too.
+            if let Some(s) = steps.iter_mut().find(|s| s.step == StepId::ErrorLog) {
+                s.outcome = Outcome::Break;
+                s.cause = Some(v.cause);
+                s.fix = Some(v.fix.clone());
+            }
+            (Status::Break, v)
+        }
+        Some((log_status, v)) if log_status > status => (log_status, v),
+        _ => (status, verdict),
     }
 }
 
 /// The verdict is the first break; without one, unknown steps make the status unknown (we
 /// never say ok about what we could not look at), and risks make it a warning.
-pub fn conclude(steps: &[StepReport]) -> (Status, Verdict) {
+fn conclude_steps(steps: &[StepReport], as_root: bool) -> (Status, Verdict) {
     if let Some(first) = steps.iter().find(|s| s.outcome == Outcome::Break) {
         // A later step that explains the first break names the cause behind it.
         let behind = first.cause.and_then(|symptom| {
@@ -185,7 +228,14 @@ pub fn conclude(steps: &[StepReport]) -> (Status, Verdict) {
                 step: u.step,
                 cause: CauseId::None,
                 summary,
-                fix: "Run why502 as root so every source can be read.".to_string(),
+                fix: u.fix.clone().unwrap_or_else(|| {
+                    if as_root {
+                        "Look at the source named above by hand: why502 could not read it."
+                            .to_string()
+                    } else {
+                        "Run why502 as root so every source can be read.".to_string()
+                    }
+                }),
                 evidence: u.evidence.clone(),
             },
         );
@@ -278,10 +328,10 @@ mod tests {
                 Status::Unknown,
                 CauseId::None,
             ),
-            // The error log is evidence only: not reading it does not make the upstream unknown.
+            // An error log that could not be read leaves the steering undone: never ok.
             (
                 vec![step(ErrorLog, Unknown, None), step(BackendUp, Pass, None)],
-                Status::Ok,
+                Status::Unknown,
                 CauseId::None,
             ),
             // A risk with a cause warns; an informational warn does not.
@@ -309,7 +359,8 @@ mod tests {
             ),
         ];
         for (steps, status, cause) in cases {
-            let (s, v) = conclude(&steps);
+            let mut steps = steps;
+            let (s, v) = conclude(&mut steps, None, true);
             assert_eq!((s, v.cause), (status, cause), "{steps:?}");
         }
     }
@@ -324,7 +375,8 @@ mod tests {
                 Some(CauseId::BackendDown),
             ),
         ];
-        let (_, v) = conclude(&steps);
+        let mut steps = steps;
+        let (_, v) = conclude(&mut steps, None, true);
         let sources: Vec<&str> = v.evidence.iter().map(|e| e.source.as_str()).collect();
         assert_eq!(sources, ["error_log", "backend_up"]);
     }

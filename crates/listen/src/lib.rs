@@ -19,6 +19,11 @@ const TCP_LISTEN: &str = "0A";
 /// `__SO_ACCEPTCON`: the socket is listening.
 const UNIX_ACCEPTCON: u32 = 0x0001_0000;
 
+/// Where the listeners of unix sockets come from, as evidence names it.
+pub const UNIX_SOURCE: &str = "/proc/net/unix";
+/// Where TCP listeners come from, as evidence names it.
+pub const TCP_SOURCE: &str = "/proc/net/tcp, /proc/net/tcp6";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TcpListener {
     pub addr: IpAddr,

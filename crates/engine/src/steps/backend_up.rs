@@ -1,40 +1,62 @@
 //! Step `backend_up`: is something listening where nginx points, and may nginx's workers reach
-//! it? Unix sockets: stat of the socket and its directories for the worker's ids, and the
-//! listening sockets of /proc/net/unix. TCP: /proc/net/tcp{,6} for local addresses, a bare
-//! connect for remote ones. When nothing listens, look for the backend listening elsewhere.
+//! it? Judged on the gathered `Reach`: the socket's and its directories' stat for the worker's
+//! ids and the listeners bound to it; for TCP the listener table for local addresses and a bare
+//! connect for remote ones. When nothing listens, the backend listening elsewhere.
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use why502_host::Identity;
+use why502_listen::{TCP_SOURCE, UNIX_SOURCE};
 use why502_model::{CauseId, Outcome, Protocol};
-use why502_socket::{check_socket_access, SocketAccess};
+use why502_socket::SocketAccess;
 
-use super::{StepContext, StepFinding};
-use crate::sources::{Owner, Sources};
+use super::{JudgeCx, StepFinding};
+use crate::facts::{Candidate, IpReach, Reach, RemoteConnect};
+use crate::sources::Owner;
 use crate::targets::{TargetAddr, UpstreamTarget};
 
-pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
-    match &target.addr {
-        TargetAddr::Unix(path) => unix_socket(target, path, cx.sources),
-        TargetAddr::Tcp { host, port } => tcp(target, host, *port, cx).await,
+pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
+    let src = cx.sources;
+    match (&target.addr, cx.facts.reach.as_ref()) {
+        (_, None) => StepFinding::unknown("the backend's socket and listeners were not gathered"),
+        (_, Some(Reach::NoWorker { source })) => StepFinding::unknown(format!(
+            "cannot tell which user nginx's workers run as ({source}), so cannot check their access to {}",
+            target.address
+        )),
+        (TargetAddr::Unix(path), Some(Reach::Unix { access, listeners, owner, .. })) => {
+            unix_socket(target, path, access, listeners, owner.as_ref(), cx)
+        }
+        (TargetAddr::Tcp { port, .. }, Some(Reach::Tcp { probes })) => tcp(target, *port, probes, cx),
+        // Where nginx connects is not known until the name resolves; resolving is part of
+        // the request nginx makes, so the direct_request step names the break.
+        (_, Some(Reach::Unresolved(p))) => StepFinding::unknown(format!(
+            "cannot tell whether the backend listens: {}",
+            p.summary
+        ))
+        .with_evidence(p.asked.clone(), p.detail.clone()),
+        (_, Some(_)) => {
+            let _ = src;
+            StepFinding::unknown("the gathered facts do not fit the target's address")
+        }
     }
 }
 
-fn unix_socket(target: &UpstreamTarget, path: &Path, src: &Sources) -> StepFinding {
+fn unix_socket(
+    target: &UpstreamTarget,
+    path: &Path,
+    access: &SocketAccess,
+    listeners: &[u64],
+    listening_owner: Option<&Owner>,
+    cx: &JudgeCx<'_>,
+) -> StepFinding {
+    let src = cx.sources;
     let Some(who) = src.worker.identity.as_ref() else {
-        return StepFinding::unknown(format!(
-            "cannot tell which user nginx's workers run as ({}), so cannot check their access to {}",
-            src.worker.source,
-            path.display()
-        ));
+        return StepFinding::unknown("cannot tell which user nginx's workers run as");
     };
-    let access = check_socket_access(path, who);
-    let listeners = bound_listeners(src, path);
-    let listening_owner = listeners.iter().find_map(|&inode| src.owner(inode));
+    let listening_owner = listening_owner.cloned();
     let shown = path.display();
-    match access {
+    match access.clone() {
         SocketAccess::Unknown { reason } => StepFinding::unknown(reason),
         SocketAccess::Missing { missing } if !listeners.is_empty() => {
             let by = owner_phrase(listening_owner.as_ref());
@@ -47,13 +69,13 @@ fn unix_socket(target: &UpstreamTarget, path: &Path, src: &Sources) -> StepFindi
                 listening_owner.as_ref().map(|o| o.name.as_str()).unwrap_or("the backend")
             ))
             .with_evidence(format!("stat {}", missing.display()), "No such file or directory")
-            .with_evidence("/proc/net/unix", format!("listening socket bound to {shown}{}", owner_suffix(listening_owner.as_ref())))
+            .with_evidence(UNIX_SOURCE, format!("listening socket bound to {shown}{}", owner_suffix(listening_owner.as_ref())))
         }
         SocketAccess::Missing { missing } => {
             let found = StepFinding::broken(CauseId::BackendDown, String::new())
                 .with_evidence(format!("stat {}", missing.display()), "No such file or directory")
-                .with_evidence("/proc/net/unix", format!("no listening socket bound to {shown}"));
-            elsewhere_or_down(target, src, found, &format!("{shown} does not exist"))
+                .with_evidence(UNIX_SOURCE, format!("no listening socket bound to {shown}"));
+            elsewhere_or_down(target, cx, found, &format!("{shown} does not exist"))
         }
         SocketAccess::NotASocket { file_type } => StepFinding::broken(
             CauseId::SocketMissing,
@@ -75,12 +97,12 @@ fn unix_socket(target: &UpstreamTarget, path: &Path, src: &Sources) -> StepFindi
             who.name,
             dir.display(),
             dir.display(),
-            group_of(who),
+            group_of(who, cx),
             dir.display(),
             dir.display()
         ))
         .with_evidence(format!("stat {}", dir.display()), facts.display)
-        .with_evidence("nginx worker", identity_text(who, &src.worker.source)),
+        .with_evidence("nginx worker", identity_text(who, &src.worker.source, cx)),
         SocketAccess::SocketDenied { facts } => {
             let php = listening_owner.as_ref().is_some_and(|o| o.name == "php-fpm")
                 || target.protocol == Protocol::Fastcgi;
@@ -88,14 +110,14 @@ fn unix_socket(target: &UpstreamTarget, path: &Path, src: &Sources) -> StepFindi
                 format!(
                     "In the php-fpm pool that listens on {shown}, set `listen.owner = {}`, `listen.group = {}`, `listen.mode = 0660`, then restart php-fpm.",
                     who.name,
-                    group_of(who),
+                    group_of(who, cx),
                 )
             } else {
                 format!(
                     "Make the backend create {shown} writable by {}: owner or group {} with mode 0660 (e.g. gunicorn `--umask 007` and group {}), then restart it.",
                     who.name,
-                    group_of(who),
-                    group_of(who)
+                    group_of(who, cx),
+                    group_of(who, cx)
                 )
             };
             StepFinding::broken(
@@ -104,7 +126,7 @@ fn unix_socket(target: &UpstreamTarget, path: &Path, src: &Sources) -> StepFindi
             )
             .with_fix(fix)
             .with_evidence(format!("stat {shown}"), facts.display)
-            .with_evidence("nginx worker", identity_text(who, &src.worker.source))
+            .with_evidence("nginx worker", identity_text(who, &src.worker.source, cx))
         }
         SocketAccess::Allowed { facts } if listeners.is_empty() => StepFinding::broken(
             CauseId::SocketStale,
@@ -114,7 +136,7 @@ fn unix_socket(target: &UpstreamTarget, path: &Path, src: &Sources) -> StepFindi
             "The backend died without removing {shown} (crash, SIGKILL, OOM kill): restart it, then find out why it died (its log, `dmesg | grep -i oom`)."
         ))
         .with_evidence(format!("stat {shown}"), facts.display)
-        .with_evidence("/proc/net/unix", format!("no listening socket bound to {shown}")),
+        .with_evidence(UNIX_SOURCE, format!("no listening socket bound to {shown}")),
         SocketAccess::Allowed { facts } => StepFinding::pass(format!(
             "{} listens on {shown} ({}); {} may connect",
             owner_phrase(listening_owner.as_ref()),
@@ -122,54 +144,29 @@ fn unix_socket(target: &UpstreamTarget, path: &Path, src: &Sources) -> StepFindi
             who.name
         ))
         .with_evidence(format!("stat {shown}"), facts.display)
-        .with_evidence("/proc/net/unix", format!("listening{}", owner_suffix(listening_owner.as_ref()))),
+        .with_evidence(UNIX_SOURCE, format!("listening{}", owner_suffix(listening_owner.as_ref()))),
     }
 }
 
-/// Listening sockets bound to the path as written, or to another spelling of the same file
-/// (a symlinked /var/run vs /run).
-pub(crate) fn bound_listeners(src: &Sources, path: &Path) -> Vec<u64> {
-    let real = std::fs::canonicalize(path).ok();
-    src.listen
-        .unix
-        .iter()
-        .filter(|l| {
-            Path::new(&l.path) == path
-                || (real.is_some() && std::fs::canonicalize(&l.path).ok() == real)
-        })
-        .map(|l| l.inode)
-        .collect()
-}
-
-async fn tcp(target: &UpstreamTarget, host: &str, port: u16, cx: &StepContext<'_>) -> StepFinding {
-    let src = cx.sources;
-    let budget = remaining(cx).min(Duration::from_secs(3));
-    let ips = match src.resolve_as_nginx(target, host, port, budget).await {
-        Ok(ips) => ips,
-        // Where nginx connects is not known until the name resolves; resolving is part of
-        // the request nginx makes, so the direct_request step names the break.
-        Err(p) => {
-            return StepFinding::unknown(format!(
-                "cannot tell whether the backend listens: {}",
-                p.summary
-            ))
-            .with_evidence(p.asked, p.detail)
-        }
-    };
+fn tcp(
+    target: &UpstreamTarget,
+    port: u16,
+    probes: &[(IpAddr, IpReach)],
+    cx: &JudgeCx<'_>,
+) -> StepFinding {
     let mut accepting = Vec::new();
     let mut refusing = Vec::new();
     let mut undecided = Vec::new();
-    for ip in &ips {
-        match src.is_local(*ip) {
-            Some(true) => match src.listen.tcp_accepting(*ip, port) {
-                Some(l) => accepting.push((*ip, src.owner(l.inode), l.endpoint())),
-                None => refusing.push(*ip),
-            },
-            _ => match connect(*ip, port, target.settings.connect_timeout, cx).await {
-                ConnectResult::Accepted => accepting.push((*ip, None, "remote host".to_string())),
-                ConnectResult::Refused => refusing.push(*ip),
-                ConnectResult::NoAnswer(why) => undecided.push((*ip, why)),
-            },
+    for (ip, r) in probes {
+        match r {
+            IpReach::Listening { owner, endpoint } => {
+                accepting.push((*ip, owner.clone(), endpoint.clone()))
+            }
+            IpReach::NothingLocal | IpReach::Remote(RemoteConnect::Refused) => refusing.push(*ip),
+            IpReach::Remote(RemoteConnect::Accepted) => {
+                accepting.push((*ip, None, "remote host".to_string()))
+            }
+            IpReach::Remote(RemoteConnect::NoAnswer(why)) => undecided.push((*ip, why.clone())),
         }
     }
     let shown = target.address.as_str();
@@ -192,7 +189,7 @@ async fn tcp(target: &UpstreamTarget, host: &str, port: u16, cx: &StepContext<'_
             ));
         }
         return f.with_evidence(
-            "/proc/net/tcp",
+            TCP_SOURCE,
             format!("LISTEN {via}{}", owner_suffix(owner.as_ref())),
         );
     }
@@ -204,27 +201,28 @@ async fn tcp(target: &UpstreamTarget, host: &str, port: u16, cx: &StepContext<'_
         ));
     }
     let found = StepFinding::broken(CauseId::BackendDown, String::new()).with_evidence(
-        "/proc/net/tcp, /proc/net/tcp6",
+        TCP_SOURCE,
         format!(
             "no listener accepts {}",
-            ips.iter()
-                .map(|i| join_ip_port(*i, port))
+            probes
+                .iter()
+                .map(|(i, _)| join_ip_port(*i, port))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
     );
-    elsewhere_or_down(target, src, found, &format!("nothing listens on {shown}"))
+    elsewhere_or_down(target, cx, found, &format!("nothing listens on {shown}"))
 }
 
 /// Nothing at nginx's address: is a backend listening somewhere else (address_mismatch), or is
 /// there none (backend_down)?
 fn elsewhere_or_down(
     target: &UpstreamTarget,
-    src: &Sources,
+    cx: &JudgeCx<'_>,
     mut found: StepFinding,
     what: &str,
 ) -> StepFinding {
-    let candidates = candidates(target, src);
+    let candidates = candidates(target, cx);
     let nginx_at = target
         .references
         .first()
@@ -250,9 +248,9 @@ fn elsewhere_or_down(
         for c in candidates.iter().take(3) {
             found = found.with_evidence(
                 if c.address.starts_with("unix:") {
-                    "/proc/net/unix"
+                    UNIX_SOURCE
                 } else {
-                    "/proc/net/tcp"
+                    TCP_SOURCE
                 },
                 format!(
                     "{} (pid {}) listens on {}",
@@ -264,9 +262,9 @@ fn elsewhere_or_down(
     }
     found.summary =
         format!("{what}, and no backend process listens anywhere else: the backend is not running");
-    // Other users' /proc/PID/fd are closed to non-root: a backend listening elsewhere would
+    // Other users' open-file tables are closed to non-root: a backend listening elsewhere would
     // then be invisible, so say what could not be seen instead of implying it was looked at.
-    if !nix::unistd::geteuid().is_root() {
+    if !cx.sources.as_root {
         found.summary = format!(
             "{what}; as non-root why502 cannot see which processes own the other listeners, so a backend listening elsewhere may be missed (run as root)"
         );
@@ -278,53 +276,17 @@ fn elsewhere_or_down(
     found
 }
 
-/// A listening socket: its inode, its address as the report prints it, and for TCP the
-/// address and port.
-type Listener = (u64, String, Option<(IpAddr, u16)>);
-
-struct Candidate {
-    owner: Owner,
-    address: String,
-    score: u32,
-}
-
 /// Listeners of backend-like processes at addresses nginx does not point at, best first.
-fn candidates(target: &UpstreamTarget, src: &Sources) -> Vec<Candidate> {
-    let unix = src
-        .listen
-        .unix
+fn candidates(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> Vec<Candidate> {
+    let mut out: Vec<(u32, Candidate)> = cx
+        .facts
+        .elsewhere
         .iter()
-        .filter(|l| !l.path.starts_with('@'))
-        .map(|l| (l.inode, format!("unix:{}", l.path), None));
-    let tcp = src
-        .listen
-        .tcp
-        .iter()
-        .map(|l| (l.inode, l.endpoint(), Some((l.addr, l.port))));
-    let all: Vec<Listener> = unix.chain(tcp).collect();
-    let inodes: Vec<u64> = all.iter().map(|(i, _, _)| *i).collect();
-    let owners = src.owners(&inodes);
-    let mut out: Vec<Candidate> = all
-        .into_iter()
-        .filter(|(_, address, _)| !src.referenced.contains(address))
-        .filter_map(|(inode, address, tcp)| {
-            let owner = owners.get(&inode)?.clone();
-            if !is_backend_like(&owner.name) {
-                return None;
-            }
-            let score = affinity(target, &owner.name, tcp);
-            Some(Candidate {
-                owner,
-                address,
-                score,
-            })
-        })
+        .flatten()
+        .map(|c| (affinity(target, &c.owner.name, c.tcp), c.clone()))
         .collect();
-    out.sort_by(|a, b| b.score.cmp(&a.score).then(a.address.cmp(&b.address)));
-    // One entry per process is enough (php-fpm lists its socket once per worker).
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|c| seen.insert((c.owner.pid, c.address.clone())));
-    out
+    out.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.address.cmp(&b.1.address)));
+    out.into_iter().map(|(_, c)| c).collect()
 }
 
 /// How likely a listener is the backend nginx meant: same protocol family of process, same
@@ -349,69 +311,6 @@ fn affinity(target: &UpstreamTarget, owner: &str, tcp: Option<(IpAddr, u16)>) ->
     score
 }
 
-const BACKENDS: &[&str] = &[
-    "php-fpm",
-    "php",
-    "python",
-    "gunicorn",
-    "uwsgi",
-    "uvicorn",
-    "hypercorn",
-    "daphne",
-    "waitress",
-    "node",
-    "nodejs",
-    "deno",
-    "bun",
-    "java",
-    "ruby",
-    "puma",
-    "unicorn",
-    "passenger",
-    "rails",
-    "dotnet",
-    "perl",
-    "starman",
-    "plackup",
-    "beam.smp",
-    "mono",
-    "hhvm",
-    "lua",
-    "openresty-app",
-];
-
-pub(crate) fn is_backend_like(name: &str) -> bool {
-    let first = name.split_whitespace().next().unwrap_or(name);
-    !first.starts_with("nginx") && BACKENDS.iter().any(|b| first.starts_with(b))
-}
-
-enum ConnectResult {
-    Accepted,
-    Refused,
-    NoAnswer(String),
-}
-
-/// A bare TCP connect, closed at once: nothing is sent.
-async fn connect(
-    ip: IpAddr,
-    port: u16,
-    nginx_timeout: Duration,
-    cx: &StepContext<'_>,
-) -> ConnectResult {
-    let budget = remaining(cx).min(nginx_timeout).min(Duration::from_secs(5));
-    match tokio::time::timeout(budget, tokio::net::TcpStream::connect((ip, port))).await {
-        Ok(Ok(_)) => ConnectResult::Accepted,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => ConnectResult::Refused,
-        Ok(Err(e)) => ConnectResult::NoAnswer(e.to_string()),
-        Err(_) => ConnectResult::NoAnswer(format!("timed out after {budget:?}")),
-    }
-}
-
-pub(crate) fn remaining(cx: &StepContext<'_>) -> Duration {
-    cx.deadline
-        .saturating_duration_since(tokio::time::Instant::now())
-}
-
 fn join_ip_port(ip: IpAddr, port: u16) -> String {
     match ip {
         IpAddr::V4(a) => format!("{a}:{port}"),
@@ -432,15 +331,15 @@ fn owner_suffix(owner: Option<&Owner>) -> String {
         .unwrap_or_default()
 }
 
-fn group_of(who: &Identity) -> String {
-    why502_host::group_name(who.gid)
+fn group_of(who: &Identity, cx: &JudgeCx<'_>) -> String {
+    cx.sources.group_name(who.gid)
 }
 
-fn identity_text(who: &Identity, source: &str) -> String {
+fn identity_text(who: &Identity, source: &str, cx: &JudgeCx<'_>) -> String {
     let groups: Vec<String> = who
         .groups
         .iter()
-        .map(|g| why502_host::group_name(*g))
+        .map(|g| cx.sources.group_name(*g))
         .collect();
     format!(
         "runs as {} (uid {}, gid {}, groups {}) — from {source}",
@@ -449,26 +348,4 @@ fn identity_text(who: &Identity, source: &str) -> String {
         who.gid,
         groups.join(",")
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backend_like_names() {
-        for n in [
-            "php-fpm",
-            "python3 app.py",
-            "gunicorn",
-            "node server.js",
-            "java",
-            "uwsgi",
-        ] {
-            assert!(is_backend_like(n), "{n}");
-        }
-        for n in ["nginx", "sshd", "systemd-resolved", "containerd"] {
-            assert!(!is_backend_like(n), "{n}");
-        }
-    }
 }

@@ -4,97 +4,48 @@
 
 use std::time::Duration;
 
-use why502_model::{CauseId, Protocol};
-use why502_request::{
-    fastcgi_request, grpc_handshake, grpc_handshake_tls, http_request, http_request_tls,
-    uwsgi_request, uwsgi_request_tls, Answer, Ask, Limits, Target, TlsProblem, TlsSettings,
-};
+use why502_model::{CauseId, Outcome, Protocol};
+use why502_request::{Answer, Ask, Target, TlsProblem};
 
-use super::backend_up::remaining;
-use super::{StepContext, StepFinding};
-use crate::targets::{TargetAddr, UpstreamTarget};
+use super::{JudgeCx, StepFinding};
+use crate::facts::DirectFacts;
+use crate::targets::UpstreamTarget;
 
-/// Time kept back from the run's budget for rendering the report.
-const RESERVE: Duration = Duration::from_millis(300);
-
-pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
-    let overridden = cx
-        .sources
-        .agent
-        .override_for(&target.address, target.name.as_deref());
-    if overridden.is_some_and(|o| o.skip_direct_request) {
-        return StepFinding::skip("skipped by the agent config (skip_direct_request = true)");
-    }
-    if target.protocol == Protocol::Scgi {
-        return StepFinding::skip("SCGI requests are not made by this version of why502");
-    }
-    let conn = match connect_target(target, cx).await {
-        Ok(t) => t,
-        Err(f) => return f,
+pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
+    let probe = match cx.facts.direct.as_ref() {
+        None => return StepFinding::unknown("the direct request was not made"),
+        Some(DirectFacts::Skipped(why)) => return StepFinding::skip(why.clone()),
+        Some(DirectFacts::Unresolved(p)) => {
+            return StepFinding::broken(CauseId::UpstreamDns, p.summary.clone())
+                .with_fix(CauseId::UpstreamDns.fix())
+                .with_evidence(p.asked.clone(), p.detail.clone())
+        }
+        Some(DirectFacts::Asked(p)) => p,
     };
-    let nginx_read = target.settings.read_timeout;
-    let budget = remaining(cx).saturating_sub(RESERVE);
-    let limits = Limits {
-        connect_timeout: target.settings.connect_timeout.min(budget),
-        read_timeout: nginx_read.min(budget),
-        max_header: 64 * 1024,
-    };
-    let mut ask = ask_for(target);
-    if let Some(o) = overridden {
-        ask.host = o.host.clone().unwrap_or(ask.host);
-        ask.path = o.path.clone().unwrap_or(ask.path);
-    }
-    if target.tls {
-        return check_tls(target, &conn, &ask, &limits).await;
-    }
-    let answer = match target.protocol {
-        Protocol::Fastcgi => fastcgi_request(&conn, &ask, &limits).await,
-        Protocol::Uwsgi => uwsgi_request(&conn, &ask, &limits).await,
-        Protocol::Grpc => grpc_handshake(&conn, &limits).await,
-        Protocol::Http | Protocol::Scgi => http_request(&conn, &ask, &limits).await,
-    };
-    if let (Answer::ConnectFailed { error }, Target::Tcp(addr)) = (&answer, &conn) {
+    if let (Answer::ConnectFailed { error }, true) = (&probe.answer, probe.refused_while_listening)
+    {
         // Refused although a socket listens: something between refuses for it (a packet
         // filter's reject); the security step looks for it.
-        if error.contains("refused")
-            && cx
-                .sources
-                .listen
-                .tcp_accepting(addr.ip(), addr.port())
-                .is_some()
-        {
-            return StepFinding::unknown(format!(
-                "connecting to {addr} was refused although a socket listens there: a packet filter rejects it (step security)"
-            ))
-            .with_evidence(format!("direct connect to {addr}"), error.clone());
-        }
+        return StepFinding::unknown(format!(
+            "connecting to {} was refused although a socket listens there: a packet filter rejects it (step security)",
+            probe.conn
+        ))
+        .with_evidence(format!("direct connect to {}", probe.conn), error.clone());
     }
-    judge(&answer, target, &conn, &ask, limits.read_timeout)
-}
-
-/// The same request inside TLS, set up as the location's `*_ssl_*` directives set up nginx.
-async fn check_tls(
-    target: &UpstreamTarget,
-    conn: &Target,
-    ask: &Ask,
-    limits: &Limits,
-) -> StepFinding {
-    let tls = tls_settings(target);
-    let answered = match target.protocol {
-        Protocol::Grpc => grpc_handshake_tls(conn, limits, &tls).await,
-        Protocol::Uwsgi => uwsgi_request_tls(conn, ask, limits, &tls).await,
-        _ => http_request_tls(conn, ask, limits, &tls).await,
-    };
-    let finding = judge(&answered.answer, target, conn, ask, limits.read_timeout);
+    let finding = judge_answer(
+        &probe.answer,
+        target,
+        &probe.conn,
+        &probe.ask,
+        probe.waited_for,
+    );
     // nginx does not verify by default; a certificate problem it lets pass is worth a line,
     // never a break.
-    match answered.handshake.and_then(|h| h.ignored_problem) {
-        Some(p) if finding.outcome == why502_model::Outcome::Pass => {
+    match &probe.tls {
+        Some((tls, Some(problem))) if finding.outcome == Outcome::Pass => {
             let summary = format!(
-                "{}; note: {} ({}ssl_verify is off, so nginx accepts it)",
-                finding.summary,
-                p.describe(),
-                tls.directive_prefix
+                "{}; note: {problem} ({}ssl_verify is off, so nginx accepts it)",
+                finding.summary, tls.directive_prefix
             );
             StepFinding { summary, ..finding }
         }
@@ -102,79 +53,7 @@ async fn check_tls(
     }
 }
 
-fn tls_settings(target: &UpstreamTarget) -> TlsSettings {
-    let s = &target.settings;
-    // `*_ssl_name` defaults to the host of the pass: the upstream block's name, else the host.
-    let host = match (&target.name, &target.addr) {
-        (Some(block), _) => block.clone(),
-        (None, TargetAddr::Tcp { host, .. }) => host.clone(),
-        (None, TargetAddr::Unix(p)) => p.display().to_string(),
-    };
-    TlsSettings {
-        verify: s.ssl_verify,
-        trusted_certificate: s.ssl_trusted_certificate.clone(),
-        server_name: s.ssl_server_name,
-        name: s.ssl_name.clone().unwrap_or(host),
-        // nginx 1.22 leaves TLSv1.3 out of its default protocols, 1.23.4 and later put it in.
-        // Unset, offer it: a false "handshake failure" would be a false alarm, and an nginx
-        // that cannot agree on TLSv1.3 logs its SSL error, which the error-log step reports.
-        tls13: s
-            .ssl_protocols
-            .as_ref()
-            .is_none_or(|p| p.iter().any(|v| v == "TLSv1.3")),
-        directive_prefix: target.protocol_settings_prefix(),
-    }
-}
-
-pub(crate) async fn connect_target(
-    target: &UpstreamTarget,
-    cx: &StepContext<'_>,
-) -> Result<Target, StepFinding> {
-    match &target.addr {
-        TargetAddr::Unix(p) => Ok(Target::Unix(p.clone())),
-        TargetAddr::Tcp { host, port } => {
-            let budget = remaining(cx).min(Duration::from_secs(3));
-            match cx
-                .sources
-                .resolve_as_nginx(target, host, *port, budget)
-                .await
-            {
-                Ok(ips) => Ok(Target::Tcp(std::net::SocketAddr::new(ips[0], *port))),
-                Err(p) => Err(StepFinding::broken(CauseId::UpstreamDns, p.summary)
-                    .with_fix(CauseId::UpstreamDns.fix())
-                    .with_evidence(p.asked, p.detail)),
-            }
-        }
-    }
-}
-
-/// What nginx would ask: the site's name and, for a plain prefix location, its prefix.
-fn ask_for(t: &UpstreamTarget) -> Ask {
-    let r = t.references.first();
-    let host = r
-        .and_then(|r| r.server_name.clone())
-        .filter(|n| {
-            !n.is_empty()
-                && n != "_"
-                && !n.contains('*')
-                && !n.starts_with('~')
-                && !n.starts_with('.')
-        })
-        .unwrap_or_else(|| "localhost".to_string());
-    let path = r
-        .and_then(|r| r.location.as_deref())
-        .map(|l| {
-            l.strip_prefix("^~ ")
-                .or_else(|| l.strip_prefix("= "))
-                .unwrap_or(l)
-        })
-        .filter(|l| l.starts_with('/'))
-        .unwrap_or("/")
-        .to_string();
-    Ask { host, path }
-}
-
-fn judge(
+fn judge_answer(
     answer: &Answer,
     t: &UpstreamTarget,
     conn: &Target,
@@ -334,9 +213,9 @@ fn protocol_name(p: Protocol) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use why502_model::Reference;
+    use crate::targets::TargetAddr;
 
-    fn target_at(server_name: Option<&str>, location: Option<&str>) -> UpstreamTarget {
+    fn target() -> UpstreamTarget {
         UpstreamTarget {
             address: "127.0.0.1:8000".into(),
             addr: TargetAddr::Tcp {
@@ -346,13 +225,7 @@ mod tests {
             name: None,
             protocol: Protocol::Http,
             tls: false,
-            references: vec![Reference {
-                file: "nginx.conf".into(),
-                line: 1,
-                server_name: server_name.map(str::to_string),
-                location: location.map(str::to_string),
-                directive: "proxy_pass http://127.0.0.1:8000".into(),
-            }],
+            references: Vec::new(),
             server_names: Vec::new(),
             settings: why502_nginx::config::PassSettings::default(),
             resolved_at_request_time: false,
@@ -360,35 +233,13 @@ mod tests {
     }
 
     #[test]
-    fn asks_for_the_site_and_the_location_prefix() {
-        let cases = [
-            (Some("shop.example"), Some("/api/"), "shop.example", "/api/"),
-            (Some("_"), Some("= /health"), "localhost", "/health"),
-            (
-                Some("*.example.com"),
-                Some("^~ /static/"),
-                "localhost",
-                "/static/",
-            ),
-            (None, Some("~ \\.php$"), "localhost", "/"),
-            (Some("a.test"), Some("@fallback"), "a.test", "/"),
-            (Some("a.test"), None, "a.test", "/"),
-        ];
-        for (server, location, host, path) in cases {
-            let ask = ask_for(&target_at(server, location));
-            assert_eq!(
-                (ask.host.as_str(), ask.path.as_str()),
-                (host, path),
-                "{server:?} {location:?}"
-            );
-        }
-    }
-
-    #[test]
     fn header_over_nginx_buffer_breaks_and_under_passes() {
-        let t = target_at(Some("a.test"), Some("/"));
+        let t = target();
         let conn = Target::Tcp("127.0.0.1:8000".parse().expect("addr"));
-        let ask = ask_for(&t);
+        let ask = Ask {
+            host: "a.test".into(),
+            path: "/".into(),
+        };
         let answer = |header_bytes| Answer::Response {
             status: 200,
             header_bytes,
@@ -396,14 +247,14 @@ mod tests {
             total_ms: 2,
             stderr: None,
         };
-        let big = judge(&answer(16_500), &t, &conn, &ask, Duration::from_secs(60));
+        let big = judge_answer(&answer(16_500), &t, &conn, &ask, Duration::from_secs(60));
         assert_eq!(big.cause, Some(CauseId::UpstreamHeaderTooBig));
         assert!(
             big.summary.contains("16500") && big.summary.contains("4096"),
             "{}",
             big.summary
         );
-        let small = judge(&answer(200), &t, &conn, &ask, Duration::from_secs(60));
-        assert_eq!(small.outcome, why502_model::Outcome::Pass);
+        let small = judge_answer(&answer(200), &t, &conn, &ask, Duration::from_secs(60));
+        assert_eq!(small.outcome, Outcome::Pass);
     }
 }

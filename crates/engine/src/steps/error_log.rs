@@ -2,13 +2,13 @@
 //! the walk goes on whatever it finds. After the walk, an error class that no probe explains
 //! or clears becomes the verdict (`unexplained`), so the log steers the answer.
 
-use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
 
-use why502_model::{CauseId, Evidence, Outcome, Status, StepId, Verdict};
-use why502_nginx::errorlog::{ErrorLogLine, ErrorLogWindow, UpstreamErrorClass};
+use why502_model::{CauseId, Outcome, Status, StepId, Verdict};
+use why502_nginx::errorlog::UpstreamErrorClass;
 
-use super::{StepContext, StepFinding};
+use super::{JudgeCx, StepFinding};
+use crate::facts::{ClassSeen, TargetFacts};
 use crate::sources::Sources;
 use crate::targets::{TargetAddr, UpstreamTarget};
 
@@ -16,83 +16,17 @@ use crate::targets::{TargetAddr, UpstreamTarget};
 /// Older ones in the window are a risk (warning): the backend failed recently and may again.
 pub const RECENT: Duration = Duration::from_secs(300);
 
-/// The error logs of the run, read once: each a window or the reason it could not be read.
-#[derive(Debug, Default)]
-pub struct ErrorLogs {
-    pub windows: Vec<ErrorLogWindow>,
-    pub unreadable: Vec<String>,
-    /// `1h`, for summaries.
-    pub since_text: String,
-}
-
-/// What the log says about one upstream, by class.
-#[derive(Debug, Clone)]
-pub struct ClassSeen {
-    pub class: UpstreamErrorClass,
-    pub count: usize,
-    pub first: ErrorLogLine,
-    pub last: ErrorLogLine,
-    /// `/var/log/nginx/error.log @ 2026/11/21 03:12:09`
-    pub last_source: String,
-}
-
-impl ClassSeen {
-    fn evidence(&self) -> Evidence {
-        Evidence::new(self.last_source.clone(), self.last.message.clone())
-    }
-    fn when(&self) -> String {
-        if self.count == 1 {
-            format!("at {}", self.last.stamp)
-        } else {
-            format!(
-                "{}× from {} to {}",
-                self.count, self.first.stamp, self.last.stamp
-            )
-        }
+/// What makes an unreadable error log readable: for a non-root agent, the log's group; for
+/// root, only a log that is a regular file in a place nginx can write.
+pub fn unreadable_fix(sources: &Sources) -> &'static str {
+    if sources.as_root {
+        "Point error_log at a regular file (not a FIFO, device or directory) and reload nginx, or pass --error-log PATH."
+    } else {
+        "Run why502 as root, or as a member of the group that owns nginx's logs (adm on Debian and Ubuntu)."
     }
 }
 
-/// Every class nginx logged about this upstream in the window, the newest last.
-pub fn seen(target: &UpstreamTarget, logs: &ErrorLogs) -> Vec<ClassSeen> {
-    let needles = needles(target);
-    let mut out: Vec<ClassSeen> = Vec::new();
-    for w in &logs.windows {
-        for l in &w.lines {
-            if !needles.iter().any(|n| mentions(l, n)) && !names_block(l, target) {
-                continue;
-            }
-            let Some(class) = l.class else {
-                continue;
-            };
-            let source = format!("{} @ {}", w.source.display(), l.stamp);
-            match out.iter_mut().find(|c| c.class == class) {
-                Some(c) => {
-                    c.count += 1;
-                    if l.time < c.first.time {
-                        c.first = l.clone();
-                    }
-                    if l.time >= c.last.time {
-                        c.last = l.clone();
-                        c.last_source = source;
-                    }
-                }
-                None => out.push(ClassSeen {
-                    class,
-                    count: 1,
-                    first: l.clone(),
-                    last: l.clone(),
-                    last_source: source,
-                }),
-            }
-        }
-    }
-    out.sort_by_key(|c| c.last.time);
-    out
-}
-
-const UNREADABLE_FIX: &str = "Run why502 as root, or as a member of the group that owns nginx's logs (adm on Debian and Ubuntu).";
-
-pub fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
+pub fn judge(_target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
     let logs = &cx.sources.error_logs;
     if logs.windows.is_empty() {
         let why = if logs.unreadable.is_empty() {
@@ -101,9 +35,9 @@ pub fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
             logs.unreadable.join("; ")
         };
         return StepFinding::unknown(format!("cannot read nginx's error log: {why}"))
-            .with_fix(UNREADABLE_FIX);
+            .with_fix(unreadable_fix(cx.sources));
     }
-    let classes = seen(target, logs);
+    let classes = &cx.facts.logged;
     if classes.is_empty() {
         let read: Vec<String> = logs
             .windows
@@ -117,7 +51,7 @@ pub fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
                 read.join(", "),
                 logs.unreadable.join("; ")
             ))
-            .with_fix(UNREADABLE_FIX);
+            .with_fix(unreadable_fix(cx.sources));
         }
         return StepFinding::pass(format!(
             "no errors about this upstream in the last {} of {}",
@@ -151,11 +85,15 @@ pub fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
 /// denial by a socket changed since (ctime); the rest stand as the log tells them.
 pub fn unexplained(
     target: &UpstreamTarget,
-    sources: &Sources,
+    facts: &TargetFacts,
     now: SystemTime,
 ) -> Option<(Status, Verdict)> {
-    let classes = seen(target, &sources.error_logs);
-    let c = classes.iter().rev().find(|c| !cleared(c, target))?;
+    let ctime = facts.reach.as_ref().and_then(|r| r.socket_ctime());
+    let c = facts
+        .logged
+        .iter()
+        .rev()
+        .find(|c| !cleared(c, target, ctime))?;
     let (cause, meaning, fix) = meaning(c, target);
     let age = now
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -197,7 +135,7 @@ pub fn unexplained(
 }
 
 /// Classes the probes that passed have cleared.
-fn cleared(c: &ClassSeen, target: &UpstreamTarget) -> bool {
+fn cleared(c: &ClassSeen, target: &UpstreamTarget, socket_ctime: Option<i64>) -> bool {
     use UpstreamErrorClass::*;
     match c.class {
         // backend_up passed: it listens and may be reached now.
@@ -205,9 +143,7 @@ fn cleared(c: &ClassSeen, target: &UpstreamTarget) -> bool {
         // A socket changed after the last denial (chmod, chown, re-created by a restart) was
         // fixed; one unchanged since was denied with the mode it has now: not a mode problem.
         PermissionDenied => match &target.addr {
-            TargetAddr::Unix(p) => std::fs::metadata(p)
-                .map(|m| m.ctime() >= c.last.time)
-                .unwrap_or(false),
+            TargetAddr::Unix(_) => socket_ctime.is_some_and(|t| t >= c.last.time),
             TargetAddr::Tcp { .. } => false,
         },
         // Not a 502.
@@ -272,56 +208,27 @@ fn meaning(c: &ClassSeen, t: &UpstreamTarget) -> (CauseId, String, String) {
     }
 }
 
-/// How nginx names this upstream in its log lines: `unix:/path` or `host:port`.
-fn needles(t: &UpstreamTarget) -> Vec<String> {
-    match &t.addr {
-        TargetAddr::Unix(p) => vec![format!("unix:{}", p.display())],
-        TargetAddr::Tcp { .. } => vec![t.address.clone()],
-    }
-}
-
-/// `no live upstreams` names the `upstream` block (`upstream: "http://app/"`), not a server:
-/// it concerns every member. Matched in the upstream field only, where a name cannot be
-/// confused with a word of the message.
-fn names_block(l: &ErrorLogLine, t: &UpstreamTarget) -> bool {
-    let (Some(name), Some(field)) = (&t.name, &l.upstream) else {
-        return false;
-    };
-    let Some((_, rest)) = field.split_once("://") else {
-        return false;
-    };
-    rest.strip_prefix(name.as_str())
-        .is_some_and(|after| after.is_empty() || after.starts_with('/') || after.starts_with(':'))
-}
-
-/// Does the line name this upstream, as a whole address (not a prefix of a longer one)?
-fn mentions(l: &ErrorLogLine, needle: &str) -> bool {
-    let hay = l
-        .upstream
-        .as_deref()
-        .into_iter()
-        .chain(std::iter::once(l.message.as_str()));
-    for h in hay {
-        let mut from = 0;
-        while let Some(i) = h[from..].find(needle) {
-            let start = from + i;
-            let end = start + needle.len();
-            let prev = h[..start].chars().next_back();
-            let next = h[end..].chars().next();
-            if matches!(prev, None | Some('/' | ' ' | '"'))
-                && matches!(next, None | Some(':' | '/' | '"' | ' ' | ','))
-            {
-                return true;
-            }
-            from = end;
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::errorlog::{seen, ErrorLogs};
+    use crate::facts::Reach;
+    use why502_nginx::errorlog::{ErrorLogLine, ErrorLogWindow};
+
+    fn facts_for(t: &UpstreamTarget, logs: &ErrorLogs, ctime: Option<i64>) -> TargetFacts {
+        TargetFacts {
+            logged: seen(t, logs),
+            reach: ctime.map(|ctime| Reach::Unix {
+                access: why502_socket::SocketAccess::Unknown {
+                    reason: "test".into(),
+                },
+                listeners: Vec::new(),
+                owner: None,
+                ctime: Some(ctime),
+            }),
+            ..TargetFacts::default()
+        }
+    }
 
     fn line(upstream: &str, message: &str) -> ErrorLogLine {
         ErrorLogLine {
@@ -396,35 +303,32 @@ mod tests {
             (10, "connect() failed (110: Connection timed out) while connecting to upstream", Some((Status::Break, CauseId::Unknown))),
         ];
         for (age, msg, want) in cases {
-            let sources = Sources::with_error_logs(logs_with(vec![at(
-                NOW - age,
-                "http://127.0.0.1:8000/",
-                msg,
-            )]));
-            let got = unexplained(&t, &sources, now()).map(|(s, v)| (s, v.cause));
+            let logs = logs_with(vec![at(NOW - age, "http://127.0.0.1:8000/", msg)]);
+            let got =
+                unexplained(&t, &facts_for(&t, &logs, None), now()).map(|(s, v)| (s, v.cause));
             assert_eq!(got, *want, "{msg} {age}s ago");
         }
     }
 
     #[test]
     fn a_permission_denial_is_cleared_only_by_a_later_change_of_the_socket() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let sock = dir.path().join("app.sock");
-        let _l = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
-        let ctime = std::fs::metadata(&sock).map(|m| m.ctime()).expect("stat");
+        // The socket's ctime as the gather layer saw it.
+        let ctime = NOW - 60;
+        let sock = std::path::PathBuf::from("/run/php/app.sock");
         let t = target(TargetAddr::Unix(sock.clone()));
         let up = format!("fastcgi://unix:{}:", sock.display());
         let msg = format!(
             "connect() to unix:{} failed (13: Permission denied) while connecting to upstream",
             sock.display()
         );
-        let now = SystemTime::now();
+        let now = now();
         // Denied before the socket last changed: fixed since.
-        let before = Sources::with_error_logs(logs_with(vec![at(ctime - 5, &up, &msg)]));
-        assert!(unexplained(&t, &before, now).is_none());
+        let before = logs_with(vec![at(ctime - 5, &up, &msg)]);
+        assert!(unexplained(&t, &facts_for(&t, &before, Some(ctime)), now).is_none());
         // Denied after: the mode that allows the worker was already there.
-        let after = Sources::with_error_logs(logs_with(vec![at(ctime + 5, &up, &msg)]));
-        let (status, v) = unexplained(&t, &after, now).expect("unexplained denial");
+        let after = logs_with(vec![at(ctime + 5, &up, &msg)]);
+        let (status, v) =
+            unexplained(&t, &facts_for(&t, &after, Some(ctime)), now).expect("unexplained denial");
         assert_eq!((status, v.cause), (Status::Break, CauseId::Unknown));
         assert!(v.summary.contains("SELinux"), "{}", v.summary);
     }
@@ -454,29 +358,12 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 8000,
         });
-        let sources = Sources::with_error_logs(logs_with(vec![at(
+        let logs = logs_with(vec![at(
             NOW - 10,
             "http://127.0.0.1:8001/",
             "upstream sent too big header while reading response header from upstream",
-        )]));
-        assert!(unexplained(&t, &sources, now()).is_none());
-        assert!(seen(&t, &sources.error_logs).is_empty());
-    }
-
-    #[test]
-    fn matches_whole_addresses_only() {
-        let l = line(
-            "fastcgi://unix:/run/php/a.sock:",
-            "connect() to unix:/run/php/a.sock failed (13: Permission denied)",
-        );
-        assert!(mentions(&l, "unix:/run/php/a.sock"));
-        assert!(!mentions(&l, "unix:/run/php/a.so"));
-        let t = line(
-            "http://127.0.0.1:8000/",
-            "connect() failed (111: Connection refused)",
-        );
-        assert!(mentions(&t, "127.0.0.1:8000"));
-        assert!(!mentions(&t, "127.0.0.1:800"));
-        assert!(!mentions(&t, "27.0.0.1:8000"));
+        )]);
+        assert!(unexplained(&t, &facts_for(&t, &logs, None), now()).is_none());
+        assert!(seen(&t, &logs).is_empty());
     }
 }

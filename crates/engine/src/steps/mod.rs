@@ -1,20 +1,27 @@
-//! One module per step of the tree, each with the same entry: the upstream, the shared sources,
-//! and the run's deadline in, a `StepFinding` out.
+//! One module per step of the tree, each with the same entry: `judge(target, cx)`, a pure
+//! function of the upstream and the facts gathered for it (`JudgeCx`): no step reads the host
+//! (that is `crate::facts` and `crate::sources`), and no step calls another.
 
 pub mod backend_log;
-pub mod backend_process;
 pub mod backend_up;
 pub mod direct_request;
 pub mod error_log;
 pub mod nginx_config;
 pub mod resources;
 pub mod security;
+#[cfg(test)]
+mod tests;
 
-use tokio::time::Instant;
+use std::time::SystemTime;
+
 use why502_model::{CauseId, Evidence, Outcome, StepId};
 
+use crate::facts::TargetFacts;
 use crate::sources::Sources;
 use crate::targets::UpstreamTarget;
+
+/// An OOM kill as the kernel log keys it: pid and time.
+pub type KillRef = (u32, SystemTime);
 
 /// What a step concluded, before timing is added.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +32,8 @@ pub struct StepFinding {
     pub summary: String,
     pub fix: Option<String>,
     pub evidence: Vec<Evidence>,
+    /// OOM kills this finding ties to its upstream's backend: they are not host-wide risks.
+    pub claims: Vec<KillRef>,
 }
 
 impl StepFinding {
@@ -47,6 +56,7 @@ impl StepFinding {
             summary: summary.into(),
             fix: None,
             evidence: Vec::new(),
+            claims: Vec::new(),
         }
     }
     pub fn with_fix(mut self, fix: impl Into<String>) -> Self {
@@ -59,20 +69,23 @@ impl StepFinding {
     }
 }
 
-/// Everything a step may use.
-pub struct StepContext<'a> {
+/// Everything a step may judge: the run's sources, this upstream's facts, and why it runs.
+pub struct JudgeCx<'a> {
     pub sources: &'a Sources,
-    pub deadline: Instant,
+    pub facts: &'a TargetFacts,
+    /// The break an earlier step found that this step runs to explain (see `TreeStep::explains`).
+    pub explaining: Option<CauseId>,
+    pub now: SystemTime,
 }
 
-pub async fn run_step(id: StepId, target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
+pub fn judge(id: StepId, target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
     match id {
-        StepId::ErrorLog => error_log::check(target, cx),
-        StepId::BackendUp => backend_up::check(target, cx).await,
-        StepId::DirectRequest => direct_request::check(target, cx).await,
+        StepId::ErrorLog => error_log::judge(target, cx),
+        StepId::BackendUp => backend_up::judge(target, cx),
+        StepId::DirectRequest => direct_request::judge(target, cx),
+        StepId::BackendLog => backend_log::judge(target, cx),
+        StepId::Resources => resources::judge(target, cx),
+        StepId::Security => security::judge(target, cx),
         StepId::NginxConfig => cx.sources.config.per_upstream(),
-        StepId::Resources => resources::check(target, cx).await,
-        StepId::BackendLog => backend_log::check(target, cx).await,
-        StepId::Security => security::check(target, cx).await,
     }
 }

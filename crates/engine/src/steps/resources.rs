@@ -1,161 +1,188 @@
-//! Step `resources`: did the kernel OOM-kill the backend, and are the filesystems it writes
-//! (its socket's directory, its working directory, the directories of its open files) out of
-//! space or inodes? The kernel log is read once per run; each upstream only matches against it.
+//! Step `resources`: did the kernel OOM-kill this upstream's backend, and are the filesystems
+//! it writes out of space or inodes? Judged on the run's kernel-log window and the gathered
+//! backend facts.
+//!
+//! Attribution (ARCHITECTURE.md, "evidence that belongs"): an OOM kill counts for an upstream
+//! only when it is tied to its backend — the killed pid is of the backend's family (or the pid
+//! a dead backend's pid file names), or the kill's own cgroup *is* the backend's cgroup and
+//! that cgroup holds nothing else (never an ancestor of it, never a name alone) — and its time
+//! fits. Every other kill is a host check.
 
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use why502_disk::{DiskJudgement, DiskThresholds, FilesystemSet, Resource, UnreadableKind, Writer};
-use why502_kernel_log::{KernelLogWindow, OomKill, OomQuery};
+use why502_backend::FormerSource;
+use why502_disk::{DiskJudgement, DiskThresholds, Resource, UnreadableKind, Writer};
+use why502_kernel_log::{KernelLogWindow, OomKill};
 use why502_model::{CauseId, Outcome};
 
-use super::backend_process::{self, BackendProcess};
-use super::backend_up::is_backend_like;
-use super::{StepContext, StepFinding};
-use crate::targets::{TargetAddr, UpstreamTarget};
+use super::{JudgeCx, StepFinding};
+use crate::facts::{BackendFacts, BackendProcess};
+use crate::targets::UpstreamTarget;
 
-/// Interpreters share one kernel name across unrelated programs: a kill of "python3" is this
-/// backend's only when the pid or the cgroup says so.
-const GENERIC_NAMES: &[&str] = &["python", "python3", "node", "ruby", "java", "perl", "php"];
+/// A kill of a dead backend this long before the address's first logged failure did not start
+/// it: the backend served the address after it.
+const KILL_LONG_BEFORE_FAILURE: Duration = Duration::from_secs(30 * 60);
+/// nginx logs the first failure after the kill; a kill after it came too late to cause it.
+const KILL_AFTER_FAILURE_SLACK: Duration = Duration::from_secs(5);
 
-pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
-    let backend = backend_process::find(target, cx).await;
-    let oom = oom_finding(target, backend.as_ref(), cx);
-    if let Some(f) = oom.as_ref().filter(|f| f.outcome == Outcome::Break) {
-        return f.clone();
+pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
+    let backend = cx.facts.backend.as_ref();
+    let current = backend.and_then(|b| b.current.as_ref());
+    let oom = oom_finding(target, backend, cx);
+    if oom.outcome == Outcome::Break {
+        return oom;
     }
-    let disk = disk_finding(target, backend.as_ref(), cx).await;
+    let disk = disk_finding(current, cx);
     if disk.outcome == Outcome::Break {
         return disk;
     }
-    // Nothing broke: an unreadable kernel log leaves the OOM question open.
-    match oom {
-        Some(f) if f.outcome == Outcome::Unknown => f,
+    // Nothing broke: an unreadable kernel log leaves the OOM question open; a tied kill of a
+    // backend that serves now is a risk.
+    match oom.outcome {
+        Outcome::Unknown | Outcome::Warn => oom,
         _ if disk.outcome != Outcome::Pass => disk,
-        Some(f) => StepFinding {
-            summary: format!("{}; {}", f.summary, disk.summary),
-            ..f
+        _ => StepFinding {
+            summary: format!("{}; {}", oom.summary, disk.summary),
+            ..oom
         },
-        None => disk,
     }
+}
+
+/// Why a kill is this upstream's backend's, or None when nothing ties them.
+pub(crate) fn tie(
+    kill: &OomKill,
+    backend: Option<&BackendFacts>,
+    first_failure: Option<SystemTime>,
+) -> Option<String> {
+    let backend = backend?;
+    if let Some(b) = &backend.current {
+        if b.family.contains(&kill.pid) {
+            return Some(format!("pid {} is of this backend", kill.pid));
+        }
+        let own_cgroup = b.cgroup_dedicated
+            && b.memory_cgroup.is_some()
+            && kill.task_memcg.as_deref() == b.memory_cgroup.as_deref();
+        // A kill before this backend started was of an earlier instance.
+        let after_start = b.started_at.is_none_or(|s| kill.time >= s);
+        if own_cgroup && after_start {
+            return Some(format!(
+                "it was killed in the backend's own cgroup {}",
+                b.memory_cgroup.as_deref().unwrap_or_default()
+            ));
+        }
+        return None;
+    }
+    if let Some(first) = first_failure {
+        if kill.time > first + KILL_AFTER_FAILURE_SLACK
+            || kill.time + KILL_LONG_BEFORE_FAILURE < first
+        {
+            return None;
+        }
+    }
+    backend.former.iter().find_map(|f| {
+        if f.pid_from_file == Some(kill.pid) {
+            return Some(format!(
+                "pid {} is the php-fpm master its pid file names ({})",
+                kill.pid, f.backend.detail
+            ));
+        }
+        if let FormerSource::Process { pid } = f.backend.source {
+            if pid == kill.pid {
+                return Some(format!("pid {pid} was configured to serve this address"));
+            }
+        }
+        let unit = f.backend.unit.as_deref()?;
+        let cg = kill.task_memcg.as_deref()?;
+        (cg.rsplit('/').next() == Some(unit)).then(|| {
+            format!(
+                "it was killed in the cgroup of {unit}, which is configured to serve this address ({})",
+                f.backend.detail
+            )
+        })
+    })
 }
 
 fn oom_finding(
     target: &UpstreamTarget,
-    backend: Option<&BackendProcess>,
-    cx: &StepContext<'_>,
-) -> Option<StepFinding> {
-    let src = cx.sources;
-    let read = match &src.kernel {
+    backend: Option<&BackendFacts>,
+    cx: &JudgeCx<'_>,
+) -> StepFinding {
+    let read = match &cx.sources.kernel {
         KernelLogWindow::Unknown { reason, fix, .. } => {
-            return Some(
-                StepFinding::unknown(format!(
-                    "cannot tell whether the kernel OOM-killed the backend: {reason}"
-                ))
-                .with_fix(fix.clone()),
-            )
+            return StepFinding::unknown(format!(
+                "cannot tell whether the kernel OOM-killed the backend: {reason}"
+            ))
+            .with_fix(fix.clone())
         }
         KernelLogWindow::Read(r) => r,
     };
-    let candidates: Vec<&OomKill> = match backend {
-        Some(b) => {
-            let query = OomQuery {
-                pids: b.family.iter().copied().collect(),
-                process_names: if GENERIC_NAMES.contains(&b.comm.as_str()) {
-                    Vec::new()
-                } else {
-                    vec![b.comm.clone()]
-                },
-                cgroup_prefixes: b.memory_cgroup.iter().cloned().collect(),
-            };
-            read.kills.iter().filter(|k| query.matches(k)).collect()
-        }
-        // Nothing listens any more: a backend-like process the kernel killed in the window is
-        // the likely reason.
-        None => read
-            .kills
-            .iter()
-            .filter(|k| is_backend_like(&k.process))
-            .collect(),
-    };
-    let Some(kill) = candidates.iter().max_by_key(|k| k.time) else {
+    let first_failure = cx
+        .facts
+        .logged
+        .iter()
+        .map(|c| c.first.time)
+        .min()
+        .and_then(|t| u64::try_from(t).ok())
+        .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t));
+    let tied: Vec<(&OomKill, String)> = read
+        .kills
+        .iter()
+        .filter_map(|k| tie(k, backend, first_failure).map(|why| (k, why)))
+        .collect();
+    let Some((kill, why)) = tied.iter().max_by_key(|(k, _)| k.time) else {
         let from = if read.complete() {
             String::new()
         } else {
             " (the kernel log does not reach back to the window's start)".to_string()
         };
-        return Some(StepFinding::pass(format!(
-            "no OOM kill of the backend in the {} ({} kill(s) in all){from}",
+        return StepFinding::pass(format!(
+            "no OOM kill of this backend in the {} ({} kill(s) of other processes){from}",
             read.source.label(),
             read.kills.len()
-        )));
+        ));
     };
-    src.attribute_kill(kill);
-    let when = ago(kill.time);
+    let when = ago(kill.time, cx.now);
     let memcg = kill
         .oom_memcg
         .as_deref()
         .filter(|_| kill.cgroup_oom)
         .map(|m| format!(", memory cgroup {m} at its limit"))
         .unwrap_or_default();
-    let summary = match backend {
+    let current = backend.and_then(|b| b.current.as_ref());
+    let summary = match current {
         Some(b) => format!(
-            "the kernel OOM-killed {} (pid {}) of this backend {when}{memcg}; {} (pid {}) serves {} now",
+            "the kernel OOM-killed {} (pid {}) of this backend {when}{memcg} ({why}); {} (pid {}) serves {} now",
             kill.process, kill.pid, b.owner.name, b.owner.pid, target.address
         ),
         None => format!(
-            "the kernel OOM-killed {} (pid {}) {when}{memcg}, and nothing listens on {} since",
+            "the kernel OOM-killed {} (pid {}) {when}{memcg} ({why}), and nothing listens on {} since",
             kill.process, kill.pid, target.address
         ),
     };
-    Some(
-        StepFinding::broken(CauseId::OomKilled, summary)
-            .with_fix(CauseId::OomKilled.fix())
-            .with_evidence(read.source.label(), kill.line.clone()),
-    )
+    // A backend that was killed but answers now: the kill is a risk, not the break — unless
+    // the walk runs this step to explain a break.
+    let outcome = if current.is_some() && cx.explaining.is_none() {
+        Outcome::Warn
+    } else {
+        Outcome::Break
+    };
+    let mut f = StepFinding::new(outcome, Some(CauseId::OomKilled), summary)
+        .with_fix(CauseId::OomKilled.fix())
+        .with_evidence(read.source.label(), kill.line.clone());
+    f.claims = tied.iter().map(|(k, _)| (k.pid, k.time)).collect();
+    f
 }
 
-async fn disk_finding(
-    target: &UpstreamTarget,
-    backend: Option<&BackendProcess>,
-    cx: &StepContext<'_>,
-) -> StepFinding {
+fn disk_finding(backend: Option<&BackendProcess>, cx: &JudgeCx<'_>) -> StepFinding {
     let src = cx.sources;
-    let mut paths: Vec<(PathBuf, &'static str)> = Vec::new();
-    if let TargetAddr::Unix(p) = &target.addr {
-        if let Some(dir) = p.parent() {
-            paths.push((dir.to_path_buf(), "the socket's directory"));
-        }
-    }
-    if let Some(b) = backend {
-        if let Some(cwd) = &b.cwd {
-            paths.push((cwd.clone(), "the backend's working directory"));
-        }
-        for dir in src.procs.open_file_dirs(b.owner.pid, 4096, 32) {
-            paths.push((dir, "a directory the backend has files open in"));
-        }
-    }
-    // PHP writes sessions and uploads where the pool tells it; a full one fails the script.
-    if let Some(upstream) = why502_backend::BackendAddr::parse_upstream(&target.address) {
-        for pool in src
-            .fpm_configs
-            .iter()
-            .flat_map(|c| c.pools_serving(&upstream))
-        {
-            if let Some(dir) = pool.session_save_path().and_then(session_dir) {
-                paths.push((dir, "the pool's session.save_path"));
-            }
-            if let Some(dir) = pool.upload_tmp_dir().filter(|d| d.starts_with('/')) {
-                paths.push((PathBuf::from(dir), "the pool's upload_tmp_dir"));
-            }
-        }
-    }
-    if paths.is_empty() {
+    let Some(gathered) = cx.facts.filesystems.as_ref() else {
+        return StepFinding::unknown("the backend's filesystems were not gathered");
+    };
+    let paths = &gathered.paths;
+    let Some(set) = gathered.set.as_ref() else {
         return StepFinding::pass("no filesystem of the backend to check (nothing listens)");
-    }
-    let asked: Vec<PathBuf> = paths.iter().map(|(p, _)| p.clone()).collect();
-    let budget = super::backend_up::remaining(cx).min(std::time::Duration::from_secs(2));
-    let set = FilesystemSet::gather(asked, budget).await;
+    };
     let writer = backend
         .and_then(|b| b.uid)
         .map(Writer::for_uid)
@@ -239,7 +266,11 @@ async fn disk_finding(
             "cannot check the backend's filesystems: {}",
             denied.join("; ")
         ))
-        .with_fix("Run why502 as root.");
+        .with_fix(if cx.sources.as_root {
+            "Check the mount and its permissions by hand (`df` and `ls -ld` of each path)."
+        } else {
+            "Run why502 as root."
+        });
     }
     StepFinding::pass(format!(
         "{} filesystem(s) of the backend have space and inodes",
@@ -247,43 +278,8 @@ async fn disk_finding(
     ))
 }
 
-/// The directory of a files-handler `session.save_path`: `/var/lib/php/sessions`, or with
-/// PHP's prefixes `N;/path` and `N;MODE;/path`. Other handlers' values (`tcp://redis:6379`)
-/// are not directories.
-fn session_dir(value: &str) -> Option<PathBuf> {
-    let value = value.trim().trim_matches('"');
-    if value.contains("://") {
-        return None;
-    }
-    let dir = value.rsplit(';').next()?;
-    dir.starts_with('/').then(|| PathBuf::from(dir))
-}
-
-fn ago(t: SystemTime) -> String {
-    let secs = SystemTime::now()
-        .duration_since(t)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+fn ago(t: SystemTime, now: SystemTime) -> String {
+    let secs = now.duration_since(t).map(|d| d.as_secs()).unwrap_or(0);
     let stamp = humantime::format_rfc3339_seconds(t);
     format!("at {stamp} ({secs} s ago)")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_save_path_forms() {
-        assert_eq!(
-            session_dir("/var/lib/php/sessions"),
-            Some(PathBuf::from("/var/lib/php/sessions"))
-        );
-        assert_eq!(session_dir("2;/srv/sess"), Some(PathBuf::from("/srv/sess")));
-        assert_eq!(
-            session_dir("\"2;600;/srv/sess\""),
-            Some(PathBuf::from("/srv/sess"))
-        );
-        assert_eq!(session_dir("tcp://127.0.0.1:6379"), None);
-        assert_eq!(session_dir("relative/dir"), None);
-    }
 }

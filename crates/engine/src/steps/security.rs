@@ -3,35 +3,34 @@
 //! each upstream evaluates its own packets against them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
 
 use why502_firewall::{suggest_fix, Action, Packet, PathVerdict};
 use why502_model::{CauseId, Evidence, Outcome};
 use why502_security::{Destination, SecurityJudgement};
 
-use super::backend_up::remaining;
-use super::{StepContext, StepFinding};
+use super::{JudgeCx, StepFinding};
 use crate::targets::{TargetAddr, UpstreamTarget};
 
-pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding {
+pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
     let src = cx.sources;
     let destinations: Vec<Destination> = match &target.addr {
         TargetAddr::Unix(p) => vec![Destination::Unix(p.clone())],
-        TargetAddr::Tcp { host, port } => {
-            let budget = remaining(cx).min(Duration::from_secs(1));
-            match src.resolve_as_nginx(target, host, *port, budget).await {
-                Ok(ips) => ips
-                    .into_iter()
-                    .map(|ip| Destination::Tcp { ip, port: *port })
-                    .collect(),
-                Err(p) => {
-                    return StepFinding::unknown(format!(
-                        "cannot evaluate the rules for {host}: {}",
-                        p.summary
-                    ))
-                }
+        TargetAddr::Tcp { host, port } => match cx.facts.resolved.as_ref() {
+            Some(Ok(ips)) => ips
+                .iter()
+                .map(|ip| Destination::Tcp {
+                    ip: *ip,
+                    port: *port,
+                })
+                .collect(),
+            Some(Err(p)) => {
+                return StepFinding::unknown(format!(
+                    "cannot evaluate the rules for {host}: {}",
+                    p.summary
+                ))
             }
-        }
+            None => return StepFinding::unknown(format!("{host} was not resolved")),
+        },
     };
     let mut parts: Vec<StepFinding> = Vec::new();
     for d in &destinations {
@@ -68,7 +67,7 @@ pub async fn check(target: &UpstreamTarget, cx: &StepContext<'_>) -> StepFinding
     }
 }
 
-fn firewall(ip: IpAddr, port: u16, cx: &StepContext<'_>) -> StepFinding {
+fn firewall(ip: IpAddr, port: u16, cx: &JudgeCx<'_>) -> StepFinding {
     let src = cx.sources;
     let Some(rules) = src.firewall.as_ref() else {
         return StepFinding::unknown("the packet-filter rules were not read within --timeout");

@@ -2,13 +2,26 @@
 
 use std::fmt::Write;
 
-use why502_model::CAUSES;
+use why502_engine::TREE;
+use why502_model::{CauseId, CAUSES};
+
+/// The steps whose findings may name `id`, as `TREE` declares them.
+fn named_at(id: CauseId) -> Vec<&'static str> {
+    TREE.iter()
+        .filter(|s| s.causes.contains(&id))
+        .map(|s| s.id.as_str())
+        .collect()
+}
 
 pub fn text() -> String {
     let mut o = String::new();
     for c in CAUSES {
         let step = c.step.map(|s| s.as_str()).unwrap_or("-");
         let _ = writeln!(o, "{:<26} [{step}] {}", c.name, c.title);
+        let at = named_at(c.id);
+        if at.len() > 1 || (at.len() == 1 && Some(at[0]) != c.step.map(|s| s.as_str())) {
+            let _ = writeln!(o, "{:<26} named by: {}", "", at.join(", "));
+        }
         let _ = writeln!(o, "{:<26} fix: {}\n", "", c.fix);
     }
     o
@@ -27,9 +40,21 @@ pub fn markdown() -> String {
             .step
             .map(|s| format!("`{s}`"))
             .unwrap_or_else(|| "—".to_string());
+        let at = named_at(c.id);
+        let named = if at.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; named by {}",
+                at.iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         let _ = writeln!(
             o,
-            "## `{}`\n\n**{}** — step {step}\n\n{}\n\n**Fix:** {}\n",
+            "## `{}`\n\n**{}** — step {step}{named}\n\n{}\n\n**Fix:** {}\n",
             c.name, c.title, c.docs, c.fix
         );
     }

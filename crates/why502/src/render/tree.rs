@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use why502_engine::TREE;
+use why502_engine::{TREE, VERDICT_RULES};
 
 pub fn text() -> String {
     let mut o = String::from("502 Bad Gateway\n│\n");
@@ -16,15 +16,8 @@ pub fn text() -> String {
         let _ = writeln!(o, "{branch} {}. {} — {}", i + 1, s.id, s.question);
         let _ = writeln!(o, "{pipe}    how:     {}", s.method);
         let _ = writeln!(o, "{pipe}    by hand: {}", s.by_hand.join("  |  "));
-        if s.causes.is_empty() {
-            let _ = writeln!(
-                o,
-                "{pipe}    breaks:  only when what it logged is unexplained by the steps below (it steers the verdict)"
-            );
-        } else {
-            let causes: Vec<&str> = s.causes.iter().map(|c| c.as_str()).collect();
-            let _ = writeln!(o, "{pipe}    breaks:  {}", causes.join(", "));
-        }
+        let causes: Vec<&str> = s.causes.iter().map(|c| c.as_str()).collect();
+        let _ = writeln!(o, "{pipe}    names:   {}", causes.join(", "));
         if !s.explains.is_empty() {
             let symptoms: Vec<&str> = s.explains.iter().map(|c| c.as_str()).collect();
             let _ = writeln!(
@@ -36,6 +29,10 @@ pub fn text() -> String {
         let _ = writeln!(o, "{pipe}");
     }
     o.push_str("The walk stops at the first step that breaks (--all runs every step).\n");
+    o.push_str("The verdict, by the first rule that applies:\n");
+    for (i, r) in VERDICT_RULES.iter().enumerate() {
+        let _ = writeln!(o, "  {}. {r}", i + 1);
+    }
     o
 }
 

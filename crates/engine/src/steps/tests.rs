@@ -1,0 +1,496 @@
+//! Judgements on captured facts, without root and without the host: each case builds the
+//! facts a gather would have produced, and `check` asserts the step's outcome and cause (and
+//! that the cause is one TREE declares for the step).
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use why502_backend::{
+    BackendKind, BackendLogClass, BackendLogEvent, FormerBackend, FormerSource, LogRole,
+};
+use why502_kernel_log::{KernelLogRead, KernelLogSource, KernelLogWindow, OomKill};
+use why502_model::{CauseId, Outcome, Protocol, StepId};
+
+use super::{judge, JudgeCx, StepFinding};
+use crate::facts::{
+    BackendFacts, BackendFilesystems, BackendLog, BackendProcess, FormerFacts, LogFileRead,
+    LogRead, Reach, TargetFacts,
+};
+use crate::sources::{Owner, Sources};
+use crate::targets::{TargetAddr, UpstreamTarget};
+use crate::tree::tree_step;
+use crate::walk::names_declared_cause;
+
+const NOW: u64 = 1_800_000_000;
+
+fn at(secs_ago: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(NOW - secs_ago)
+}
+
+/// Judge `step` on the facts and assert what it concluded.
+#[track_caller]
+fn check(
+    step: StepId,
+    target: &UpstreamTarget,
+    sources: &Sources,
+    facts: &TargetFacts,
+    explaining: Option<CauseId>,
+    expected: (Outcome, Option<CauseId>),
+) -> StepFinding {
+    let cx = JudgeCx {
+        sources,
+        facts,
+        explaining,
+        now: at(0),
+    };
+    let f = judge(step, target, &cx);
+    assert!(
+        names_declared_cause(tree_step(step), &f),
+        "{step} named {:?}, which TREE does not declare",
+        f.cause
+    );
+    assert_eq!((f.outcome, f.cause), expected, "{step}: {}", f.summary);
+    f
+}
+
+fn tcp_target(port: u16) -> UpstreamTarget {
+    UpstreamTarget {
+        address: format!("127.0.0.1:{port}"),
+        addr: TargetAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        },
+        name: None,
+        protocol: Protocol::Http,
+        tls: false,
+        references: Vec::new(),
+        server_names: Vec::new(),
+        settings: why502_nginx::config::PassSettings::default(),
+        resolved_at_request_time: false,
+    }
+}
+
+fn kill(pid: u32, secs_ago: u64, task_memcg: &str) -> OomKill {
+    OomKill {
+        time: at(secs_ago),
+        pid,
+        process: "python3".into(),
+        cgroup_oom: true,
+        constraint: Some("CONSTRAINT_MEMCG".into()),
+        oom_memcg: Some(task_memcg.into()),
+        task_memcg: Some(task_memcg.into()),
+        uid: Some(0),
+        anon_rss_kb: Some(65_000),
+        line: format!("Memory cgroup out of memory: Killed process {pid} (python3)"),
+        summary_line: None,
+    }
+}
+
+fn sources_with_kills(kills: Vec<OomKill>) -> Sources {
+    let mut s = Sources::for_tests();
+    s.kernel = KernelLogWindow::Read(KernelLogRead {
+        source: KernelLogSource::Kmsg,
+        since: at(3600),
+        kills,
+        kills_dropped: 0,
+        lsm_lines: Vec::new(),
+        records_read: 100,
+        covers_from: Some(at(7200)),
+        reaches_back: true,
+        stopped: None,
+        unusable: Vec::new(),
+    });
+    s
+}
+
+fn serving(cgroup: &str, dedicated: bool, started_secs_ago: u64) -> BackendProcess {
+    BackendProcess {
+        owner: Owner {
+            pid: 500,
+            name: "python3 app.py".into(),
+        },
+        family: vec![500, 501],
+        uid: Some(33),
+        comm: "python3".into(),
+        memory_cgroup: Some(cgroup.into()),
+        cgroup_dedicated: dedicated,
+        started_at: Some(at(started_secs_ago)),
+        cwd: None,
+        open_dirs: Vec::new(),
+        identity: None,
+    }
+}
+
+/// Facts of a backend that serves now (resources judges filesystems too: none here).
+fn facts_serving(b: BackendProcess) -> TargetFacts {
+    TargetFacts {
+        backend: Some(BackendFacts {
+            current: Some(b),
+            former: Vec::new(),
+        }),
+        filesystems: Some(BackendFilesystems {
+            paths: Vec::new(),
+            set: None,
+        }),
+        ..TargetFacts::default()
+    }
+}
+
+fn facts_down(former: Vec<FormerFacts>) -> TargetFacts {
+    TargetFacts {
+        backend: Some(BackendFacts {
+            current: None,
+            former,
+        }),
+        filesystems: Some(BackendFilesystems {
+            paths: Vec::new(),
+            set: None,
+        }),
+        ..TargetFacts::default()
+    }
+}
+
+fn unit_former(unit: &str) -> FormerFacts {
+    FormerFacts {
+        backend: FormerBackend {
+            kind: BackendKind::Other {
+                name: "python3".into(),
+            },
+            source: FormerSource::SystemdUnit {
+                file: PathBuf::from(format!("/etc/systemd/system/{unit}")),
+                line: 5,
+                directive: "ExecStart".into(),
+            },
+            detail: format!("{unit} runs `app.py --bind 127.0.0.1:8000`"),
+            unit: Some(unit.into()),
+            logs: Vec::new(),
+            running: Some(false),
+        },
+        pid_from_file: None,
+    }
+}
+
+#[test]
+fn a_bystander_kill_while_nothing_listens_is_not_the_cause() {
+    // php-fpm stopped cleanly; an unrelated python3 was killed in another cgroup 6 min ago.
+    let sources = sources_with_kills(vec![kill(4321, 360, "/panel/job-7")]);
+    let f = check(
+        StepId::Resources,
+        &tcp_target(8000),
+        &sources,
+        &facts_down(Vec::new()),
+        Some(CauseId::BackendDown),
+        (Outcome::Pass, None),
+    );
+    assert!(f.claims.is_empty(), "the kill stays a host check");
+}
+
+#[test]
+fn a_kill_in_a_child_of_the_backends_cgroup_is_not_the_backends() {
+    let sources = sources_with_kills(vec![kill(4321, 60, "/srv/app.service/session")]);
+    check(
+        StepId::Resources,
+        &tcp_target(8000),
+        &sources,
+        &facts_serving(serving("/srv/app.service", true, 3000)),
+        None,
+        (Outcome::Pass, None),
+    );
+}
+
+#[test]
+fn a_kill_in_the_backends_own_dedicated_cgroup_is_its_own() {
+    let sources = sources_with_kills(vec![kill(4321, 60, "/system.slice/app.service")]);
+    let facts = facts_serving(serving("/system.slice/app.service", true, 3000));
+    // Explaining a reset: the kill is the cause behind it.
+    let f = check(
+        StepId::Resources,
+        &tcp_target(8000),
+        &sources,
+        &facts,
+        Some(CauseId::UpstreamReset),
+        (Outcome::Break, Some(CauseId::OomKilled)),
+    );
+    assert_eq!(f.claims.len(), 1);
+    // The backend answers and nothing broke: a risk, not a break.
+    check(
+        StepId::Resources,
+        &tcp_target(8000),
+        &sources,
+        &facts,
+        None,
+        (Outcome::Warn, Some(CauseId::OomKilled)),
+    );
+}
+
+#[test]
+fn a_shared_or_pre_start_cgroup_kill_is_not_the_backends() {
+    // The same cgroup, but shared with other programs.
+    let sources = sources_with_kills(vec![kill(4321, 60, "/why502-lab")]);
+    check(
+        StepId::Resources,
+        &tcp_target(8000),
+        &sources,
+        &facts_serving(serving("/why502-lab", false, 3000)),
+        Some(CauseId::UpstreamReset),
+        (Outcome::Pass, None),
+    );
+    // Its own cgroup, but before this instance started: an earlier instance's.
+    let sources = sources_with_kills(vec![kill(4321, 600, "/system.slice/app.service")]);
+    check(
+        StepId::Resources,
+        &tcp_target(8000),
+        &sources,
+        &facts_serving(serving("/system.slice/app.service", true, 60)),
+        Some(CauseId::UpstreamReset),
+        (Outcome::Pass, None),
+    );
+}
+
+#[test]
+fn a_dead_backend_is_tied_through_its_units_cgroup_and_its_pid_file() {
+    let sources = sources_with_kills(vec![
+        kill(4321, 120, "/panel/job-7"),
+        kill(777, 100, "/system.slice/app.service"),
+    ]);
+    let f = check(
+        StepId::Resources,
+        &tcp_target(8000),
+        &sources,
+        &facts_down(vec![unit_former("app.service")]),
+        Some(CauseId::BackendDown),
+        (Outcome::Break, Some(CauseId::OomKilled)),
+    );
+    assert!(f.summary.contains("pid 777"), "{}", f.summary);
+    assert_eq!(f.claims, vec![(777, at(100))]);
+    // A php-fpm master killed outright: its pid file still names it.
+    let mut pool = unit_former("php8.2-fpm.service");
+    pool.backend.unit = None;
+    pool.pid_from_file = Some(4321);
+    let f = check(
+        StepId::Resources,
+        &tcp_target(8000),
+        &sources,
+        &facts_down(vec![pool]),
+        Some(CauseId::BackendDown),
+        (Outcome::Break, Some(CauseId::OomKilled)),
+    );
+    assert!(f.summary.contains("pid 4321"), "{}", f.summary);
+}
+
+#[test]
+fn a_unit_kill_after_the_failures_began_did_not_start_them() {
+    use why502_nginx::errorlog::{ErrorLogLine, UpstreamErrorClass};
+    let sources = sources_with_kills(vec![kill(777, 100, "/system.slice/app.service")]);
+    let line = ErrorLogLine {
+        time: (NOW - 900) as i64,
+        stamp: String::new(),
+        level: "error".into(),
+        message: "connect() failed (111: Connection refused)".into(),
+        upstream: Some("http://127.0.0.1:8000/".into()),
+        server: None,
+        class: Some(UpstreamErrorClass::ConnectionRefused),
+    };
+    let mut facts = facts_down(vec![unit_former("app.service")]);
+    facts.logged = vec![crate::facts::ClassSeen {
+        class: UpstreamErrorClass::ConnectionRefused,
+        count: 1,
+        first: line.clone(),
+        last: line,
+        last_source: "error.log".into(),
+    }];
+    check(
+        StepId::Resources,
+        &tcp_target(8000),
+        &sources,
+        &facts,
+        Some(CauseId::BackendDown),
+        (Outcome::Pass, None),
+    );
+}
+
+fn fpm_event(pool: &str, class: BackendLogClass, pid: u32) -> BackendLogEvent {
+    BackendLogEvent {
+        time: (NOW - 60) as i64,
+        time_exact: true,
+        class,
+        message: format!("WARNING: [pool {pool}] child {pid} said something"),
+        pool: Some(pool.into()),
+        pid: Some(pid),
+    }
+}
+
+fn fpm_log(pools: &[&str], files: Vec<LogFileRead>) -> TargetFacts {
+    TargetFacts {
+        logs: Some(BackendLog {
+            who: "php-fpm (pid 10)".into(),
+            kind: BackendKind::PhpFpmMaster,
+            pools: pools.iter().map(|p| p.to_string()).collect(),
+            pids: vec![10],
+            files,
+            status: None,
+        }),
+        ..TargetFacts::default()
+    }
+}
+
+fn unix_target(path: &str) -> UpstreamTarget {
+    UpstreamTarget {
+        address: format!("unix:{path}"),
+        addr: TargetAddr::Unix(path.into()),
+        protocol: Protocol::Fastcgi,
+        ..tcp_target(0)
+    }
+}
+
+#[test]
+fn another_pools_lines_in_a_shared_log_do_not_count() {
+    let sources = Sources::for_tests();
+    let shared = LogFileRead {
+        path: "/var/log/php8.2-fpm.log".into(),
+        role: LogRole::FpmErrorLog,
+        read: LogRead::Events(vec![
+            fpm_event("pool204", BackendLogClass::RequestTimeout, 3001),
+            fpm_event("pool204", BackendLogClass::Fatal, 3002),
+        ]),
+    };
+    let t = unix_target("/run/php/pool1.sock");
+    check(
+        StepId::BackendLog,
+        &t,
+        &sources,
+        &fpm_log(&["pool1"], vec![shared.clone()]),
+        None,
+        (Outcome::Pass, None),
+    );
+    check(
+        StepId::BackendLog,
+        &t,
+        &sources,
+        &fpm_log(&["pool204"], vec![shared]),
+        None,
+        (Outcome::Break, Some(CauseId::UpstreamTimeout)),
+    );
+}
+
+#[test]
+fn a_log_never_written_is_nothing_logged_and_a_sigkill_needs_the_kernel() {
+    let sources = Sources::for_tests();
+    let t = unix_target("/run/php/www.sock");
+    let fresh = LogFileRead {
+        path: "/var/log/www-php-errors.log".into(),
+        role: LogRole::PhpErrorLog,
+        read: LogRead::NotWritten,
+    };
+    let f = check(
+        StepId::BackendLog,
+        &t,
+        &sources,
+        &fpm_log(&["www"], vec![fresh]),
+        None,
+        (Outcome::Pass, None),
+    );
+    assert!(f.summary.contains("not written yet"), "{}", f.summary);
+    // A worker's SIGKILL without a kernel OOM line for that pid is not oom_killed.
+    let killed = LogFileRead {
+        path: "/var/log/php8.2-fpm.log".into(),
+        role: LogRole::FpmErrorLog,
+        read: LogRead::Events(vec![fpm_event(
+            "www",
+            BackendLogClass::WorkerKilled { signal: Some(9) },
+            3003,
+        )]),
+    };
+    check(
+        StepId::BackendLog,
+        &t,
+        &sources,
+        &fpm_log(&["www"], vec![killed.clone()]),
+        None,
+        (Outcome::Break, Some(CauseId::AppError)),
+    );
+    let sources = sources_with_kills(vec![kill(3003, 61, "/")]);
+    let f = check(
+        StepId::BackendLog,
+        &t,
+        &sources,
+        &fpm_log(&["www"], vec![killed]),
+        None,
+        (Outcome::Break, Some(CauseId::OomKilled)),
+    );
+    assert_eq!(f.claims.len(), 1);
+}
+
+#[test]
+fn an_unreadable_log_says_what_is_in_the_way() {
+    let sources = Sources::for_tests();
+    let denied = LogFileRead {
+        path: "/var/log/php8.2-fpm.log".into(),
+        role: LogRole::FpmErrorLog,
+        read: LogRead::Unreadable {
+            reason:
+                "/var/log/php8.2-fpm.log (mode 0640, owner root:adm): this user is not in group adm"
+                    .into(),
+            fix: "Add the user that runs why502 to group adm".into(),
+        },
+    };
+    let f = check(
+        StepId::BackendLog,
+        &unix_target("/run/php/www.sock"),
+        &sources,
+        &fpm_log(&["www"], vec![denied]),
+        None,
+        (Outcome::Unknown, None),
+    );
+    assert!(f.fix.as_deref().is_some_and(|x| x.contains("group adm")));
+}
+
+#[test]
+fn nothing_listening_on_a_socket_path_that_exists_is_stale() {
+    let mut sources = Sources::for_tests();
+    sources.worker.identity = Some(why502_host::Identity {
+        name: "www-data".into(),
+        uid: 33,
+        gid: 33,
+        groups: vec![33],
+    });
+    let facts = TargetFacts {
+        reach: Some(Reach::Unix {
+            access: why502_socket::SocketAccess::Allowed {
+                facts: why502_socket::FileFacts {
+                    mode: 0o140660,
+                    uid: 33,
+                    gid: 33,
+                    owner: "www-data".into(),
+                    group: "www-data".into(),
+                    display: "srw-rw---- www-data:www-data".into(),
+                },
+            },
+            listeners: Vec::new(),
+            owner: None,
+            ctime: None,
+        }),
+        elsewhere: Some(Vec::new()),
+        ..TargetFacts::default()
+    };
+    check(
+        StepId::BackendUp,
+        &unix_target("/run/php/www.sock"),
+        &sources,
+        &facts,
+        None,
+        (Outcome::Break, Some(CauseId::SocketStale)),
+    );
+}
+
+#[test]
+#[should_panic(expected = "TREE does not declare")]
+fn the_check_catches_an_undeclared_cause() {
+    // The walker's debug assertion and `check` share `names_declared_cause`.
+    let f = StepFinding::broken(CauseId::FirewallBlocked, "not this step's");
+    assert!(
+        names_declared_cause(tree_step(StepId::BackendUp), &f),
+        "TREE does not declare {:?} for backend_up",
+        f.cause
+    );
+}
