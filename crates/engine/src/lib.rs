@@ -480,7 +480,7 @@ fn security_paths(
     }
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

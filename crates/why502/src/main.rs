@@ -47,15 +47,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// Write the answer; an answer that could not be written (a full disk, a closed pipe) is
+/// "could not diagnose", never a silent success.
 fn print(s: &str) -> ExitCode {
     let mut out = std::io::stdout().lock();
-    // A closed pipe (`why502 causes | head`) is not an error worth a panic.
-    let _ = out.write_all(s.as_bytes());
-    ExitCode::SUCCESS
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`why502 causes | head`): nobody is left to tell.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(UNKNOWN_EXIT),
+        Err(e) => {
+            eprintln!("why502: cannot write the output: {e}");
+            ExitCode::from(UNKNOWN_EXIT)
+        }
+    }
+}
+
+/// `print`, then the report's own exit code when the write succeeded.
+fn print_then(s: &str, code: u8) -> ExitCode {
+    if print(s) == ExitCode::SUCCESS {
+        ExitCode::from(code)
+    } else {
+        ExitCode::from(UNKNOWN_EXIT)
+    }
 }
 
 fn diagnose(args: &DiagnoseArgs) -> ExitCode {
     let format = args.format();
+    let started = std::time::Instant::now();
+    let started_at = std::time::SystemTime::now();
     match run(args) {
         Ok(report) => {
             let rendered = match format {
@@ -73,19 +92,23 @@ fn diagnose(args: &DiagnoseArgs) -> ExitCode {
                     },
                 ),
             };
-            print(&rendered);
-            ExitCode::from(report.status.exit_code() as u8)
+            print_then(&rendered, report.status.exit_code() as u8)
         }
         Err(e) => {
             eprintln!("why502: {e:#}");
             match format {
                 Format::Json => {
+                    // Every answer parses the same way: a panel reads status and error.
                     let v = serde_json::json!({
                         "schema": why502_model::SCHEMA,
                         "status": Status::Unknown,
+                        "host": why502_engine::hostname(),
+                        "started_at": humantime::format_rfc3339_seconds(started_at).to_string(),
+                        "duration_ms": started.elapsed().as_millis() as u64,
                         "error": format!("{e:#}"),
                         "upstreams": [],
                         "host_checks": [],
+                        "notes": [format!("could not diagnose: {e:#}")],
                     });
                     print(&format!("{v:#}\n"));
                 }
@@ -103,11 +126,16 @@ fn diagnose(args: &DiagnoseArgs) -> ExitCode {
 }
 
 fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
-    let (agent, _) = why502_engine::AgentConfig::load(args.config.as_deref())?;
+    // Paths given on the command line mean what they mean in the shell that typed them: nginx
+    // would resolve a relative -c against its own prefix instead.
+    let cwd = std::env::current_dir().context("cannot tell the working directory")?;
+    let absolute = |p: &std::path::PathBuf| cwd.join(p);
+    let config = args.config.as_ref().map(absolute);
+    let (agent, _) = why502_engine::AgentConfig::load(config.as_deref())?;
     let opts = Options {
-        nginx_conf: args.nginx_conf.clone(),
+        nginx_conf: args.nginx_conf.as_ref().map(absolute),
         nginx_pid: args.nginx_pid,
-        error_logs: args.error_log.clone(),
+        error_logs: args.error_log.iter().map(absolute).collect(),
         since: args.since,
         upstream: args.upstream.clone(),
         server_name: args.server_name.clone(),
