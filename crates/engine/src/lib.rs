@@ -192,7 +192,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     let log_deadline = deadline
         .checked_sub(Duration::from_millis(200))
         .unwrap_or(deadline);
-    let error_logs = match tokio::time::timeout_at(log_deadline, error_logs).await {
+    let mut error_logs = match tokio::time::timeout_at(log_deadline, error_logs).await {
         Ok(Ok(logs)) => logs,
         Ok(Err(e)) => ErrorLogs {
             unreadable: vec![format!("error-log reader failed: {e}")],
@@ -206,6 +206,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             ..ErrorLogs::default()
         },
     };
+    notes.append(&mut error_logs.notes);
     let conf_shown = setup.conf.display().to_string();
     // A reload replaces the workers, so their start bounds the load time; a SIGHUP logged
     // later (a reload whose workers have since been replaced again) moves it on.
@@ -454,7 +455,16 @@ fn read_error_logs(files: Vec<Result<PathBuf, String>>, since: Duration) -> Erro
                     path.display(),
                     w.bytes_read
                 )),
-                Ok(w) => logs.windows.push(w),
+                Ok(w) => {
+                    if w.future_lines > 0 {
+                        logs.notes.push(format!(
+                            "{}: {} line(s) stamped in the future were left out of the window (the clock was ahead, or jumped back)",
+                            path.display(),
+                            w.future_lines
+                        ));
+                    }
+                    logs.windows.push(w)
+                }
                 Err(e) if e.is_permission_denied() => logs
                     .unreadable
                     .push(format!("{e} (run as root or in group adm)")),

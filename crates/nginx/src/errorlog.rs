@@ -64,7 +64,14 @@ pub struct ErrorLogWindow {
     /// Lines read that had nginx's error-log form, in the window or not. Zero with bytes read
     /// means the file is not an nginx error log (or not one this reader understands).
     pub parsed_lines: u64,
+    /// Lines stamped later than now (a clock that was wrong, or jumped back): not in the
+    /// window, whatever the window is.
+    pub future_lines: u64,
 }
+
+/// A line stamped this far past now is from a clock that was ahead; nginx caches its time
+/// per event loop iteration, so a second or two is ordinary.
+const FUTURE_SLACK_SECS: i64 = 60;
 
 /// Read the lines of `path` stamped at or after `since` (seconds since the epoch), following
 /// into rotated files (`path.1`, `path.N.gz`) while the window reaches back further.
@@ -75,6 +82,12 @@ pub fn read_window(
 ) -> Result<ErrorLogWindow, ReadError> {
     let mut clock = LocalClock::default();
     let mut parsed_lines = 0u64;
+    let mut future_lines = 0u64;
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(i64::MAX)
+        .saturating_add(FUTURE_SLACK_SECS);
     let tail_limits = TailLimits {
         max_bytes: limits.max_bytes,
         max_line: limits.max_line,
@@ -89,6 +102,10 @@ pub fn read_window(
         parsed_lines += 1;
         if line.time < since {
             return LineTake::Older;
+        }
+        if line.time > until {
+            future_lines += 1;
+            return LineTake::Skip;
         }
         // Keep only what a diagnosis uses, so memory follows the failures, not the traffic.
         let class = classify_line(line.level, line.message);
@@ -105,6 +122,7 @@ pub fn read_window(
         truncated: read.truncated,
         bytes_read: read.bytes_read,
         parsed_lines,
+        future_lines,
     })
 }
 

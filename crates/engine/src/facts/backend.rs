@@ -263,12 +263,7 @@ pub(super) async fn gather_logs(
             if let FormerSource::Process { pid } = f.backend.source {
                 pids.push(pid);
             }
-            logs.extend(
-                f.backend
-                    .logs
-                    .iter()
-                    .map(|l| (l.path.clone(), l.role)),
-            );
+            logs.extend(f.backend.logs.iter().map(|l| (l.path.clone(), l.role)));
         }
     }
     logs.sort_by(|a, b| a.0.cmp(&b.0));

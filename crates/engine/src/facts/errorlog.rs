@@ -14,6 +14,8 @@ pub struct ErrorLogs {
     pub unreadable: Vec<String>,
     /// `1h`, for summaries.
     pub since_text: String,
+    /// What the report's notes should say about the reading (lines from the future).
+    pub notes: Vec<String>,
 }
 
 /// What the log says about one upstream, by class.

@@ -289,3 +289,16 @@ fn by_default_the_window_keeps_only_upstream_failures_and_reloads() {
     );
     assert_eq!(w.parsed_lines, 4);
 }
+
+#[test]
+fn lines_stamped_in_the_future_are_not_in_the_window() {
+    let f = write_log(&[
+        line_at("2026/11/21 03:00:00", "past"),
+        line_at("2099/01/01 00:00:00", "from a clock that was ahead"),
+        line_at("9999/12/31 23:59:59", "far ahead"),
+    ]);
+    let w = read_window(f.path(), epoch("2026/11/21 02:00:00"), all_lines()).expect("read");
+    let msgs: Vec<&str> = w.lines.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(msgs, ["past"]);
+    assert_eq!(w.future_lines, 2);
+}
