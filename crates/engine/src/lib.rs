@@ -50,16 +50,14 @@ pub enum DiagnoseError {
     NoMatchingUpstream { filter: String },
 }
 
-/// Parse errors that could make `nginx -t` itself slow or loop (it has no include-cycle guard).
+/// Parse errors that could make `nginx -t` itself loop or crash: it has no include-cycle
+/// guard. Our parser's own size and depth limits are not among them: nginx reads what it
+/// accepts, and its verdict is the one that counts.
 fn nginx_t_is_unsafe(errors: &[why502_nginx::config::ParseError]) -> Option<String> {
     errors
         .iter()
         .find(|e| {
-            let m = e.message.to_ascii_lowercase();
-            m.contains("cycle")
-                || m.contains("too large")
-                || m.contains("too long")
-                || m.contains("depth")
+            !nginx_config::is_parser_limit(e) && e.message.to_ascii_lowercase().contains("cycle")
         })
         .map(|e| format!("skipped: {e}"))
 }
@@ -360,8 +358,10 @@ fn blind_spots(
                 .collect(),
         });
     }
-    let limits: Vec<&why502_nginx::config::ParseError> =
-        parse_errors.iter().filter(|e| parse_limit_hit(e)).collect();
+    let limits: Vec<&why502_nginx::config::ParseError> = parse_errors
+        .iter()
+        .filter(|e| nginx_config::is_parser_limit(e))
+        .collect();
     if let Some(first) = limits.first() {
         out.push(HostCheck {
             step: StepId::NginxConfig,
@@ -378,10 +378,6 @@ fn blind_spots(
         });
     }
     out
-}
-
-fn parse_limit_hit(_e: &why502_nginx::config::ParseError) -> bool {
-    false
 }
 
 /// The error logs to read: `--error-log`, else every file `error_log` of the config, else

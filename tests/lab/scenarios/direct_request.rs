@@ -3,13 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{tcp_addr, Expect, Lab, Misbehaviour, UpstreamExpect};
+use crate::harness::{tcp_addr, Expect, Lab, Misbehaviour, StepExpect, UpstreamExpect};
 
 const UPSTREAM_IP: &str = "127.0.0.1";
 const UPSTREAM_PORT: u16 = 8000;
 
 /// A backend that holds the request longer than nginx's read timeout and longer than the whole
-/// run's --timeout: the run must still answer within its budget, naming the timeout.
+/// run's --timeout: the run must still answer within its budget. The direct request could wait
+/// only 1.5 s of nginx's 2 s, so it says so (unknown, both figures); nginx's own logged
+/// timeout is what makes the verdict.
 #[test]
 fn lab_direct_request_tarpit_is_bounded_by_the_run_timeout() {
     let Some(mut lab) = Lab::new("dr-tarpit") else {
@@ -38,9 +40,13 @@ fn lab_direct_request_tarpit_is_bounded_by_the_run_timeout() {
     run.assert(
         &Expect::report("break", 2).upstream(
             UpstreamExpect::at(&upstream)
-                .step("direct_request")
+                .step("error_log")
                 .cause("upstream_timeout")
-                .summary_contains("--timeout"),
+                .step_entry(
+                    StepExpect::at("direct_request")
+                        .outcome("unknown")
+                        .summary_contains_any(&["of nginx's 2s"]),
+                ),
         ),
     );
     // A deadline, not a speed target: generous slack for `ip netns exec` and a loaded machine.

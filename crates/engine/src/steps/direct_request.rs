@@ -94,20 +94,26 @@ fn judge_answer(
             }
             f
         }
-        Answer::NoAnswer { waited_ms } => {
-            let full = waited_for >= nginx_read;
-            let summary = if full {
-                format!("no response byte within {waited_ms} ms: slower than nginx's {prefix}read_timeout of {}", secs(nginx_read))
-            } else {
-                format!(
-                    "no response byte within {waited_ms} ms (all the run's --timeout allowed; nginx waits {} before it gives up with 504)",
-                    secs(nginx_read)
-                )
-            };
-            StepFinding::broken(CauseId::UpstreamTimeout, summary)
-                .with_fix(CauseId::UpstreamTimeout.fix())
-                .with_evidence(evidence_src, format!("connected, request sent, nothing received in {waited_ms} ms"))
+        // The run's budget was shorter than nginx's limit: a slow answer is not yet a timeout.
+        Answer::NoAnswer { waited_ms } | Answer::HeaderStalled { waited_ms, .. }
+            if waited_for < nginx_read =>
+        {
+            StepFinding::unknown(format!(
+                "no complete response header within {waited_ms} ms, all the run's --timeout allowed: waited {waited_ms} ms of nginx's {} ({prefix}read_timeout), so whether it times out in nginx cannot be told",
+                secs(nginx_read)
+            ))
+            .with_fix(format!(
+                "Run again with a --timeout longer than {} to wait as long as nginx does.",
+                secs(nginx_read)
+            ))
+            .with_evidence(evidence_src, format!("connected, request sent, no complete header in {waited_ms} ms"))
         }
+        Answer::NoAnswer { waited_ms } => StepFinding::broken(
+            CauseId::UpstreamTimeout,
+            format!("no response byte within {waited_ms} ms: slower than nginx's {prefix}read_timeout of {}", secs(nginx_read)),
+        )
+        .with_fix(CauseId::UpstreamTimeout.fix())
+        .with_evidence(evidence_src, format!("connected, request sent, nothing received in {waited_ms} ms")),
         Answer::HeaderStalled { bytes, waited_ms } => StepFinding::broken(
             CauseId::UpstreamTimeout,
             format!("the response header stalled after {bytes} bytes ({waited_ms} ms); nginx's {prefix}read_timeout is {}", secs(nginx_read)),
@@ -256,5 +262,32 @@ mod tests {
         );
         let small = judge_answer(&answer(200), &t, &conn, &ask, Duration::from_secs(60));
         assert_eq!(small.outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn a_budget_shorter_than_nginxs_timeout_is_not_a_timeout() {
+        let mut t = target();
+        t.settings.read_timeout = Duration::from_secs(1);
+        let conn = Target::Tcp("127.0.0.1:8000".parse().expect("addr"));
+        let ask = Ask {
+            host: "a.test".into(),
+            path: "/".into(),
+        };
+        let silent = Answer::NoAnswer { waited_ms: 168 };
+        let short = judge_answer(&silent, &t, &conn, &ask, Duration::from_millis(168));
+        assert_eq!(short.outcome, Outcome::Unknown, "{}", short.summary);
+        assert!(
+            short.summary.contains("168 ms") && short.summary.contains("1s"),
+            "{}",
+            short.summary
+        );
+        let full = judge_answer(
+            &Answer::NoAnswer { waited_ms: 1000 },
+            &t,
+            &conn,
+            &ask,
+            Duration::from_secs(1),
+        );
+        assert_eq!(full.cause, Some(CauseId::UpstreamTimeout));
     }
 }

@@ -265,6 +265,7 @@ mod tests {
             }],
             unreadable: Vec::new(),
             since_text: "1h".into(),
+            notes: Vec::new(),
         }
     }
 

@@ -63,7 +63,20 @@ pub fn judge(
 ) -> StepFinding {
     match check {
         ConfigCheck::Failed { messages }
-            if !as_root && parse_errors.is_empty() && only_denied_opens(messages) =>
+            if real_parse_errors(parse_errors) == 0 && only_runtime_paths(messages) && as_root =>
+        {
+            let said = first_fatal(messages);
+            let mut f = StepFinding::unknown(format!(
+                "nginx -t could not create its runtime files ({said}): the pid file, logs and temp paths are on a file system this run may not write (read-only, a hardened unit); that is not about the configuration, and our own parse of {conf} found no error"
+            ))
+            .with_fix("Run why502 where nginx's pid, log and temp paths are writable (a unit with ReadWritePaths= for them), or check the configuration with `nginx -t` by hand.");
+            for m in messages {
+                f = f.with_evidence(message_source(m, conf), format!("[{}] {}", m.level, m.text));
+            }
+            f
+        }
+        ConfigCheck::Failed { messages }
+            if !as_root && real_parse_errors(parse_errors) == 0 && only_denied_opens(messages) =>
         {
             let denied = messages
                 .iter()
@@ -110,8 +123,13 @@ pub fn judge(
             }
             f
         }
-        ConfigCheck::NotRun { reason } if !parse_errors.is_empty() => {
-            parse_failure(parse_errors, reason)
+        ConfigCheck::NotRun { reason } if real_parse_errors(parse_errors) > 0 => {
+            let real: Vec<ParseError> = parse_errors
+                .iter()
+                .filter(|e| !is_parser_limit(e))
+                .cloned()
+                .collect();
+            parse_failure(&real, reason)
         }
         ConfigCheck::NotRun { reason } => StepFinding::unknown(format!(
             "nginx -t could not run: {reason}; install nginx or run why502 where it is"
@@ -120,6 +138,46 @@ pub fn judge(
 }
 
 /// Every fatal message is an open() or error-log file nginx was refused (13: Permission denied).
+/// A parse error that is only our parser's own bound (size, depth, count), not the config's
+/// fault: nginx may accept what we could not read whole.
+pub fn is_parser_limit(_e: &ParseError) -> bool {
+    false
+}
+
+/// Our parser's errors that are about the configuration (not its own limits).
+fn real_parse_errors(errors: &[ParseError]) -> usize {
+    errors.iter().filter(|e| !is_parser_limit(e)).count()
+}
+
+/// Every fatal message is nginx failing to create or own a runtime path (pid, log, temp
+/// directory: no `in FILE:LINE`) because the file system is read-only or denied: the
+/// environment of this run, not the configuration.
+fn only_runtime_paths(messages: &[CheckMessage]) -> bool {
+    let fatal: Vec<&CheckMessage> = messages
+        .iter()
+        .filter(|m| matches!(m.level.as_str(), "emerg" | "alert" | "crit"))
+        .collect();
+    !fatal.is_empty()
+        && fatal.iter().all(|m| {
+            m.file.is_none()
+                && ["open()", "mkdir()", "chown("]
+                    .iter()
+                    .any(|op| m.text.contains(op))
+                && ["(30: ", "(13: ", "(1: "]
+                    .iter()
+                    .any(|errno| m.text.contains(errno))
+        })
+}
+
+fn first_fatal(messages: &[CheckMessage]) -> String {
+    messages
+        .iter()
+        .find(|m| m.level == "emerg")
+        .or(messages.first())
+        .map(|m| m.text.clone())
+        .unwrap_or_default()
+}
+
 fn only_denied_opens(messages: &[CheckMessage]) -> bool {
     let fatal: Vec<&CheckMessage> = messages
         .iter()
@@ -206,11 +264,11 @@ mod tests {
         assert_eq!(f.outcome, Outcome::Unknown);
         assert!(f.summary.contains("/run/nginx.pid"), "{}", f.summary);
         assert!(f.fix.as_deref().unwrap_or("").contains("root"));
-        // As root the same failure is real, and a denied open beside a syntax error is not
-        // only a denied open.
+        // As root too, a denied pid file is the run's environment, never nginx_config_invalid;
+        // a denied open beside a syntax error is not only a denied open.
         assert_eq!(
             judge(&check, &[], "/etc/nginx/nginx.conf", true).outcome,
-            Outcome::Break
+            Outcome::Unknown
         );
         let mut both = check.clone();
         if let ConfigCheck::Failed { messages } = &mut both {
@@ -246,6 +304,40 @@ mod tests {
         );
         assert_eq!(f.cause, Some(CauseId::NginxConfigInvalid));
         assert_eq!(f.evidence[0].source, "/etc/nginx/a.conf:3");
+    }
+
+    #[test]
+    fn a_read_only_runtime_path_is_not_an_invalid_config_even_as_root() {
+        let msg = |text: &str| CheckMessage {
+            level: "emerg".into(),
+            text: text.into(),
+            file: None,
+            line: None,
+        };
+        let ro = ConfigCheck::Failed {
+            messages: vec![msg(
+                "open() \"/run/nginx.pid\" failed (30: Read-only file system)",
+            )],
+        };
+        assert_eq!(judge(&ro, &[], "x", true).outcome, Outcome::Unknown);
+        let chown = ConfigCheck::Failed {
+            messages: vec![msg(
+                "chown(\"/var/lib/nginx/proxy\", 33) failed (1: Operation not permitted)",
+            )],
+        };
+        assert_eq!(judge(&chown, &[], "x", true).outcome, Outcome::Unknown);
+        // An include nginx cannot read is the configuration's problem.
+        let include = ConfigCheck::Failed {
+            messages: vec![CheckMessage {
+                file: Some(PathBuf::from("/etc/nginx/nginx.conf")),
+                line: Some(12),
+                ..msg("open() \"/etc/nginx/conf.d/x.conf\" failed (13: Permission denied) in /etc/nginx/nginx.conf:12")
+            }],
+        };
+        assert_eq!(
+            judge(&include, &[], "x", true).cause,
+            Some(CauseId::NginxConfigInvalid)
+        );
     }
 
     #[test]
