@@ -144,20 +144,15 @@ pub(super) fn run_agent_command(cmd: Command, argv: Vec<String>, cap: Duration) 
 }
 
 impl Lab {
-    /// `ip netns exec NS why502 diagnose <args...>`, capped at 30 s.
+    /// `ip netns exec NS why502 diagnose <args...>`, capped at 30 s. The agent runs with its
+    /// default window (`--since` 1h), as users run it: it sees the host's history (the kernel
+    /// log is the machine's; see `history.rs`), and no scenario shrinks the window to hide it.
     #[track_caller]
     pub fn run_agent(&self, args: &[&str]) -> AgentRun {
-        let mut argv: Vec<String> = std::iter::once("diagnose")
+        let argv: Vec<String> = std::iter::once("diagnose")
             .chain(args.iter().copied())
             .map(String::from)
             .collect();
-        // Evidence counts from this scenario's start: the kernel log is the machine's, and
-        // another scenario's events are another host's (see `KERNEL_LOG`).
-        if !args.contains(&"--since") {
-            let window = self.started.elapsed() + super::lab::SINCE_SLACK;
-            argv.push("--since".to_string());
-            argv.push(format!("{}ms", window.as_millis()));
-        }
         let cmd = self.netns.command(&agent_bin(), &argv);
         run_agent_command(cmd, argv, AGENT_CAP)
     }
@@ -176,11 +171,6 @@ impl Lab {
         argv.push(agent_bin().display().to_string());
         argv.push("diagnose".to_string());
         argv.extend(args.iter().map(|arg| arg.to_string()));
-        if !args.contains(&"--since") {
-            let window = self.started.elapsed() + super::lab::SINCE_SLACK;
-            argv.push("--since".to_string());
-            argv.push(format!("{}ms", window.as_millis()));
-        }
         let setpriv = super::requirements::find_program("setpriv")
             .unwrap_or_else(|err| panic!("lab: setpriv (util-linux) drops privileges: {err}"));
         let cmd = self.netns.command(&setpriv, &argv);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a daemon of the lab may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,14 +33,12 @@ const ERROR_LOG_WAIT: Duration = Duration::from_secs(2);
 /// Cap for one curl run; curl itself is told `--max-time 5`.
 const CURL_CAP: Duration = Duration::from_secs(10);
 
-/// The kernel log is one for the whole machine, while each scenario plays a host of its own.
-/// A scenario that makes the kernel log something (an OOM kill) runs alone, holding this for
-/// writing; the others hold it for reading, and each asks the agent only about its own
-/// lifetime (`--since`), so no scenario sees another's kernel events.
+/// The kernel log is one for the whole machine, and every scenario's agent sees all of it in
+/// its default window: other scenarios' OOM kills are the host's history, as on a real host.
+/// A scenario that makes the kernel OOM-kill its own process holds this for writing, so that
+/// no other kill lands between its own and its agent run (the newest kill is its own); the
+/// others hold it for reading.
 static KERNEL_LOG: RwLock<()> = RwLock::new(());
-
-/// How far before its start a scenario's `--since` window reaches (clock granularity).
-pub(super) const SINCE_SLACK: Duration = Duration::from_millis(300);
 
 /// How a lab holds `KERNEL_LOG`.
 enum KernelLogHold {
@@ -64,7 +62,6 @@ pub struct Lab {
     pub(super) netns: NetNs,
     dir: Option<TempDir>,
     root: PathBuf,
-    pub(super) started: Instant,
     _kernel_log: KernelLogHold,
 }
 
@@ -76,15 +73,14 @@ impl Lab {
         Lab::with_hold(scenario, hold)
     }
 
-    /// A lab that makes the kernel log events other scenarios must not see (OOM kills): it
-    /// waits for the running scenarios and runs alone.
+    /// A lab whose scenario makes the kernel OOM-kill a process and then asks the agent about
+    /// that kill: it waits for the running scenarios and runs alone, so its kill is the newest.
     pub fn new_exclusive(scenario: &str) -> Option<Lab> {
         let hold = KernelLogHold::Exclusive(KERNEL_LOG.write().unwrap_or_else(|p| p.into_inner()));
         Lab::with_hold(scenario, hold)
     }
 
     fn with_hold(scenario: &str, hold: KernelLogHold) -> Option<Lab> {
-        let started = Instant::now();
         let tools = match lab_tools() {
             Ok(tools) => tools,
             Err(reason) => {
@@ -120,7 +116,6 @@ impl Lab {
             netns,
             dir: Some(dir),
             root,
-            started,
             _kernel_log: hold,
         })
     }
@@ -376,11 +371,6 @@ impl Drop for Lab {
             if let Err(err) = dir.close() {
                 eprintln!("lab cleanup: cannot remove {}: {err}", self.root.display());
             }
-        }
-        // The next scenario's window starts at most `SINCE_SLACK` before it does: let this
-        // one's kernel events age past that before the others may start.
-        if matches!(self._kernel_log, KernelLogHold::Exclusive(_)) {
-            std::thread::sleep(SINCE_SLACK + Duration::from_millis(700));
         }
     }
 }
