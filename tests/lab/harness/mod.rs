@@ -9,6 +9,7 @@
 mod agent;
 mod cli;
 mod firewall;
+mod history;
 mod lab;
 mod misbehaving;
 mod netns;
@@ -32,6 +33,11 @@ pub use agent::{
 pub use cli::CliSandbox;
 #[allow(unused_imports)]
 pub use firewall::firewall_lab;
+#[allow(unused_imports)]
+pub use history::{
+    bystander_pids, kernel_oom_kills, lab_kills, nginx_stamp, oom_kill_a_hog, php_fpm_stamp,
+    record_kill, BYSTANDER_POOL,
+};
 #[allow(unused_imports)]
 pub use lab::{tcp_addr, unix_addr, BackgroundRequests, Lab};
 #[allow(unused_imports)]

@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::lab::{write_file, Lab};
+use super::history;
+use super::lab::{write_file, Lab, START_TIMEOUT};
 use super::process::{read_log, run_capped, tail, Captured};
 
 /// Where every lab nginx listens (inside its own namespace).
@@ -103,9 +104,22 @@ impl Lab {
     }
 
     /// Writes `text` as nginx.conf, starts nginx in the namespace and waits until it answers.
-    pub(super) fn start_nginx_with_conf(&mut self, text: &str) {
+    /// Before nginx starts, each error log the config names gets the stack's history: old
+    /// lines about its upstreams, 2 to 3 hours ago (see `history.rs`).
+    pub fn start_nginx_with_conf(&mut self, text: &str) {
+        self.start_nginx_with_conf_within(text, START_TIMEOUT);
+    }
+
+    /// `start_nginx_with_conf` for a config nginx needs longer than `START_TIMEOUT` to load.
+    pub fn start_nginx_with_conf_within(&mut self, text: &str, start_timeout: Duration) {
         let conf = self.nginx_conf();
         write_file(&conf, text);
+        if history::enabled() {
+            let old = history::old_nginx_lines(&history::upstreams_in_config(text));
+            for log in history::error_logs_in_config(text, self.root()) {
+                self.seed_log(&log, &old);
+            }
+        }
         let prefix = format!("{}/", self.root().display());
         let args = vec![
             "-p".to_string(),
@@ -116,11 +130,12 @@ impl Lab {
         let nginx = self.tools.nginx.clone();
         // SIGTERM: fast shutdown; the master stops its workers before exiting.
         self.spawn(PROCESS_LABEL, &nginx, &args, libc::SIGTERM);
-        self.wait_for_nginx();
+        self.wait_for_nginx(start_timeout);
     }
 
-    fn wait_for_nginx(&mut self) {
-        self.await_ready(
+    fn wait_for_nginx(&mut self, start_timeout: Duration) {
+        self.await_ready_within(
+            start_timeout,
             PROCESS_LABEL,
             &format!("no answer on {NGINX_LISTEN}"),
             // Any HTTP status (even 502) means nginx accepts and answers.

@@ -4,8 +4,9 @@
 //! inodes_exhausted), and a healthy backend beside an unrelated OOM kill (a host warning).
 //! Scenarios that make the kernel log an OOM kill run alone (`Lab::new_exclusive`).
 
-use crate::harness::{tcp_addr, Expect, Lab, MemoryCgroup, TmpfsMount, UpstreamExpect};
-use std::process::Command;
+use crate::harness::{
+    record_kill, tcp_addr, Expect, Lab, MemoryCgroup, TmpfsMount, UpstreamExpect,
+};
 
 const IP: &str = "127.0.0.1";
 const PORT: u16 = 8000;
@@ -31,6 +32,7 @@ fn lab_backend_oom_killed_in_its_memory_cgroup() {
     lab.start_nginx(&lab.proxy_location(&upstream()));
     // The backend allocates until the kernel kills it: no answer.
     assert_eq!(lab.curl_backend(&format!("http://{}/hog", upstream())), 0);
+    record_kill(pid);
     lab.prove_502("(111: Connection refused)");
 
     let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
@@ -53,22 +55,9 @@ fn lab_unrelated_oom_kill_is_a_warning() {
     lab.start_http_backend(IP, PORT);
     lab.start_nginx(&lab.proxy_location(&upstream()));
     assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
-    // Something else on the host runs out of its memory cgroup.
+    // Something else on the host runs out of its memory cgroup (the kernel SIGKILLs it).
     let cgroup = MemoryCgroup::new(&cgroup_name(&lab), 32 << 20);
-    let mut hog = Command::new("python3")
-        .args([
-            "-c",
-            "import time\ntime.sleep(0.3)\nh=[]\nwhile True: h.append(b'x'*(8<<20))",
-        ])
-        .spawn()
-        .expect("spawn the hog");
-    cgroup.add(hog.id());
-    let status = hog.wait().expect("wait for the hog");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGKILL),
-        "the hog was supposed to be OOM-killed"
-    );
+    let hog = lab.oom_kill_a_hog_in(&cgroup);
 
     let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
     run.assert(
@@ -84,9 +73,8 @@ fn lab_unrelated_oom_kill_is_a_warning() {
             && c["outcome"] == "warn"
             && c["summary"]
                 .as_str()
-                .is_some_and(|s| s.contains(&hog.id().to_string()))),
-        "expected a host warning naming the killed pid {}\n{}",
-        hog.id(),
+                .is_some_and(|s| s.contains(&format!("(pid {hog})")))),
+        "expected a host warning naming the killed pid {hog}\n{}",
         run.context()
     );
 }
