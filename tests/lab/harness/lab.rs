@@ -229,7 +229,20 @@ impl Lab {
     /// HTTP status of a GET from inside the namespace; 0 when nothing answered.
     #[track_caller]
     pub fn curl_status(&self, url: &str) -> u16 {
-        let args = [
+        self.curl_status_with(url, &[])
+    }
+
+    /// Status code of `GET http://127.0.0.1:8080<path>` through nginx with `Host: host`.
+    #[track_caller]
+    pub fn curl_through_nginx_with_host(&self, host: &str, path: &str) -> u16 {
+        let header = format!("Host: {host}");
+        let url = format!("http://{}{path}", super::nginx::NGINX_LISTEN);
+        self.curl_status_with(&url, &["-H", &header])
+    }
+
+    #[track_caller]
+    fn curl_status_with(&self, url: &str, extra: &[&str]) -> u16 {
+        let mut args = vec![
             "-s",
             "-o",
             "/dev/null",
@@ -237,8 +250,9 @@ impl Lab {
             "%{http_code}",
             "--max-time",
             "5",
-            url,
         ];
+        args.extend_from_slice(extra);
+        args.push(url);
         let out = run_capped(self.netns.command(&self.tools.curl, &args), CURL_CAP);
         assert!(
             !out.timed_out,

@@ -43,7 +43,7 @@ pub use lab::{tcp_addr, unix_addr, BackgroundRequests, Lab};
 #[allow(unused_imports)]
 pub use misbehaving::Misbehaviour;
 #[allow(unused_imports)]
-pub use nginx::{parse_nginx_error_location, NGINX_LISTEN};
+pub use nginx::{parse_nginx_error_location, render_nginx_conf, NGINX_LISTEN};
 #[allow(unused_imports)]
 pub use php_fpm::{FpmListen, PhpFpmPool};
 #[allow(unused_imports)]

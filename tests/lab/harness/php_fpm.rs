@@ -36,6 +36,9 @@ pub struct PhpFpmPool {
     /// `logs/<pool>-php-errors.log` when a scenario does not, a file nothing writes while the
     /// stack is healthy.
     pub php_error_log: Option<PathBuf>,
+    /// False: PHP's errors go where php-fpm puts them without an error_log (the FastCGI
+    /// stderr nginx logs, and the worker's stderr), not to a default file.
+    pub default_php_error_log: bool,
     /// Extra `key = value` lines appended to the pool.
     pub extra: Vec<String>,
 }
@@ -58,6 +61,7 @@ impl PhpFpmPool {
             listen_mode: "0660".into(),
             pm: vec!["pm = static".into(), "pm.max_children = 2".into()],
             php_error_log: None,
+            default_php_error_log: true,
             extra: Vec::new(),
         }
     }
@@ -87,6 +91,16 @@ impl PhpFpmPool {
     pub fn php_error_log(mut self, path: &Path) -> PhpFpmPool {
         self.php_error_log = Some(path.to_path_buf());
         self
+    }
+
+    /// No `php_admin_value[error_log]`: PHP reports errors to nginx (FastCGI stderr:
+    /// "FastCGI sent in stderr") and to the worker's stderr, which `catch_workers_output`
+    /// puts into the master's shared log ("child N said into stderr").
+    pub fn php_errors_to_the_fpm_log(mut self) -> PhpFpmPool {
+        self.php_error_log = None;
+        self.default_php_error_log = false;
+        self.extra("php_admin_flag[log_errors] = on")
+            .extra("catch_workers_output = yes")
     }
 
     pub fn extra(mut self, line: &str) -> PhpFpmPool {
@@ -203,7 +217,7 @@ impl Lab {
                     .extra
                     .iter()
                     .any(|line| line.contains("php_admin_value[error_log]"));
-                if pool.php_error_log.is_none() && !sets_its_own {
+                if pool.php_error_log.is_none() && pool.default_php_error_log && !sets_its_own {
                     pool.php_error_log =
                         Some(self.path(&format!("logs/{}-php-errors.log", pool.name)));
                 }
