@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::history::kernel_oom_kills;
 use super::lab::Lab;
 use super::process::{head, run_capped, tail, Captured};
 
@@ -43,6 +44,9 @@ pub struct AgentRun {
     pub json: Option<Value>,
     /// Why `json` is None although JSON was requested.
     pub json_error: Option<String>,
+    /// The pids of the scenario's own stack while the agent ran (its daemons and their
+    /// children): a kill of one of them is not a bystander's.
+    pub stack_pids: Vec<u32>,
 }
 
 impl AgentRun {
@@ -62,6 +66,7 @@ impl AgentRun {
             stderr: out.stderr,
             json,
             json_error,
+            stack_pids: Vec::new(),
         }
     }
 
@@ -109,7 +114,9 @@ impl AgentRun {
     /// Checks the run against `expect`; panics listing every mismatch.
     #[track_caller]
     pub fn assert(&self, expect: &Expect) {
-        let problems = expect.problems(self);
+        let killed = kernel_oom_kills();
+        let is_bystander = |pid: u32| killed.contains(&pid) && !self.stack_pids.contains(&pid);
+        let problems = expect.problems_with(self, &is_bystander);
         if !problems.is_empty() {
             panic!(
                 "why502 verdict is not what the scenario expects:\n  - {}\n{}",
@@ -144,22 +151,58 @@ pub(super) fn run_agent_command(cmd: Command, argv: Vec<String>, cap: Duration) 
 }
 
 impl Lab {
-    /// `ip netns exec NS why502 diagnose <args...>`, capped at 30 s.
+    /// `ip netns exec NS why502 diagnose <args...>`, capped at 30 s. The agent runs with its
+    /// default window (`--since` 1h), as users run it: it sees the host's history (the kernel
+    /// log is the machine's; see `history.rs`), and no scenario shrinks the window to hide it.
     #[track_caller]
     pub fn run_agent(&self, args: &[&str]) -> AgentRun {
-        let mut argv: Vec<String> = std::iter::once("diagnose")
+        let argv: Vec<String> = std::iter::once("diagnose")
             .chain(args.iter().copied())
             .map(String::from)
             .collect();
-        // Evidence counts from this scenario's start: the kernel log is the machine's, and
-        // another scenario's events are another host's (see `KERNEL_LOG`).
-        if !args.contains(&"--since") {
-            let window = self.started.elapsed() + super::lab::SINCE_SLACK;
-            argv.push("--since".to_string());
-            argv.push(format!("{}ms", window.as_millis()));
-        }
         let cmd = self.netns.command(&agent_bin(), &argv);
-        run_agent_command(cmd, argv, AGENT_CAP)
+        let stack = self.stack_pids();
+        let mut run = run_agent_command(cmd, argv, AGENT_CAP);
+        run.stack_pids = stack;
+        run
+    }
+
+    /// The pids of every process the lab started and of their descendants (nginx and php-fpm
+    /// workers), now.
+    pub fn stack_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .procs
+            .iter()
+            .filter_map(|proc| u32::try_from(proc.pid()).ok())
+            .collect();
+        let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let ppid = stat
+                    .rsplit_once(") ")?
+                    .1
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()?;
+                Some((pid, ppid))
+            })
+            .collect();
+        let mut grew = true;
+        while grew {
+            grew = false;
+            for (pid, ppid) in &parents {
+                if pids.contains(ppid) && !pids.contains(pid) {
+                    pids.push(*pid);
+                    grew = true;
+                }
+            }
+        }
+        pids
     }
 
     /// `run_agent` as another user: uid and gid `uid_gid`, supplementary groups `groups` only
@@ -176,15 +219,13 @@ impl Lab {
         argv.push(agent_bin().display().to_string());
         argv.push("diagnose".to_string());
         argv.extend(args.iter().map(|arg| arg.to_string()));
-        if !args.contains(&"--since") {
-            let window = self.started.elapsed() + super::lab::SINCE_SLACK;
-            argv.push("--since".to_string());
-            argv.push(format!("{}ms", window.as_millis()));
-        }
         let setpriv = super::requirements::find_program("setpriv")
             .unwrap_or_else(|err| panic!("lab: setpriv (util-linux) drops privileges: {err}"));
         let cmd = self.netns.command(&setpriv, &argv);
-        run_agent_command(cmd, argv, AGENT_CAP)
+        let stack = self.stack_pids();
+        let mut run = run_agent_command(cmd, argv, AGENT_CAP);
+        run.stack_pids = stack;
+        run
     }
 }
 
@@ -194,6 +235,9 @@ impl Lab {
 pub struct Expect {
     status: Option<String>,
     exit_code: Option<i32>,
+    /// `Expect::healthy`: status ok and exit 0, or a warning (exit 1) that only the host's
+    /// history explains (see `healthy`).
+    healthy_on_a_host_with_history: bool,
     nginx_conf: Option<String>,
     upstreams: Vec<UpstreamExpect>,
 }
@@ -240,9 +284,18 @@ impl Expect {
         }
     }
 
-    /// All fine: status ok, exit 0, the upstream ok with cause `none`.
+    /// A healthy stack on a host with a past: the upstream ok with cause `none`, and the run
+    /// either ok (exit 0) or a warning (exit 1) in which every upstream is ok and every host
+    /// check that does not pass is an `oom_killed` warning naming only bystanders — pids the
+    /// kernel log has an OOM kill of that are not processes of this stack (the lab's history
+    /// kills, other scenarios' kills, kills from before the test run). Never a break, never
+    /// unknown.
     pub fn healthy(address: &str) -> Expect {
-        Expect::report("ok", 0).upstream(UpstreamExpect::at(address).status("ok").cause("none"))
+        Expect {
+            healthy_on_a_host_with_history: true,
+            ..Expect::default()
+        }
+        .upstream(UpstreamExpect::at(address).status("ok").cause("none"))
     }
 
     /// One broken upstream: status break, exit 2, the upstream's verdict at
@@ -277,7 +330,8 @@ impl Expect {
         self
     }
 
-    fn problems(&self, run: &AgentRun) -> Vec<String> {
+    /// The mismatches, a bystander being any pid `is_bystander` says is one.
+    fn problems_with(&self, run: &AgentRun, is_bystander: &dyn Fn(u32) -> bool) -> Vec<String> {
         let mut problems = Vec::new();
         if run.panicked() {
             problems.push("why502 panicked (see stderr)".to_string());
@@ -301,6 +355,9 @@ impl Expect {
             report.pointer("/status"),
             self.status.as_deref(),
         );
+        if self.healthy_on_a_host_with_history {
+            healthy_problems(report, run.exit_code, is_bystander, &mut problems);
+        }
         check_str(
             &mut problems,
             "nginx.conf",
@@ -312,6 +369,77 @@ impl Expect {
         }
         problems
     }
+}
+
+/// What `Expect::healthy` checks beyond the upstream: ok/0, or warning/1 with every upstream ok
+/// and every host check that does not pass an `oom_killed` warning naming bystander pids only.
+fn healthy_problems(
+    report: &Value,
+    exit_code: i32,
+    is_bystander: &dyn Fn(u32) -> bool,
+    problems: &mut Vec<String>,
+) {
+    let list = |key: &str| {
+        report
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    };
+    let status = report.get("status").and_then(Value::as_str).unwrap_or("");
+    match (status, exit_code) {
+        ("ok", 0) => {}
+        ("warning", 1) => {
+            for upstream in list("upstreams") {
+                if upstream.get("status").and_then(Value::as_str) != Some("ok") {
+                    problems.push(format!(
+                        "a healthy stack's warning must come from the host's history, but upstream {} is {}",
+                        upstream.get("address").unwrap_or(&Value::Null),
+                        upstream.get("status").unwrap_or(&Value::Null)
+                    ));
+                }
+            }
+            for check in list("host_checks") {
+                let field = |key: &str| check.get(key).and_then(Value::as_str).unwrap_or("");
+                if field("outcome") == "pass" {
+                    continue;
+                }
+                let summary = field("summary");
+                let pids = pids_named(summary);
+                let foreign: Vec<u32> = pids.iter().copied().filter(|p| !is_bystander(*p)).collect();
+                if field("outcome") != "warn" || field("cause") != "oom_killed" {
+                    problems.push(format!(
+                        "host check {} is {} / {}: a healthy stack allows only bystander oom_killed warnings ({summary:?})",
+                        field("step"),
+                        field("outcome"),
+                        field("cause")
+                    ));
+                } else if pids.is_empty() || !foreign.is_empty() {
+                    problems.push(format!(
+                        "host check oom_killed must name bystander pids only (OOM-killed, not of this stack); \
+                         it names {pids:?}, of which {foreign:?} are not bystanders: {summary:?}"
+                    ));
+                }
+            }
+        }
+        _ => problems.push(format!(
+            "a healthy stack must be ok (exit 0) or a bystander warning (exit 1), got status {status:?} with exit {exit_code}"
+        )),
+    }
+}
+
+/// The pids a summary names as `(pid N)`.
+fn pids_named(summary: &str) -> Vec<u32> {
+    summary
+        .match_indices("(pid ")
+        .filter_map(|(at, needle)| {
+            let digits: String = summary[at + needle.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .collect()
 }
 
 impl UpstreamExpect {
@@ -642,7 +770,13 @@ mod tests {
             stderr: String::new(),
             json: Some(report),
             json_error: None,
+            stack_pids: Vec::new(),
         }
+    }
+
+    /// Every pid is a bystander in these tests, except 666.
+    fn problems(expect: &Expect, run: &AgentRun) -> Vec<String> {
+        expect.problems_with(run, &|pid| pid != 666)
     }
 
     /// The example report from the contract.
@@ -679,7 +813,7 @@ mod tests {
         .summary_contains("www-data")
         .nginx_conf(Path::new("/etc/nginx/nginx.conf"));
         assert_eq!(
-            expect.problems(&finished_run(contract_example(), 2)),
+            problems(&expect, &finished_run(contract_example(), 2)),
             Vec::<String>::new()
         );
     }
@@ -712,7 +846,7 @@ mod tests {
                 ),
         );
         assert_eq!(
-            good.problems(&finished_run(report.clone(), 2)),
+            problems(&good, &finished_run(report.clone(), 2)),
             Vec::<String>::new()
         );
         let bad = Expect::report("break", 2).upstream(
@@ -726,7 +860,7 @@ mod tests {
                 )
                 .step_entry(StepExpect::at("backend_up")),
         );
-        let problems = bad.problems(&finished_run(report, 2));
+        let problems = problems(&bad, &finished_run(report, 2));
         // step, evidence, error_log outcome, error_log summary, no backend_up entry
         assert_eq!(problems.len(), 5, "{problems:#?}");
     }
@@ -739,15 +873,61 @@ mod tests {
             "backend_down",
         )
         .summary_contains("nope");
-        let problems = expect.problems(&finished_run(contract_example(), 0));
-        assert_eq!(problems.len(), 3, "{problems:#?}"); // exit code, cause, summary
-        let missing =
-            Expect::healthy("127.0.0.1:8000").problems(&finished_run(contract_example(), 2));
+        let found = problems(&expect, &finished_run(contract_example(), 0));
+        assert_eq!(found.len(), 3, "{found:#?}"); // exit code, cause, summary
+        let missing = problems(
+            &Expect::healthy("127.0.0.1:8000"),
+            &finished_run(contract_example(), 2),
+        );
         assert!(
             missing
                 .iter()
                 .any(|problem| problem.contains("no upstream with address")),
             "{missing:#?}"
         );
+    }
+
+    #[test]
+    fn healthy_allows_only_bystander_oom_warnings() {
+        let report = |status: &str, upstream: &str, check: Value| {
+            json!({
+                "status": status,
+                "upstreams": [{"address": "127.0.0.1:8000", "status": upstream, "verdict": {"cause": "none"}}],
+                "host_checks": [check]
+            })
+        };
+        let oom = |pids: &str| {
+            json!({"step": "resources", "outcome": "warn", "cause": "oom_killed",
+                   "summary": format!("the kernel OOM-killed 2 process(es) in the window that no upstream depends on: {pids}")})
+        };
+        let healthy = Expect::healthy("127.0.0.1:8000");
+        let ok = report("ok", "ok", json!({"outcome": "pass"}));
+        assert_eq!(
+            problems(&healthy, &finished_run(ok, 0)),
+            Vec::<String>::new()
+        );
+        let bystanders = report("warning", "ok", oom("python3 (pid 12), python3 (pid 13)"));
+        assert_eq!(
+            problems(&healthy, &finished_run(bystanders, 1)),
+            Vec::<String>::new()
+        );
+        // A kill of the stack's own process (666 here), a warning of an upstream, another host
+        // check, a break: each is a problem.
+        let own = report(
+            "warning",
+            "ok",
+            oom("python3 (pid 12), php-fpm8.2 (pid 666)"),
+        );
+        assert_eq!(problems(&healthy, &finished_run(own, 1)).len(), 1);
+        let upstream = report("warning", "warning", json!({"outcome": "pass"}));
+        assert_eq!(problems(&healthy, &finished_run(upstream, 1)).len(), 2);
+        let disk = report(
+            "warning",
+            "ok",
+            json!({"outcome": "warn", "cause": "disk_full", "summary": "/ is 95% full"}),
+        );
+        assert_eq!(problems(&healthy, &finished_run(disk, 1)).len(), 1);
+        let broken = report("break", "ok", oom("python3 (pid 12)"));
+        assert_eq!(problems(&healthy, &finished_run(broken, 2)).len(), 1);
     }
 }

@@ -5,18 +5,19 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{chown, PermissionsExt};
+use std::os::unix::fs::{chown, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a daemon of the lab may take to start.
-const START_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const START_TIMEOUT: Duration = Duration::from_secs(5);
 
 use tempfile::TempDir;
 
+use super::history;
 use super::netns::NetNs;
 use super::process::{read_log, run_capped, tail, Spawned};
 use super::requirements::{lab_tools, skip_or_fail, Tools, WORKER_USER};
@@ -33,14 +34,12 @@ const ERROR_LOG_WAIT: Duration = Duration::from_secs(2);
 /// Cap for one curl run; curl itself is told `--max-time 5`.
 const CURL_CAP: Duration = Duration::from_secs(10);
 
-/// The kernel log is one for the whole machine, while each scenario plays a host of its own.
-/// A scenario that makes the kernel log something (an OOM kill) runs alone, holding this for
-/// writing; the others hold it for reading, and each asks the agent only about its own
-/// lifetime (`--since`), so no scenario sees another's kernel events.
+/// The kernel log is one for the whole machine, and every scenario's agent sees all of it in
+/// its default window: other scenarios' OOM kills are the host's history, as on a real host.
+/// A scenario that makes the kernel OOM-kill its own process holds this for writing, so that
+/// no other kill lands between its own and its agent run (the newest kill is its own); the
+/// others hold it for reading.
 static KERNEL_LOG: RwLock<()> = RwLock::new(());
-
-/// How far before its start a scenario's `--since` window reaches (clock granularity).
-pub(super) const SINCE_SLACK: Duration = Duration::from_millis(300);
 
 /// How a lab holds `KERNEL_LOG`.
 enum KernelLogHold {
@@ -64,7 +63,11 @@ pub struct Lab {
     pub(super) netns: NetNs,
     dir: Option<TempDir>,
     root: PathBuf,
-    pub(super) started: Instant,
+    /// Logs the lab seeded with history before their daemon started, and their length then:
+    /// what the daemon wrote itself starts there.
+    pub(super) seeded: Vec<(PathBuf, u64)>,
+    /// Where a log shipper copies nginx's error log to when that is a FIFO.
+    pub(super) error_log_copy: Option<PathBuf>,
     _kernel_log: KernelLogHold,
 }
 
@@ -72,25 +75,29 @@ impl Lab {
     /// Checks the host, then builds the sandbox. None means "skipped"
     /// (already reported on stderr); in CI an unmet requirement panics.
     pub fn new(scenario: &str) -> Option<Lab> {
-        let hold = KernelLogHold::Shared(KERNEL_LOG.read().unwrap_or_else(|p| p.into_inner()));
-        Lab::with_hold(scenario, hold)
+        Lab::create(scenario, false)
     }
 
-    /// A lab that makes the kernel log events other scenarios must not see (OOM kills): it
-    /// waits for the running scenarios and runs alone.
+    /// A lab whose scenario makes the kernel OOM-kill a process and then asks the agent about
+    /// that kill: it waits for the running scenarios and runs alone, so its kill is the newest.
     pub fn new_exclusive(scenario: &str) -> Option<Lab> {
-        let hold = KernelLogHold::Exclusive(KERNEL_LOG.write().unwrap_or_else(|p| p.into_inner()));
-        Lab::with_hold(scenario, hold)
+        Lab::create(scenario, true)
     }
 
-    fn with_hold(scenario: &str, hold: KernelLogHold) -> Option<Lab> {
-        let started = Instant::now();
+    fn create(scenario: &str, exclusive: bool) -> Option<Lab> {
         let tools = match lab_tools() {
             Ok(tools) => tools,
             Err(reason) => {
                 skip_or_fail(scenario, &reason);
                 return None;
             }
+        };
+        // Before the first stack of this test process: the host's past (see `history.rs`).
+        history::leave_kernel_history(&KERNEL_LOG, &tools.python3);
+        let hold = if exclusive {
+            KernelLogHold::Exclusive(KERNEL_LOG.write().unwrap_or_else(|p| p.into_inner()))
+        } else {
+            KernelLogHold::Shared(KERNEL_LOG.read().unwrap_or_else(|p| p.into_inner()))
         };
         let netns = match NetNs::create(&netns_name(scenario), &tools.ip) {
             Ok(netns) => netns,
@@ -120,7 +127,8 @@ impl Lab {
             netns,
             dir: Some(dir),
             root,
-            started,
+            seeded: Vec::new(),
+            error_log_copy: None,
             _kernel_log: hold,
         })
     }
@@ -165,10 +173,22 @@ impl Lab {
         &mut self,
         label: &str,
         waiting_for: &str,
+        ready: impl FnMut(&mut Self) -> bool,
+        context: impl FnOnce(&Self) -> String,
+    ) {
+        self.await_ready_within(START_TIMEOUT, label, waiting_for, ready, context);
+    }
+
+    /// `await_ready` with another deadline than `START_TIMEOUT`.
+    pub(super) fn await_ready_within(
+        &mut self,
+        start_timeout: Duration,
+        label: &str,
+        waiting_for: &str,
         mut ready: impl FnMut(&mut Self) -> bool,
         context: impl FnOnce(&Self) -> String,
     ) {
-        let outcome = poll_until(START_TIMEOUT, || {
+        let outcome = poll_until(start_timeout, || {
             if let Some(status) = self.process_mut(label).and_then(|proc| proc.poll_exit()) {
                 return Some(Err(format!("{label} exited during startup ({status})")));
             }
@@ -177,7 +197,7 @@ impl Lab {
         let problem = match outcome {
             Some(Ok(())) => return,
             Some(Err(problem)) => problem,
-            None => format!("{label}: {waiting_for} within {START_TIMEOUT:?}"),
+            None => format!("{label}: {waiting_for} within {start_timeout:?}"),
         };
         let stderr = self
             .process_mut(label)
@@ -209,7 +229,20 @@ impl Lab {
     /// HTTP status of a GET from inside the namespace; 0 when nothing answered.
     #[track_caller]
     pub fn curl_status(&self, url: &str) -> u16 {
-        let args = [
+        self.curl_status_with(url, &[])
+    }
+
+    /// Status code of `GET http://127.0.0.1:8080<path>` through nginx with `Host: host`.
+    #[track_caller]
+    pub fn curl_through_nginx_with_host(&self, host: &str, path: &str) -> u16 {
+        let header = format!("Host: {host}");
+        let url = format!("http://{}{path}", super::nginx::NGINX_LISTEN);
+        self.curl_status_with(&url, &["-H", &header])
+    }
+
+    #[track_caller]
+    fn curl_status_with(&self, url: &str, extra: &[&str]) -> u16 {
+        let mut args = vec![
             "-s",
             "-o",
             "/dev/null",
@@ -217,8 +250,9 @@ impl Lab {
             "%{http_code}",
             "--max-time",
             "5",
-            url,
         ];
+        args.extend_from_slice(extra);
+        args.push(url);
         let out = run_capped(self.netns.command(&self.tools.curl, &args), CURL_CAP);
         assert!(
             !out.timed_out,
@@ -266,10 +300,40 @@ impl Lab {
         self.path("logs/error.log")
     }
 
+    /// What nginx itself wrote to its error log: the lines the lab seeded as history before
+    /// nginx started are left out (an old line must never prove a breakage). When the error log
+    /// is a FIFO, what its reader copied (reading the FIFO here would steal nginx's lines).
     pub fn error_log_text(&self) -> String {
-        fs::read(self.error_log_path())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
+        let path = self.error_log_path();
+        if fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_fifo()) {
+            return self
+                .error_log_copy
+                .as_deref()
+                .map(read_log)
+                .unwrap_or_default();
+        }
+        self.text_after_history(&path)
+    }
+
+    /// `path` (a log) from where the seeded history ends; the whole file if none was seeded.
+    pub(super) fn text_after_history(&self, path: &Path) -> String {
+        let Ok(bytes) = fs::read(path) else {
+            return String::new();
+        };
+        let start = self
+            .seeded
+            .iter()
+            .find(|(seeded, _)| seeded == path)
+            .map_or(0, |(_, len)| usize::try_from(*len).unwrap_or(usize::MAX));
+        String::from_utf8_lossy(bytes.get(start..).unwrap_or_default()).into_owned()
+    }
+
+    /// Appends history to a log before its daemon starts and remembers where it ends.
+    pub(super) fn seed_log(&mut self, path: &Path, text: &str) {
+        if let Some(len) = history::append_history(path, text) {
+            self.seeded.retain(|(seeded, _)| seeded != path);
+            self.seeded.push((path.to_path_buf(), len));
+        }
     }
 
     pub fn error_log_contains(&self, needle: &str) -> bool {
@@ -376,11 +440,6 @@ impl Drop for Lab {
             if let Err(err) = dir.close() {
                 eprintln!("lab cleanup: cannot remove {}: {err}", self.root.display());
             }
-        }
-        // The next scenario's window starts at most `SINCE_SLACK` before it does: let this
-        // one's kernel events age past that before the others may start.
-        if matches!(self._kernel_log, KernelLogHold::Exclusive(_)) {
-            std::thread::sleep(SINCE_SLACK + Duration::from_millis(700));
         }
     }
 }

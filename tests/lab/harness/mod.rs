@@ -9,6 +9,7 @@
 mod agent;
 mod cli;
 mod firewall;
+mod history;
 mod lab;
 mod misbehaving;
 mod netns;
@@ -33,11 +34,16 @@ pub use cli::CliSandbox;
 #[allow(unused_imports)]
 pub use firewall::firewall_lab;
 #[allow(unused_imports)]
+pub use history::{
+    bystander_pids, kernel_oom_kills, lab_kills, nginx_stamp, oom_kill_a_hog, php_fpm_stamp,
+    record_kill, BYSTANDER_POOL,
+};
+#[allow(unused_imports)]
 pub use lab::{tcp_addr, unix_addr, BackgroundRequests, Lab};
 #[allow(unused_imports)]
 pub use misbehaving::Misbehaviour;
 #[allow(unused_imports)]
-pub use nginx::{parse_nginx_error_location, NGINX_LISTEN};
+pub use nginx::{parse_nginx_error_location, render_nginx_conf, NGINX_LISTEN};
 #[allow(unused_imports)]
 pub use php_fpm::{FpmListen, PhpFpmPool};
 #[allow(unused_imports)]

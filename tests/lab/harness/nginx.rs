@@ -7,22 +7,51 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::lab::{write_file, Lab};
+use super::history;
+use super::lab::{write_file, Lab, START_TIMEOUT};
 use super::process::{read_log, run_capped, tail, Captured};
 
 /// Where every lab nginx listens (inside its own namespace).
 pub const NGINX_LISTEN: &str = "127.0.0.1:8080";
 
 const PROCESS_LABEL: &str = "nginx";
+const SHIPPER_LABEL: &str = "log-shipper";
+
+/// The reader of a FIFO error log: `python3 log_shipper.py FIFO COPY`.
+const LOG_SHIPPER_PY: &str = r#"import os, sys
+src, dst = sys.argv[1], sys.argv[2]
+out = os.open(dst, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+print("ready log shipper", flush=True)
+while True:
+    fifo = os.open(src, os.O_RDONLY)
+    while True:
+        chunk = os.read(fifo, 65536)
+        if not chunk:
+            break
+        os.write(out, chunk)
+    os.close(fifo)
+"#;
 const CONFIG_TEST_CAP: Duration = Duration::from_secs(10);
 
 /// The whole nginx.conf for a lab stack; `location_body` is the scenario's
 /// `location / { ... }` content (fastcgi_pass / proxy_pass ...).
 pub fn render_nginx_conf(root: &Path, location_body: &str) -> String {
+    render_nginx_conf_with_locations(root, &[("/", location_body)])
+}
+
+/// nginx.conf whose lab server holds `locations` in order: (match, body), e.g.
+/// `("/p2/", "fastcgi_pass ...;")` or `("= /p7/sleep", ...)`.
+pub fn render_nginx_conf_with_locations(root: &Path, locations: &[(&str, &str)]) -> String {
     let r = root.display();
-    let body: String = location_body
-        .lines()
-        .map(|line| format!("            {}\n", line.trim()))
+    let blocks: String = locations
+        .iter()
+        .map(|(matcher, location_body)| {
+            let body: String = location_body
+                .lines()
+                .map(|line| format!("            {}\n", line.trim()))
+                .collect();
+            format!("\n        location {matcher} {{\n{body}        }}\n")
+        })
         .collect();
     format!(
         "user www-data;
@@ -44,10 +73,7 @@ http {{
     server {{
         listen {NGINX_LISTEN};
         server_name lab.test;
-
-        location / {{
-{body}        }}
-    }}
+{blocks}    }}
 }}
 "
     )
@@ -74,11 +100,55 @@ impl Lab {
 
     /// `location` body that hands every request to php-fpm on `socket`.
     pub fn fastcgi_location(&self, socket: &Path) -> String {
+        self.fastcgi_location_for(socket, &self.path("www/index.php"))
+    }
+
+    /// `location` body that hands every request to php-fpm on `socket`, running `script`.
+    pub fn fastcgi_location_for(&self, socket: &Path, script: &Path) -> String {
         format!(
             "fastcgi_pass unix:{};\ninclude /etc/nginx/fastcgi_params;\nfastcgi_param SCRIPT_FILENAME {};",
             socket.display(),
-            self.path("www/index.php").display()
+            script.display()
         )
+    }
+
+    /// Like `start_nginx` with several locations in the lab's server (see
+    /// `render_nginx_conf_with_locations`).
+    pub fn start_nginx_with_locations(&mut self, locations: &[(&str, &str)]) {
+        let text = render_nginx_conf_with_locations(self.root(), locations);
+        self.start_nginx_with_conf(&text);
+    }
+
+    /// Replaces nginx's error log (`logs/error.log`, before nginx starts) by a FIFO, as when
+    /// a log shipper reads it, and starts that reader: a python3 process that appends what it
+    /// reads to `logs/error.log.shipped` (what `error_log_text` then returns). nginx blocks
+    /// opening a FIFO nobody reads, so the reader stays up as long as nginx does.
+    pub fn make_error_log_a_fifo(&mut self) {
+        let fifo = self.error_log_path();
+        let copy = self.path("logs/error.log.shipped");
+        let _ = std::fs::remove_file(&fifo);
+        let c_path = std::ffi::CString::new(fifo.display().to_string()).expect("no NUL in path");
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+        let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o640) };
+        assert_eq!(
+            rc,
+            0,
+            "lab: mkfifo {}: {}",
+            fifo.display(),
+            std::io::Error::last_os_error()
+        );
+        let script = self.path("bin/log_shipper.py");
+        super::lab::make_dir(&self.path("bin"), 0o755);
+        write_file(&script, LOG_SHIPPER_PY);
+        let args = vec![
+            script.display().to_string(),
+            fifo.display().to_string(),
+            copy.display().to_string(),
+        ];
+        let python = self.tools.python3.clone();
+        self.spawn(SHIPPER_LABEL, &python, &args, libc::SIGTERM);
+        self.wait_for_ready_line(SHIPPER_LABEL);
+        self.error_log_copy = Some(copy);
     }
 
     /// `location` body that proxies every request to `http://<addr>`.
@@ -103,9 +173,22 @@ impl Lab {
     }
 
     /// Writes `text` as nginx.conf, starts nginx in the namespace and waits until it answers.
-    pub(super) fn start_nginx_with_conf(&mut self, text: &str) {
+    /// Before nginx starts, each error log the config names gets the stack's history: old
+    /// lines about its upstreams, 2 to 3 hours ago (see `history.rs`).
+    pub fn start_nginx_with_conf(&mut self, text: &str) {
+        self.start_nginx_with_conf_within(text, START_TIMEOUT);
+    }
+
+    /// `start_nginx_with_conf` for a config nginx needs longer than `START_TIMEOUT` to load.
+    pub fn start_nginx_with_conf_within(&mut self, text: &str, start_timeout: Duration) {
         let conf = self.nginx_conf();
         write_file(&conf, text);
+        if history::enabled() {
+            let old = history::old_nginx_lines(&history::upstreams_in_config(text));
+            for log in history::error_logs_in_config(text, self.root()) {
+                self.seed_log(&log, &old);
+            }
+        }
         let prefix = format!("{}/", self.root().display());
         let args = vec![
             "-p".to_string(),
@@ -116,11 +199,12 @@ impl Lab {
         let nginx = self.tools.nginx.clone();
         // SIGTERM: fast shutdown; the master stops its workers before exiting.
         self.spawn(PROCESS_LABEL, &nginx, &args, libc::SIGTERM);
-        self.wait_for_nginx();
+        self.wait_for_nginx(start_timeout);
     }
 
-    fn wait_for_nginx(&mut self) {
-        self.await_ready(
+    fn wait_for_nginx(&mut self, start_timeout: Duration) {
+        self.await_ready_within(
+            start_timeout,
             PROCESS_LABEL,
             &format!("no answer on {NGINX_LISTEN}"),
             // Any HTTP status (even 502) means nginx accepts and answers.

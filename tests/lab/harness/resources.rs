@@ -12,9 +12,14 @@ use std::time::Duration;
 use super::lab::{make_dir, write_file, Lab};
 
 const APP_PY: &str = r#"
-import http.server, os, socketserver, sys, time
-bind, port, workdir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-os.chdir(workdir)
+import argparse, http.server, os, socketserver, time
+args = argparse.ArgumentParser()
+args.add_argument("--host", required=True)
+args.add_argument("--port", type=int, required=True)
+args.add_argument("--workdir", required=True)
+args = args.parse_args()
+bind, port = args.host, args.port
+os.chdir(args.workdir)
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -47,20 +52,30 @@ httpd.serve_forever()
 "#;
 
 impl Lab {
+    /// The app's whole command line, as the lab runs it and as a systemd unit's `ExecStart=`
+    /// would: `/usr/bin/python3 LAB/bin/app.py --host BIND --port PORT --workdir DIR`.
+    pub fn app_backend_argv(&self, bind: &str, port: u16, workdir: &Path) -> Vec<String> {
+        vec![
+            self.tools.python3.display().to_string(),
+            self.path("bin/app.py").display().to_string(),
+            "--host".to_string(),
+            bind.to_string(),
+            "--port".to_string(),
+            port.to_string(),
+            "--workdir".to_string(),
+            workdir.display().to_string(),
+        ]
+    }
+
     /// The writing/allocating app on `bind:port`, working in `workdir`; returns its pid.
     pub fn start_app_backend(&mut self, bind: &str, port: u16, workdir: &Path) -> u32 {
         let script = self.path("bin/app.py");
         make_dir(&self.path("bin"), 0o755);
         write_file(&script, APP_PY);
         let label = format!("python-app-{bind}-{port}");
-        let args = vec![
-            script.display().to_string(),
-            bind.to_string(),
-            port.to_string(),
-            workdir.display().to_string(),
-        ];
-        let python = self.tools.python3.clone();
-        self.spawn(&label, &python, &args, libc::SIGTERM);
+        let argv = self.app_backend_argv(bind, port, workdir);
+        let python = PathBuf::from(&argv[0]);
+        self.spawn(&label, &python, &argv[1..], libc::SIGTERM);
         self.wait_for_ready_line(&label);
         let pid = self.process_mut(&label).map(|p| p.pid());
         match pid {
@@ -132,6 +147,7 @@ impl Drop for TmpfsMount {
 pub struct MemoryCgroup {
     dir: PathBuf,
     enabled_memory_in: Option<PathBuf>,
+    v2: bool,
 }
 
 impl MemoryCgroup {
@@ -165,6 +181,7 @@ impl MemoryCgroup {
             let mut cg = MemoryCgroup {
                 dir: root.join(name),
                 enabled_memory_in: None,
+                v2: true,
             };
             if !enabled.split_whitespace().any(|c| c == "memory") {
                 fs::write(&control, "+memory")
@@ -182,6 +199,7 @@ impl MemoryCgroup {
         let cg = MemoryCgroup {
             dir: root.join(name),
             enabled_memory_in: None,
+            v2: false,
         };
         fs::create_dir(&cg.dir).unwrap_or_else(|e| panic!("lab: mkdir {}: {e}", cg.dir.display()));
         fs::write(cg.dir.join("memory.limit_in_bytes"), &limit)
@@ -191,11 +209,80 @@ impl MemoryCgroup {
         cg
     }
 
+    /// A child cgroup `name` inside this one, with its own (smaller) limit. On v1 the memory
+    /// hierarchy nests it (`memory.use_hierarchy` is 1 on every kernel since 5.x); on v2 the
+    /// memory controller is enabled in this cgroup's subtree first — and v2 then allows no
+    /// process in this cgroup itself (the "no internal processes" rule).
+    pub fn child(&self, name: &str, limit_bytes: u64) -> MemoryCgroup {
+        let limit = limit_bytes.to_string();
+        let mut cg = MemoryCgroup {
+            dir: self.dir.join(name),
+            enabled_memory_in: None,
+            v2: self.v2,
+        };
+        if self.v2 {
+            let control = self.dir.join("cgroup.subtree_control");
+            fs::write(&control, "+memory")
+                .unwrap_or_else(|e| panic!("lab: enable memory in {}: {e}", control.display()));
+            cg.enabled_memory_in = Some(control);
+        } else if let Ok(flag) = fs::read_to_string(self.dir.join("memory.use_hierarchy")) {
+            assert_eq!(
+                flag.trim(),
+                "1",
+                "lab: {} does not nest its children (memory.use_hierarchy)",
+                self.dir.display()
+            );
+        }
+        fs::create_dir(&cg.dir).unwrap_or_else(|e| panic!("lab: mkdir {}: {e}", cg.dir.display()));
+        let (limit_file, swap_file) = if self.v2 {
+            ("memory.max", "memory.swap.max")
+        } else {
+            ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
+        };
+        fs::write(cg.dir.join(limit_file), &limit)
+            .unwrap_or_else(|e| panic!("lab: {} of {}: {e}", limit_file, cg.dir.display()));
+        let _ = fs::write(cg.dir.join(swap_file), if self.v2 { "0" } else { &limit });
+        cg
+    }
+
+    /// The cgroup's directory (`/sys/fs/cgroup/memory/why502-...`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cgroup as the kernel names it in an OOM report and in /proc/PID/cgroup: the path
+    /// below the hierarchy's mount point (`/why502-.../child`).
+    pub fn kernel_path(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        let mut dir = self.dir.as_path();
+        // The mount point has no `cgroup.procs` parent of its own kind: walk up while the
+        // parent is still a cgroup (has cgroup.procs) and is not the hierarchy root.
+        while let (Some(name), Some(parent)) = (dir.file_name(), dir.parent()) {
+            parts.push(name.to_string_lossy().into_owned());
+            if is_hierarchy_root(parent) {
+                break;
+            }
+            dir = parent;
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+
+    pub fn is_v2(&self) -> bool {
+        self.v2
+    }
+
     /// Move a running process into the cgroup.
     pub fn add(&self, pid: u32) {
         fs::write(self.dir.join("cgroup.procs"), pid.to_string())
             .unwrap_or_else(|e| panic!("lab: cannot move {pid} into {}: {e}", self.dir.display()));
     }
+}
+
+/// A cgroup hierarchy's mount point: its parent holds no cgroup of the same hierarchy.
+fn is_hierarchy_root(dir: &Path) -> bool {
+    dir.parent()
+        .is_none_or(|parent| !parent.join("cgroup.procs").exists())
 }
 
 impl Drop for MemoryCgroup {

@@ -72,8 +72,7 @@ fn lab_php_script_past_request_terminate_timeout() {
     lab.prove_502("(104: Connection reset by peer)");
     assert!(
         poll_until(Duration::from_secs(2), || lab
-            .php_fpm_log_text()
-            .contains("execution timed out")
+            .php_fpm_logged("www", "execution timed out")
             .then_some(()))
         .is_some(),
         "php-fpm did not log the timeout\n{}",

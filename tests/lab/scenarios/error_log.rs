@@ -128,8 +128,8 @@ fn lab_error_log_past_refusal_is_cleared_once_the_backend_is_up() {
 
     let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
     run.assert(
-        &Expect::report("ok", 0).upstream(
-            UpstreamExpect::at(&upstream()).cause("none").step_entry(
+        &Expect::healthy(&upstream()).upstream(
+            UpstreamExpect::at(&upstream()).step_entry(
                 StepExpect::at("error_log")
                     .outcome("warn")
                     .summary_contains_any(&["111", "refused"]),

@@ -5,6 +5,7 @@ mod backend_log;
 mod config;
 mod direct_request;
 mod error_log;
+mod history;
 mod non_root;
 mod php_fpm;
 mod resources;

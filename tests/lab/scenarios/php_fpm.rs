@@ -125,7 +125,7 @@ fn lab_socket_mode_0600_root() {
         lab.diagnostics()
     );
     lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()])
-        .assert(&Expect::report("ok", 0));
+        .assert(&Expect::healthy(&unix_addr(&socket)));
 }
 
 #[test]
