@@ -278,15 +278,35 @@ fn elsewhere_or_down(
 
 /// Listeners of backend-like processes at addresses nginx does not point at, best first.
 fn candidates(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> Vec<Candidate> {
-    let mut out: Vec<(u32, Candidate)> = cx
+    let mut out: Vec<((u32, usize), Candidate)> = cx
         .facts
         .elsewhere
         .iter()
         .flatten()
-        .map(|c| (affinity(target, &c.owner.name, c.tcp), c.clone()))
+        .map(|c| {
+            let score = (
+                affinity(target, &c.owner.name, c.tcp),
+                likeness(&target.address, &c.address),
+            );
+            (score, c.clone())
+        })
         .collect();
     out.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.address.cmp(&b.1.address)));
     out.into_iter().map(|(_, c)| c).collect()
+}
+
+/// How alike two addresses read: the characters they share at the start and at the end. A
+/// typo'd or renamed socket (`php8.1-fpm.sock` for `php8.2-fpm.sock`) shares more with the
+/// meant one than a neighbouring pool's socket does.
+fn likeness(a: &str, b: &str) -> usize {
+    let prefix = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let suffix = a
+        .chars()
+        .rev()
+        .zip(b.chars().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (prefix + suffix).min(a.chars().count().min(b.chars().count()))
 }
 
 /// How likely a listener is the backend nginx meant: same protocol family of process, same
@@ -348,4 +368,22 @@ fn identity_text(who: &Identity, source: &str, cx: &JudgeCx<'_>) -> String {
         who.gid,
         groups.join(",")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_likeliest_socket_is_the_one_that_reads_alike() {
+        let meant = "unix:/run/php/php8.2-fpm.sock";
+        assert!(
+            likeness(meant, "unix:/run/php/php-fpm.sock")
+                > likeness(meant, "unix:/run/php/php-fpm-bystander.sock")
+        );
+        assert!(
+            likeness(meant, "unix:/run/php/php8.1-fpm.sock")
+                > likeness(meant, "unix:/run/php/other.sock")
+        );
+    }
 }
