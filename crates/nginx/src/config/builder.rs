@@ -4,6 +4,7 @@
 //! proxies can't answer HTTP 502, and nginx keeps `http` and `stream` upstream names apart,
 //! so a `stream` upstream must not turn an `http` pass into an `Upstream` endpoint.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -105,12 +106,20 @@ fn children_named<'a>(
         .filter(move |d| d.name == name)
 }
 
-/// Calls `visit` on every directive, at any depth, except inside data blocks.
+/// Calls `visit` on every directive, at any depth, except inside data blocks, in source
+/// order (a block's directives right after it). Iterative: blocks may nest deeper than a
+/// thread's stack could recurse.
 fn visit_all<'a>(directives: &'a [Directive], visit: &mut impl FnMut(&'a Directive)) {
-    for directive in directives {
+    let mut stack = vec![directives.iter()];
+    while let Some(level) = stack.last_mut() {
+        let Some(directive) = level.next() else {
+            stack.pop();
+            continue;
+        };
         visit(directive);
-        if !DATA_BLOCKS.contains(&directive.name.as_str()) {
-            visit_all(children(directive), visit);
+        let body = children(directive);
+        if !body.is_empty() && !DATA_BLOCKS.contains(&directive.name.as_str()) {
+            stack.push(body.iter());
         }
     }
 }
@@ -152,12 +161,13 @@ fn error_log(directive: &Directive, prefix: &Path) -> Option<ErrorLogTarget> {
 /// Every address of every `resolver`, once each, without `valid=`-style parameters.
 fn resolvers(main: &[Directive]) -> Vec<String> {
     let mut addresses: Vec<String> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     visit_all(main, &mut |d| {
         if d.name != "resolver" {
             return;
         }
         for arg in d.args.iter().filter(|arg| !arg.contains('=')) {
-            if !addresses.contains(arg) {
+            if seen.insert(arg) {
                 addresses.push(arg.clone());
             }
         }
@@ -191,12 +201,20 @@ fn server_names(server: &Directive) -> Vec<String> {
 
 /// Locations in source order, nested ones right after their parent.
 fn collect_locations(body: &[Directive], out: &mut Vec<Location>) {
-    for directive in body.iter().filter(|d| d.name == "location") {
+    let mut stack = vec![body.iter()];
+    while let Some(level) = stack.last_mut() {
+        let Some(directive) = level.next() else {
+            stack.pop();
+            continue;
+        };
+        if directive.name != "location" {
+            continue;
+        }
         out.push(Location {
             pattern: directive.args.join(" "),
             loc: directive.loc.clone(),
         });
-        collect_locations(children(directive), out);
+        stack.push(children(directive).iter());
     }
 }
 
@@ -264,22 +282,16 @@ fn parse_count(value: &str) -> Option<u32> {
 }
 
 fn pass_kind(name: &str) -> Option<PassKind> {
-    [
-        PassKind::Proxy,
-        PassKind::Fastcgi,
-        PassKind::Uwsgi,
-        PassKind::Scgi,
-        PassKind::Grpc,
-    ]
-    .into_iter()
-    .find(|kind| kind.directive() == name)
+    KINDS.into_iter().find(|kind| kind.directive() == name)
 }
 
 fn passes(http: &[&Directive], upstreams: &UpstreamNames, prefix: &Path) -> Vec<Pass> {
     let mut walker = PassWalker {
         upstreams,
         prefix,
-        scopes: Vec::new(),
+        scopes: Scopes::default(),
+        servers: Vec::new(),
+        locations: Vec::new(),
         passes: Vec::new(),
     };
     for block in http {
@@ -288,39 +300,207 @@ fn passes(http: &[&Directive], upstreams: &UpstreamNames, prefix: &Path) -> Vec<
     walker.passes
 }
 
+/// The pass modules, in the order of their settings in [`Scopes::nearest`].
+const KINDS: [PassKind; 5] = [
+    PassKind::Proxy,
+    PassKind::Fastcgi,
+    PassKind::Uwsgi,
+    PassKind::Scgi,
+    PassKind::Grpc,
+];
+
+/// The settings [`pass_settings`] reads, after the module's prefix (`proxy_read_timeout`).
+const SUFFIXES: [&str; 9] = [
+    "buffer_size",
+    "connect_timeout",
+    "read_timeout",
+    "send_timeout",
+    "ssl_verify",
+    "ssl_server_name",
+    "ssl_name",
+    "ssl_trusted_certificate",
+    "ssl_protocols",
+];
+
+/// Indexes of the module-independent settings, after every module's.
+const RESOLVER: usize = KINDS.len() * SUFFIXES.len();
+const RESOLVER_TIMEOUT: usize = RESOLVER + 1;
+const SETTINGS: usize = RESOLVER_TIMEOUT + 1;
+
+/// The index of the setting `name` in [`Scopes::nearest`], if a pass inherits it.
+fn setting_index(name: &str) -> Option<usize> {
+    match name {
+        "resolver" => Some(RESOLVER),
+        "resolver_timeout" => Some(RESOLVER_TIMEOUT),
+        _ => {
+            let (k, rest) = KINDS
+                .iter()
+                .enumerate()
+                .find_map(|(k, kind)| Some((k, name.strip_prefix(kind.settings_prefix())?)))?;
+            let suffix = SUFFIXES.iter().position(|s| *s == rest)?;
+            Some(k * SUFFIXES.len() + suffix)
+        }
+    }
+}
+
+/// The index of `kind`'s setting `suffix` (one of [`SUFFIXES`]).
+fn kind_setting(kind: PassKind, suffix: &str) -> usize {
+    let k = KINDS.iter().position(|&x| x == kind).unwrap_or_default();
+    let s = SUFFIXES
+        .iter()
+        .position(|&x| x == suffix)
+        .expect("a suffix from SUFFIXES");
+    k * SUFFIXES.len() + s
+}
+
+/// The enclosing blocks of the directive being walked, indexed so that the nearest block
+/// setting something is found without scanning any block again: a block is scanned once
+/// when it is entered, so the walk stays linear in the size of the tree however many
+/// passes share a block.
+struct Scopes<'a> {
+    /// Per inherited setting ([`setting_index`]): the first directive of that name in each
+    /// enclosing block that has one, outermost first.
+    nearest: Vec<Vec<&'a Directive>>,
+    /// Per variable (lowercase, without `$`): the last `set` of it in each enclosing block
+    /// that has one, outermost first.
+    sets: HashMap<String, Vec<&'a Directive>>,
+    /// Per enclosing block, outermost first: the settings and variables it added above.
+    added: Vec<(Vec<usize>, Vec<String>)>,
+}
+
+impl Default for Scopes<'_> {
+    fn default() -> Self {
+        Scopes {
+            nearest: vec![Vec::new(); SETTINGS],
+            sets: HashMap::new(),
+            added: Vec::new(),
+        }
+    }
+}
+
+impl<'a> Scopes<'a> {
+    fn enter(&mut self, block: &'a Directive) {
+        let mut settings = Vec::new();
+        let mut seen = [false; SETTINGS];
+        let mut lasts: HashMap<String, &'a Directive> = HashMap::new();
+        for directive in children(block) {
+            if let Some(index) = setting_index(&directive.name) {
+                if !std::mem::replace(&mut seen[index], true) {
+                    self.nearest[index].push(directive);
+                    settings.push(index);
+                }
+            } else if directive.name == "set" {
+                if let Some(var) = directive.args.first().and_then(|v| v.strip_prefix('$')) {
+                    lasts.insert(var.to_ascii_lowercase(), directive);
+                }
+            }
+        }
+        let mut variables = Vec::with_capacity(lasts.len());
+        for (var, directive) in lasts {
+            self.sets.entry(var.clone()).or_default().push(directive);
+            variables.push(var);
+        }
+        self.added.push((settings, variables));
+    }
+
+    fn leave(&mut self) {
+        let Some((names, variables)) = self.added.pop() else {
+            return;
+        };
+        for index in names {
+            self.nearest[index].pop();
+        }
+        for var in variables {
+            if let Some(stack) = self.sets.get_mut(&var) {
+                stack.pop();
+            }
+        }
+    }
+
+    /// The setting `index` ([`setting_index`]) in the innermost enclosing block that has
+    /// it (its first there).
+    fn nearest(&self, index: usize) -> Option<&'a Directive> {
+        self.nearest.get(index)?.last().copied()
+    }
+
+    /// The value `set $name VALUE;` gives the variable, from the innermost block that sets
+    /// it (its last `set` there, the one that runs last). `None` when no block sets it, or
+    /// when that value itself has variables, which are only known per request.
+    fn literal_set_value(&self, name: &str) -> Option<&'a str> {
+        let set = self.sets.get(&name.to_ascii_lowercase())?.last()?;
+        let value = set.args.get(1)?;
+        (!value.contains('$')).then_some(value.as_str())
+    }
+}
+
 /// Walks `http` → `server` → `location` / `if` ..., keeping the enclosing blocks, whose
 /// directives are what a pass inherits.
 struct PassWalker<'a> {
     upstreams: &'a UpstreamNames,
     prefix: &'a Path,
-    /// Enclosing blocks, outermost (`http`) first.
-    scopes: Vec<&'a Directive>,
+    scopes: Scopes<'a>,
+    /// The names of each enclosing `server`, outermost first, with the depth (in walk
+    /// frames) it was entered at.
+    servers: Vec<(usize, Vec<String>)>,
+    /// The pattern of each enclosing `location`, outermost first, with its depth.
+    locations: Vec<(usize, String)>,
     passes: Vec<Pass>,
 }
 
 impl<'a> PassWalker<'a> {
+    /// Visits `block` and the pass scopes inside it, in source order, with an explicit
+    /// stack: locations may nest thousands deep.
     fn walk(&mut self, block: &'a Directive) {
-        self.scopes.push(block);
-        for directive in children(block) {
+        let mut stack: Vec<std::slice::Iter<'a, Directive>> = Vec::new();
+        self.enter(block, stack.len());
+        stack.push(children(block).iter());
+        while let Some(level) = stack.last_mut() {
+            let Some(directive) = level.next() else {
+                stack.pop();
+                self.leave(stack.len());
+                continue;
+            };
             if let Some(kind) = pass_kind(&directive.name) {
-                self.passes.extend(self.pass(directive, kind));
+                if let Some(pass) = self.pass(directive, kind) {
+                    self.passes.push(pass);
+                }
             }
             if directive.block.is_some() && PASS_SCOPES.contains(&directive.name.as_str()) {
-                self.walk(directive);
+                self.enter(directive, stack.len());
+                stack.push(children(directive).iter());
             }
         }
-        self.scopes.pop();
+    }
+
+    fn enter(&mut self, block: &'a Directive, depth: usize) {
+        self.scopes.enter(block);
+        match block.name.as_str() {
+            "server" => self.servers.push((depth, server_names(block))),
+            "location" => self.locations.push((depth, block.args.join(" "))),
+            _ => {}
+        }
+    }
+
+    fn leave(&mut self, depth: usize) {
+        self.scopes.leave();
+        if self.servers.last().is_some_and(|(d, _)| *d == depth) {
+            self.servers.pop();
+        }
+        if self.locations.last().is_some_and(|(d, _)| *d == depth) {
+            self.locations.pop();
+        }
     }
 
     fn pass(&self, directive: &Directive, kind: PassKind) -> Option<Pass> {
         let raw = directive.args.first()?;
         // Unresolved variables stay as written, so the endpoint parser sees their `$` and
         // gives up on just the part they are in.
-        let substituted = substitute_variables(raw, |name| literal_set_value(&self.scopes, name));
+        let substituted = substitute_variables(raw, |name| self.scopes.literal_set_value(name));
         let (scheme, endpoint) = parse_pass_target(kind, &substituted, self.upstreams);
         let server_names = self
-            .innermost("server")
-            .map(server_names)
+            .servers
+            .last()
+            .map(|(_, names)| names.clone())
             .unwrap_or_default();
         Some(Pass {
             kind,
@@ -330,42 +510,26 @@ impl<'a> PassWalker<'a> {
             loc: directive.loc.clone(),
             server_name: server_names.first().cloned(),
             server_names,
-            location: self.innermost("location").map(|l| l.args.join(" ")),
+            location: self.locations.last().map(|(_, pattern)| pattern.clone()),
             settings: pass_settings(kind, &self.scopes, self.prefix),
             resolved_at_request_time: raw.contains('$'),
         })
     }
-
-    fn innermost(&self, name: &str) -> Option<&'a Directive> {
-        self.scopes.iter().rev().find(|d| d.name == name).copied()
-    }
-}
-
-/// The value `set $name VALUE;` gives the variable, from the innermost scope that sets it
-/// (its last `set` there, the one that runs last). `None` when no scope sets it, or when
-/// that value itself has variables, which are only known per request.
-fn literal_set_value<'a>(scopes: &[&'a Directive], name: &str) -> Option<&'a str> {
-    let sets = |scope: &&'a Directive| {
-        children(scope).iter().rev().find(|d| {
-            d.name == "set"
-                && d.args
-                    .first()
-                    .and_then(|var| var.strip_prefix('$'))
-                    .is_some_and(|var| var.eq_ignore_ascii_case(name))
-        })
-    };
-    let value = scopes.iter().rev().find_map(sets)?.args.get(1)?;
-    (!value.contains('$')).then_some(value.as_str())
 }
 
 /// The pass module's settings as nginx merges them: the nearest enclosing block that
 /// sets one wins; unset or invalid values take nginx's default.
-fn pass_settings(kind: PassKind, scopes: &[&Directive], prefix: &Path) -> PassSettings {
+fn pass_settings(kind: PassKind, scopes: &Scopes, prefix: &Path) -> PassSettings {
     let defaults = PassSettings::default();
-    let value =
-        |suffix: &str| nearest_value(scopes, &format!("{}{suffix}", kind.settings_prefix()));
+    let setting = |suffix: &str| scopes.nearest(kind_setting(kind, suffix));
+    let value = |suffix: &str| {
+        setting(suffix)
+            .and_then(|d| d.args.first())
+            .map(String::as_str)
+    };
     let time = |suffix: &str, default| value(suffix).and_then(parse_time).unwrap_or(default);
     let flag = |suffix: &str, default| value(suffix).and_then(parse_flag).unwrap_or(default);
+    let resolver = scopes.nearest(RESOLVER);
     PassSettings {
         buffer_size: value("buffer_size")
             .and_then(parse_size)
@@ -378,12 +542,8 @@ fn pass_settings(kind: PassKind, scopes: &[&Directive], prefix: &Path) -> PassSe
         ssl_name: value("ssl_name").map(str::to_owned),
         ssl_trusted_certificate: value("ssl_trusted_certificate")
             .map(|path| resolve_against(prefix, path)),
-        ssl_protocols: nearest_directive(
-            scopes,
-            &format!("{}ssl_protocols", kind.settings_prefix()),
-        )
-        .map(|d| d.args.clone()),
-        resolver: nearest_directive(scopes, "resolver")
+        ssl_protocols: setting("ssl_protocols").map(|d| d.args.clone()),
+        resolver: resolver
             .map(|d| {
                 d.args
                     .iter()
@@ -392,29 +552,11 @@ fn pass_settings(kind: PassKind, scopes: &[&Directive], prefix: &Path) -> PassSe
                     .collect()
             })
             .unwrap_or_default(),
-        resolver_ipv6: nearest_directive(scopes, "resolver")
-            .is_none_or(|d| !d.args.iter().any(|a| a == "ipv6=off")),
-        resolver_timeout: nearest_directive(scopes, "resolver_timeout")
+        resolver_ipv6: resolver.is_none_or(|d| !d.args.iter().any(|a| a == "ipv6=off")),
+        resolver_timeout: scopes
+            .nearest(RESOLVER_TIMEOUT)
             .and_then(|d| d.args.first())
             .and_then(|v| parse_time(v))
             .unwrap_or(defaults.resolver_timeout),
     }
-}
-
-/// The directive `name` in the innermost scope that has it.
-fn nearest_directive<'a>(scopes: &[&'a Directive], name: &str) -> Option<&'a Directive> {
-    scopes
-        .iter()
-        .rev()
-        .find_map(|scope| first_named(children(scope), name))
-}
-
-/// The first argument of the directive `name` in the innermost scope that has it.
-fn nearest_value<'a>(scopes: &[&'a Directive], name: &str) -> Option<&'a str> {
-    scopes
-        .iter()
-        .rev()
-        .find_map(|scope| first_named(children(scope), name))
-        .and_then(|d| d.args.first())
-        .map(String::as_str)
 }

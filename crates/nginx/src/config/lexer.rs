@@ -20,6 +20,8 @@
 //! Tokens are slices of the input, never built byte by byte, which keeps the lexer linear
 //! even on a multi-megabyte single token.
 
+use std::borrow::Cow;
+
 /// What a token is; words carry their text with quotes removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TokenKind {
@@ -41,22 +43,25 @@ pub(crate) struct Token {
 pub(crate) struct LexError {
     pub line: u32,
     pub message: String,
+    /// The length of a token longer than `max_token_bytes`; `None` when it is malformed.
+    pub too_long: Option<usize>,
 }
 
 /// How many bytes of an overlong token to quote in the error message.
 const TOO_LONG_EXCERPT: usize = 32;
 
 pub(crate) struct Lexer<'a> {
-    src: &'a [u8],
+    /// The main file's text is borrowed from the caller; included files' are owned.
+    src: Cow<'a, [u8]>,
     pos: usize,
     line: u32,
     max_token_bytes: usize,
 }
 
 impl<'a> Lexer<'a> {
-    pub fn new(src: &'a [u8], max_token_bytes: usize) -> Self {
+    pub fn new(src: impl Into<Cow<'a, [u8]>>, max_token_bytes: usize) -> Self {
         Lexer {
-            src,
+            src: src.into(),
             pos: 0,
             line: 1,
             max_token_bytes,
@@ -177,6 +182,7 @@ impl<'a> Lexer<'a> {
                     return Err(LexError {
                         line,
                         message: "unexpected end of file, unterminated quoted string".into(),
+                        too_long: None,
                     })
                 }
                 Some(b'\\') => {
@@ -218,6 +224,7 @@ impl<'a> Lexer<'a> {
                 text.len(),
                 self.max_token_bytes
             ),
+            too_long: Some(text.len()),
         })
     }
 
@@ -257,6 +264,7 @@ impl<'a> Lexer<'a> {
                 "unexpected end of file at line {}, expecting \"}}\" to close the Lua block",
                 self.line
             ),
+            too_long: None,
         })
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// Where a directive was written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SourceLoc {
     pub file: PathBuf,
     pub line: u32,
@@ -20,7 +20,12 @@ impl std::fmt::Display for SourceLoc {
 
 /// One directive as nginx reads it: name, arguments (quotes removed, escapes applied),
 /// and its block when it has one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A tree may be nested as deep as [`ParseLimits::max_block_depth`](super::ParseLimits)
+/// allows (far deeper than a thread's stack could recurse), so `Drop`, `Clone` and
+/// `PartialEq` walk it with an explicit stack, and `Debug` stops after
+/// [`DEBUG_DEPTH`] levels.
+#[derive(Eq)]
 pub struct Directive {
     pub name: String,
     pub args: Vec<String>,
@@ -30,11 +35,272 @@ pub struct Directive {
     pub block: Option<Vec<Directive>>,
 }
 
+/// How many levels of blocks `Debug` prints before it only counts the directives.
+pub const DEBUG_DEPTH: usize = 32;
+
+impl Directive {
+    /// This directive without its block (`None` stays `None`, a block becomes empty).
+    fn shallow_clone(&self) -> Directive {
+        Directive {
+            name: self.name.clone(),
+            args: self.args.clone(),
+            loc: self.loc.clone(),
+            block: self.block.as_ref().map(|_| Vec::new()),
+        }
+    }
+}
+
+impl Drop for Directive {
+    fn drop(&mut self) {
+        let Some(block) = self.block.take() else {
+            return;
+        };
+        if block
+            .iter()
+            .all(|d| d.block.as_ref().is_none_or(Vec::is_empty))
+        {
+            return; // one level: dropping `block` recurses no further
+        }
+        // Detach every block before its owner drops, so no drop recurses.
+        let mut pending = vec![block];
+        while let Some(mut list) = pending.pop() {
+            for directive in &mut list {
+                if let Some(children) = directive.block.take() {
+                    pending.push(children);
+                }
+            }
+        }
+    }
+}
+
+impl Clone for Directive {
+    fn clone(&self) -> Self {
+        /// A block being copied: the copy of its directive, the source children not yet
+        /// copied and the copies made so far.
+        struct Frame<'a> {
+            copy: Directive,
+            source: std::slice::Iter<'a, Directive>,
+            children: Vec<Directive>,
+        }
+        let Some(block) = &self.block else {
+            return self.shallow_clone();
+        };
+        let mut stack = vec![Frame {
+            copy: self.shallow_clone(),
+            source: block.iter(),
+            children: Vec::with_capacity(block.len()),
+        }];
+        loop {
+            let top = stack.last_mut().expect("the root frame is popped last");
+            match top.source.next() {
+                Some(child) => match &child.block {
+                    Some(grandchildren) if !grandchildren.is_empty() => stack.push(Frame {
+                        copy: child.shallow_clone(),
+                        source: grandchildren.iter(),
+                        children: Vec::with_capacity(grandchildren.len()),
+                    }),
+                    _ => top.children.push(child.shallow_clone()),
+                },
+                None => {
+                    let Frame {
+                        mut copy, children, ..
+                    } = stack.pop().expect("non-empty");
+                    copy.block = Some(children);
+                    match stack.last_mut() {
+                        Some(parent) => parent.children.push(copy),
+                        None => return copy,
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl PartialEq for Directive {
+    fn eq(&self, other: &Self) -> bool {
+        let same_head = |a: &Directive, b: &Directive| {
+            a.name == b.name
+                && a.args == b.args
+                && a.loc == b.loc
+                && a.block.as_ref().map(Vec::len) == b.block.as_ref().map(Vec::len)
+        };
+        if !same_head(self, other) {
+            return false;
+        }
+        let mut pending: Vec<(&[Directive], &[Directive])> = Vec::new();
+        if let (Some(a), Some(b)) = (&self.block, &other.block) {
+            pending.push((a, b));
+        }
+        while let Some((a, b)) = pending.pop() {
+            for (x, y) in a.iter().zip(b) {
+                if !same_head(x, y) {
+                    return false;
+                }
+                if let (Some(xs), Some(ys)) = (&x.block, &y.block) {
+                    pending.push((xs, ys));
+                }
+            }
+        }
+        true
+    }
+}
+
+impl std::fmt::Debug for Directive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        DebugAt {
+            directive: self,
+            depth: 0,
+        }
+        .fmt(f)
+    }
+}
+
+/// `Debug` of a directive `depth` blocks down: as derived, up to [`DEBUG_DEPTH`].
+struct DebugAt<'a> {
+    directive: &'a Directive,
+    depth: usize,
+}
+
+impl std::fmt::Debug for DebugAt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.directive;
+        let mut out = f.debug_struct("Directive");
+        out.field("name", &d.name)
+            .field("args", &d.args)
+            .field("loc", &d.loc);
+        match &d.block {
+            None => out.field("block", &None::<()>),
+            Some(block) if self.depth >= DEBUG_DEPTH && !block.is_empty() => out.field(
+                "block",
+                &format_args!("Some([..{} directive(s), not shown])", block.len()),
+            ),
+            Some(block) => {
+                let depth = self.depth + 1;
+                let list = DebugList(block, depth);
+                out.field("block", &Some(list))
+            }
+        };
+        out.finish()
+    }
+}
+
+struct DebugList<'a>(&'a [Directive], usize);
+
+impl std::fmt::Debug for DebugList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|directive| DebugAt {
+                directive,
+                depth: self.1,
+            }))
+            .finish()
+    }
+}
+
+/// Which of the parser's own bounds ([`ParseLimits`](super::ParseLimits)) a
+/// [`ParseErrorKind::Limit`] error hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParseLimit {
+    /// `max_file_bytes`: one file is larger.
+    FileBytes,
+    /// `max_total_bytes`: the files read add up to more.
+    TotalBytes,
+    /// `max_files`: more file reads.
+    Files,
+    /// `max_include_depth`: includes nested deeper.
+    IncludeDepth,
+    /// `max_token_bytes`, when set below what nginx itself accepts (a token nginx rejects
+    /// too is a [`ParseErrorKind::Syntax`] error).
+    TokenBytes,
+    /// `max_block_depth`: blocks nested deeper.
+    BlockDepth,
+    /// `max_tokens`: more tokens in all.
+    Tokens,
+}
+
+impl ParseLimit {
+    /// The [`ParseLimits`](super::ParseLimits) field that sets this bound.
+    pub fn field(self) -> &'static str {
+        match self {
+            ParseLimit::FileBytes => "max_file_bytes",
+            ParseLimit::TotalBytes => "max_total_bytes",
+            ParseLimit::Files => "max_files",
+            ParseLimit::IncludeDepth => "max_include_depth",
+            ParseLimit::TokenBytes => "max_token_bytes",
+            ParseLimit::BlockDepth => "max_block_depth",
+            ParseLimit::Tokens => "max_tokens",
+        }
+    }
+}
+
+impl std::fmt::Display for ParseLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ParseLimit::FileBytes => "file size",
+            ParseLimit::TotalBytes => "total size",
+            ParseLimit::Files => "file count",
+            ParseLimit::IncludeDepth => "include nesting",
+            ParseLimit::TokenBytes => "token size",
+            ParseLimit::BlockDepth => "block nesting",
+            ParseLimit::Tokens => "token count",
+        })
+    }
+}
+
+/// Whose fault a [`ParseError`] is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParseErrorKind {
+    /// The configuration's own: nginx rejects it too (unterminated block or string,
+    /// unexpected `}`, a missing or unreadable include, an include cycle, a token longer
+    /// than nginx's 4 KiB buffer...).
+    #[default]
+    Syntax,
+    /// Only this parser's bound was hit; nginx may well accept the configuration. What lies
+    /// beyond the bound was not read, so the model is incomplete: never a verdict on the
+    /// configuration.
+    Limit(ParseLimit),
+}
+
 /// A problem in the configuration text. Parsing goes on past it where it can.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ParseError {
     pub loc: SourceLoc,
     pub message: String,
+    pub kind: ParseErrorKind,
+}
+
+impl ParseError {
+    /// An error in the configuration itself.
+    pub fn syntax(loc: SourceLoc, message: impl Into<String>) -> ParseError {
+        ParseError {
+            loc,
+            message: message.into(),
+            kind: ParseErrorKind::Syntax,
+        }
+    }
+
+    /// The parser stopped at its own `limit`.
+    pub fn limit(loc: SourceLoc, limit: ParseLimit, message: impl Into<String>) -> ParseError {
+        ParseError {
+            loc,
+            message: message.into(),
+            kind: ParseErrorKind::Limit(limit),
+        }
+    }
+
+    /// The parser's bound this error hit, if it is a [`ParseErrorKind::Limit`] error.
+    pub fn limit_hit(&self) -> Option<ParseLimit> {
+        match self.kind {
+            ParseErrorKind::Limit(limit) => Some(limit),
+            ParseErrorKind::Syntax => None,
+        }
+    }
+
+    pub fn is_limit(&self) -> bool {
+        self.limit_hit().is_some()
+    }
 }
 
 impl std::fmt::Display for ParseError {
@@ -51,6 +317,25 @@ pub struct ParsedConfig {
     pub directives: Vec<Directive>,
     pub files: Vec<PathBuf>,
     pub errors: Vec<ParseError>,
+}
+
+impl ParsedConfig {
+    /// The errors where the parser hit its own bounds: when there is one, the tree (and the
+    /// model built from it) lacks what lies beyond, though nginx may accept the
+    /// configuration.
+    pub fn limit_errors(&self) -> impl Iterator<Item = &ParseError> + '_ {
+        self.errors.iter().filter(|e| e.is_limit())
+    }
+
+    /// The errors in the configuration itself (what nginx rejects too).
+    pub fn syntax_errors(&self) -> impl Iterator<Item = &ParseError> + '_ {
+        self.errors.iter().filter(|e| !e.is_limit())
+    }
+
+    /// Whether the whole configuration was read: no limit was hit.
+    pub fn is_complete(&self) -> bool {
+        self.limit_errors().next().is_none()
+    }
 }
 
 /// The module a `*_pass` belongs to; it decides the protocol and which `*_read_timeout` etc. apply.
