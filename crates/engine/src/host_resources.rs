@@ -15,6 +15,9 @@ use why502_model::{CauseId, Evidence, HostCheck, Outcome, StepId};
 use crate::sources::Sources;
 use crate::steps::KillRef;
 
+/// How many unclaimed OOM kills the host check names; the count says the rest.
+const SHOWN_KILLS: usize = 5;
+
 /// Filesystems nginx itself writes: its logs and, on Debian, its temp files.
 pub fn nginx_paths(error_logs: &[PathBuf]) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = error_logs
@@ -48,10 +51,17 @@ pub async fn checks(
         .collect();
     if !unexplained.is_empty() {
         let newest = unexplained.iter().max_by_key(|k| k.time);
-        let names: Vec<String> = unexplained
+        // The newest few by name; a busy host's window can hold hundreds.
+        let mut newest_first = unexplained.clone();
+        newest_first.sort_by_key(|k| std::cmp::Reverse(k.time));
+        let mut names: Vec<String> = newest_first
             .iter()
+            .take(SHOWN_KILLS)
             .map(|k| format!("{} (pid {})", k.process, k.pid))
             .collect();
+        if unexplained.len() > SHOWN_KILLS {
+            names.push(format!("and {} more", unexplained.len() - SHOWN_KILLS));
+        }
         out.push(HostCheck {
             step: StepId::Resources,
             outcome: Outcome::Warn,

@@ -140,8 +140,8 @@ pub fn judge(
 /// Every fatal message is an open() or error-log file nginx was refused (13: Permission denied).
 /// A parse error that is only our parser's own bound (size, depth, count), not the config's
 /// fault: nginx may accept what we could not read whole.
-pub fn is_parser_limit(_e: &ParseError) -> bool {
-    false
+pub fn is_parser_limit(e: &ParseError) -> bool {
+    e.is_limit()
 }
 
 /// Our parser's errors that are about the configuration (not its own limits).
@@ -286,14 +286,46 @@ mod tests {
     }
 
     #[test]
+    fn our_parsers_limits_are_not_an_invalid_config() {
+        let limit = ParseError::limit(
+            SourceLoc {
+                file: PathBuf::from("/etc/nginx/big.conf"),
+                line: 1,
+            },
+            why502_nginx::config::ParseLimit::BlockDepth,
+            "blocks nested deeper than the parser's limit",
+        );
+        // nginx -t accepted it: the step passes (the run's host check says what was not read).
+        let f = judge(
+            &ConfigCheck::Passed {
+                warnings: Vec::new(),
+            },
+            std::slice::from_ref(&limit),
+            "x",
+            true,
+        );
+        assert_eq!(f.outcome, Outcome::Pass);
+        // nginx -t did not run: our own limit is no verdict on the config.
+        let f = judge(
+            &ConfigCheck::NotRun {
+                reason: "no nginx binary found".into(),
+            },
+            &[limit],
+            "x",
+            true,
+        );
+        assert_eq!(f.outcome, Outcome::Unknown);
+    }
+
+    #[test]
     fn parse_errors_decide_when_nginx_did_not_run() {
-        let errs = vec![ParseError {
-            loc: SourceLoc {
+        let errs = vec![ParseError::syntax(
+            SourceLoc {
                 file: PathBuf::from("/etc/nginx/a.conf"),
                 line: 3,
             },
-            message: "include cycle".into(),
-        }];
+            "include cycle",
+        )];
         let f = judge(
             &ConfigCheck::NotRun {
                 reason: "skipped".into(),
