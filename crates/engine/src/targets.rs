@@ -1,6 +1,7 @@
 //! The upstreams to diagnose: every `*_pass` target and every server of the `upstream` blocks
 //! they name, deduplicated by address and protocol, each with the places that reference it.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use why502_model::{Protocol, Reference};
@@ -40,6 +41,7 @@ pub struct DynamicPass {
 
 pub fn collect_targets(config: &NginxConfig) -> (Vec<UpstreamTarget>, Vec<DynamicPass>) {
     let mut targets: Vec<UpstreamTarget> = Vec::new();
+    let mut index = TargetIndex::default();
     let mut dynamic = Vec::new();
     for pass in &config.passes {
         let reference = reference_for(pass);
@@ -85,14 +87,31 @@ pub fn collect_targets(config: &NginxConfig) -> (Vec<UpstreamTarget>, Vec<Dynami
             }
         };
         for (addr, name) in resolved {
-            add_target(&mut targets, pass, addr, name, reference.clone());
+            add_target(
+                &mut targets,
+                &mut index,
+                pass,
+                addr,
+                name,
+                reference.clone(),
+            );
         }
     }
     (targets, dynamic)
 }
 
+/// Lookups that keep collecting linear in passes: a hosting config has thousands of servers
+/// pointing at one backend, each with its names.
+#[derive(Default)]
+struct TargetIndex {
+    by_key: HashMap<(String, Protocol), usize>,
+    references: Vec<HashSet<Reference>>,
+    server_names: Vec<HashSet<String>>,
+}
+
 fn add_target(
     targets: &mut Vec<UpstreamTarget>,
+    index: &mut TargetIndex,
     pass: &Pass,
     addr: TargetAddr,
     name: Option<String>,
@@ -100,14 +119,11 @@ fn add_target(
 ) {
     let address = address_string(&addr);
     let protocol = protocol_of(pass.kind);
-    let existing = targets
-        .iter_mut()
-        .find(|t| t.address == address && t.protocol == protocol);
-    let t = match existing {
-        Some(t) => t,
+    let i = match index.by_key.get(&(address.clone(), protocol)) {
+        Some(&i) => i,
         None => {
             targets.push(UpstreamTarget {
-                address,
+                address: address.clone(),
                 addr,
                 name: name.clone(),
                 protocol,
@@ -117,18 +133,22 @@ fn add_target(
                 settings: pass.settings.clone(),
                 resolved_at_request_time: pass.resolved_at_request_time,
             });
-            let last = targets.len() - 1;
-            &mut targets[last]
+            index.references.push(HashSet::new());
+            index.server_names.push(HashSet::new());
+            let i = targets.len() - 1;
+            index.by_key.insert((address, protocol), i);
+            i
         }
     };
+    let t = &mut targets[i];
     if t.name.is_none() {
         t.name = name;
     }
-    if !t.references.contains(&reference) {
+    if index.references[i].insert(reference.clone()) {
         t.references.push(reference);
     }
     for n in &pass.server_names {
-        if !t.server_names.contains(n) {
+        if index.server_names[i].insert(n.clone()) {
             t.server_names.push(n.clone());
         }
     }

@@ -49,7 +49,7 @@ pub struct Verdict {
 }
 
 /// Where nginx's configuration points at an upstream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Reference {
     pub file: String,
     pub line: u32,
@@ -60,7 +60,7 @@ pub struct Reference {
     pub directive: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     Http,
