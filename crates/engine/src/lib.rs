@@ -141,7 +141,10 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         let log_dirs = host_resources::nginx_paths(
             &files
                 .iter()
-                .filter_map(|f| f.as_ref().ok().cloned())
+                .filter_map(|f| match f {
+                    Ok(ErrorLogSource::File(p)) => Some(p.clone()),
+                    _ => None,
+                })
                 .collect::<Vec<_>>(),
         );
         let since = opts.since;
@@ -381,23 +384,37 @@ fn blind_spots(
 }
 
 /// The error logs to read: `--error-log`, else every file `error_log` of the config, else
-/// nginx's compiled-in default. syslog and stderr destinations cannot be read back.
+/// nginx's compiled-in default. syslog is read back from the syslog daemon's file; stderr cannot be.
 fn error_log_files(
     opts: &Options,
     config: &why502_nginx::config::NginxConfig,
-) -> Vec<Result<PathBuf, String>> {
+) -> Vec<Result<ErrorLogSource, String>> {
     use why502_nginx::config::ErrorLogDest;
     if !opts.error_logs.is_empty() {
-        return opts.error_logs.iter().cloned().map(Ok).collect();
+        return opts
+            .error_logs
+            .iter()
+            .cloned()
+            .map(|p| Ok(ErrorLogSource::File(p)))
+            .collect();
     }
-    let mut out: Vec<Result<PathBuf, String>> = Vec::new();
+    let mut out: Vec<Result<ErrorLogSource, String>> = Vec::new();
     for e in &config.error_logs {
         let item = match &e.dest {
             ErrorLogDest::File { path } if path.as_os_str() == "/dev/null" => continue,
-            ErrorLogDest::File { path } => Ok(path.clone()),
+            ErrorLogDest::File { path } => Ok(ErrorLogSource::File(path.clone())),
+            // Read back from the file the syslog daemon writes, where there is one.
+            ErrorLogDest::Syslog { spec } if opts.agent.paths.syslog.is_file() => {
+                Ok(ErrorLogSource::Syslog {
+                    file: opts.agent.paths.syslog.clone(),
+                    tag: why502_nginx::errorlog::syslog_tag(spec).to_string(),
+                })
+            }
             ErrorLogDest::Syslog { spec } => Err(format!(
-                "error_log {spec} at {} goes to syslog; read it there or pass --error-log",
-                e.loc
+                "error_log syslog:{spec} at {} goes to syslog, and there is no syslog file at {} to read it back (without a syslog daemon it is in the journal: journalctl -t {}); set [paths] syslog or pass --error-log",
+                e.loc,
+                opts.agent.paths.syslog.display(),
+                why502_nginx::errorlog::syslog_tag(spec)
             )),
             ErrorLogDest::Stderr => Err(format!(
                 "error_log stderr at {} goes to nginx's stderr (the journal under systemd)",
@@ -410,9 +427,20 @@ fn error_log_files(
         }
     }
     if out.is_empty() {
-        out.push(Ok(PathBuf::from(DEFAULT_ERROR_LOG)));
+        out.push(Ok(ErrorLogSource::File(PathBuf::from(DEFAULT_ERROR_LOG))));
     }
     out
+}
+
+/// Where nginx's error-log lines can be read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ErrorLogSource {
+    File(PathBuf),
+    /// A syslog daemon's file, lines tagged `tag`.
+    Syslog {
+        file: PathBuf,
+        tag: String,
+    },
 }
 
 /// The newest reload nginx logged (`signal 1 (SIGHUP) received from 1234, reconfiguring`, at
@@ -431,8 +459,20 @@ fn last_reload_logged(logs: &ErrorLogs) -> Option<SystemTime> {
 /// Debian's and nginx.org's compiled-in error log.
 const DEFAULT_ERROR_LOG: &str = "/var/log/nginx/error.log";
 
-fn read_error_logs(files: Vec<Result<PathBuf, String>>, since: Duration) -> ErrorLogs {
-    use why502_nginx::errorlog::{read_window, WindowLimits};
+fn read_source(
+    source: &ErrorLogSource,
+    since_epoch: i64,
+) -> Result<why502_nginx::errorlog::ErrorLogWindow, why502_host::ReadError> {
+    use why502_nginx::errorlog::{read_syslog_window, read_window, WindowLimits};
+    match source {
+        ErrorLogSource::File(path) => read_window(path, since_epoch, WindowLimits::default()),
+        ErrorLogSource::Syslog { file, tag } => {
+            read_syslog_window(file, tag, since_epoch, WindowLimits::default())
+        }
+    }
+}
+
+fn read_error_logs(files: Vec<Result<ErrorLogSource, String>>, since: Duration) -> ErrorLogs {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -445,17 +485,23 @@ fn read_error_logs(files: Vec<Result<PathBuf, String>>, since: Duration) -> Erro
     };
     for f in files {
         match f {
-            Ok(path) => match read_window(&path, since_epoch, WindowLimits::default()) {
-                Ok(w) if w.bytes_read > 0 && w.parsed_lines == 0 => logs.unreadable.push(format!(
-                    "{} has no line in nginx's error-log form ({} bytes read): not an nginx error log?",
-                    path.display(),
-                    w.bytes_read
-                )),
+            Ok(source) => match read_source(&source, since_epoch) {
+                // A syslog file holds every program's lines: none of nginx's is no error.
+                Ok(w) if w.bytes_read > 0
+                    && w.parsed_lines == 0
+                    && matches!(source, ErrorLogSource::File(_)) =>
+                {
+                    logs.unreadable.push(format!(
+                        "{} has no line in nginx's error-log form ({} bytes read): not an nginx error log?",
+                        w.source.display(),
+                        w.bytes_read
+                    ))
+                }
                 Ok(w) => {
                     if w.future_lines > 0 {
                         logs.notes.push(format!(
                             "{}: {} line(s) stamped in the future were left out of the window (the clock was ahead, or jumped back)",
-                            path.display(),
+                            w.source.display(),
                             w.future_lines
                         ));
                     }

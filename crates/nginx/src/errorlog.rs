@@ -80,6 +80,46 @@ pub fn read_window(
     since: i64,
     limits: WindowLimits,
 ) -> Result<ErrorLogWindow, ReadError> {
+    read_window_of(path, since, limits, &|text| Some(text))
+}
+
+/// `read_window` over a syslog file (`error_log syslog:...` with a syslog daemon writing
+/// /var/log/syslog or the like): the lines tagged `tag` (nginx's default tag is `nginx`),
+/// whose message is the error-log line nginx would have written to a file, its own time
+/// stamp included.
+pub fn read_syslog_window(
+    path: &Path,
+    tag: &str,
+    since: i64,
+    limits: WindowLimits,
+) -> Result<ErrorLogWindow, ReadError> {
+    let plain = format!(" {tag}: ");
+    let with_pid = format!(" {tag}[");
+    read_window_of(path, since, limits, &|text| {
+        if let Some((_, rest)) = text.split_once(plain.as_str()) {
+            return Some(rest);
+        }
+        let (_, rest) = text.split_once(with_pid.as_str())?;
+        rest.split_once("]: ").map(|(_, msg)| msg)
+    })
+}
+
+/// The tag of an `error_log syslog:` spec (`server=unix:/dev/log,tag=web,...`); nginx's
+/// default is `nginx`.
+pub fn syslog_tag(spec: &str) -> &str {
+    spec.split(',')
+        .find_map(|part| part.trim().strip_prefix("tag="))
+        .filter(|t| !t.is_empty())
+        .unwrap_or("nginx")
+}
+
+/// The window reader; `message_of` finds the error-log line inside a raw line.
+fn read_window_of(
+    path: &Path,
+    since: i64,
+    limits: WindowLimits,
+    message_of: &dyn Fn(&str) -> Option<&str>,
+) -> Result<ErrorLogWindow, ReadError> {
     let mut clock = LocalClock::default();
     let mut parsed_lines = 0u64;
     let mut future_lines = 0u64;
@@ -96,7 +136,7 @@ pub fn read_window(
     };
     let read = read_tail(path, tail_limits, |raw| {
         let text = String::from_utf8_lossy(raw);
-        let Some(line) = parse_raw(&text, &mut clock) else {
+        let Some(line) = message_of(&text).and_then(|t| parse_raw(t, &mut clock)) else {
             return LineTake::Skip;
         };
         parsed_lines += 1;

@@ -302,3 +302,32 @@ fn lines_stamped_in_the_future_are_not_in_the_window() {
     assert_eq!(msgs, ["past"]);
     assert_eq!(w.future_lines, 2);
 }
+
+#[test]
+fn error_log_to_syslog_is_read_back_from_the_syslog_file() {
+    let nginx_line = |stamp: &str, msg: &str| line_at(stamp, msg);
+    let f = write_log(&[
+        format!(
+            "2026-11-21T03:00:00.123456+00:00 web-1 nginx: {}",
+            nginx_line("2026/11/21 03:00:00", "tagged plainly")
+        ),
+        format!(
+            "Nov 21 03:00:01 web-1 nginx[812]: {}",
+            nginx_line("2026/11/21 03:00:01", "tagged with a pid")
+        ),
+        format!(
+            "Nov 21 03:00:02 web-1 sshd[90]: {}",
+            nginx_line("2026/11/21 03:00:02", "another program")
+        ),
+        format!(
+            "Nov 21 03:00:03 web-1 web: {}",
+            nginx_line("2026/11/21 03:00:03", "another tag")
+        ),
+    ]);
+    let w = read_syslog_window(f.path(), "nginx", epoch("2026/11/21 02:00:00"), all_lines())
+        .expect("read");
+    let msgs: Vec<&str> = w.lines.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(msgs, ["tagged plainly", "tagged with a pid"]);
+    assert_eq!(syslog_tag("server=unix:/dev/log,facility=local7"), "nginx");
+    assert_eq!(syslog_tag("server=unix:/dev/log,tag=web"), "web");
+}
