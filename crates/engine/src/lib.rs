@@ -78,6 +78,8 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         let globals = setup.master.as_ref().and_then(|m| m.globals.clone());
         let unsafe_reason = nginx_t_is_unsafe(&setup.parsed.errors);
         let budget = opts.timeout.mul_f32(0.8).min(Duration::from_secs(5));
+        let configured = why502_nginx::check::configured_runtime_paths(&setup.parsed.directives);
+        let as_root = nix::unistd::geteuid().is_root();
         tokio::spawn(async move {
             match (unsafe_reason, binary) {
                 (Some(reason), _) => ConfigCheck::NotRun { reason },
@@ -85,7 +87,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
                     reason: "no nginx binary found".to_string(),
                 },
                 (None, Some(bin)) => {
-                    check_config(&bin, &conf, prefix.as_deref(), globals.as_deref(), budget).await
+                    run_nginx_t(&bin, &conf, prefix, globals, configured, as_root, budget).await
                 }
             }
         })
@@ -333,6 +335,59 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         notes,
     })
 }
+
+/// `nginx -t` that cannot change the host: as root, in a private mount namespace whose
+/// overlays catch every pid file, log and temp directory it creates or chowns (see
+/// `why502_nginx::check::check_config`). Not as root it cannot chown or write root's
+/// directories anyway, and runs plainly; its denials are judged as such.
+async fn run_nginx_t(
+    bin: &std::path::Path,
+    conf: &std::path::Path,
+    prefix: Option<PathBuf>,
+    globals: Option<String>,
+    configured: Vec<PathBuf>,
+    as_root: bool,
+    budget: Duration,
+) -> ConfigCheck {
+    use why502_nginx::check::{overlay_dirs, runtime_dirs};
+    if !as_root {
+        return check_config(
+            bin,
+            conf,
+            prefix.as_deref(),
+            globals.as_deref(),
+            budget,
+            None,
+        )
+        .await;
+    }
+    let build = why502_nginx::discovery::build_info(bin, budget.min(Duration::from_secs(2))).await;
+    let prefix_for_paths = prefix
+        .clone()
+        .or_else(|| build.as_ref().and_then(|b| b.prefix.clone()))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
+    let compiled = build.map(|b| b.runtime_paths).unwrap_or_default();
+    let dirs = runtime_dirs(&configured, &compiled, &prefix_for_paths);
+    match overlay_dirs(&dirs) {
+        Ok(overlays) => {
+            check_config(
+                bin,
+                conf,
+                prefix.as_deref(),
+                globals.as_deref(),
+                budget,
+                Some(&overlays),
+            )
+            .await
+        }
+        Err(reason) => ConfigCheck::NotRun {
+            reason: format!("not run: nginx -t could not be kept from changing the host: {reason}"),
+        },
+    }
+}
+
+/// nginx's compiled-in prefix on Debian and in nginx.org's packages.
+const DEFAULT_PREFIX: &str = "/usr/share/nginx";
 
 /// What the run could not look at, whatever the upstreams say: an nginx error log that could
 /// not be read (a FIFO, denied, gone) and a config our parser could not read whole. Each is

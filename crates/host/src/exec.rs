@@ -1,3 +1,5 @@
+use std::ffi::CString;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -41,7 +43,126 @@ pub async fn run(
     max_output: usize,
 ) -> Result<CommandOutput, ExecError> {
     let program = argv.first().copied().unwrap_or_default().to_string();
+    let cmd = Command::new(&program);
+    finish(cmd, argv, timeout, max_output).await
+}
+
+/// `run`, in a private mount namespace where each of `overlays` (existing directories) is
+/// covered by an overlay whose upper layer is a throw-away tmpfs: the child reads the host as
+/// it is, and whatever it creates, writes, chowns or removes there stays in the tmpfs and is
+/// gone when it exits. Needs CAP_SYS_ADMIN; a child that cannot be isolated is not run.
+pub async fn run_isolated(
+    argv: &[&str],
+    timeout: Duration,
+    max_output: usize,
+    overlays: &[PathBuf],
+) -> Result<CommandOutput, ExecError> {
+    let program = argv.first().copied().unwrap_or_default().to_string();
+    let plan = IsolationPlan::new(overlays).map_err(|reason| ExecError::Spawn {
+        program: program.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
+    })?;
     let mut cmd = Command::new(&program);
+    // SAFETY: the closure runs in the forked child before exec; it only makes syscalls on
+    // strings prepared before the fork (no allocation, no locks).
+    unsafe {
+        cmd.pre_exec(move || plan.apply());
+    }
+    finish(cmd, argv, timeout, max_output).await
+}
+
+/// The mounts `run_isolated` makes, as C strings built before the fork.
+struct IsolationPlan {
+    scratch: CString,
+    /// (upper, work) directories to create in the scratch tmpfs, and the overlay mount.
+    overlays: Vec<(CString, CString, CString, CString)>,
+}
+
+/// Where the child mounts its throw-away tmpfs: a directory every Linux host has and nginx
+/// never uses.
+const SCRATCH: &str = "/dev/shm";
+
+impl IsolationPlan {
+    fn new(dirs: &[PathBuf]) -> Result<IsolationPlan, String> {
+        let c = |s: &str| CString::new(s).map_err(|_| format!("{s:?} holds a NUL byte"));
+        let mut overlays = Vec::new();
+        for (i, dir) in dirs.iter().enumerate() {
+            let shown = dir
+                .to_str()
+                .ok_or_else(|| format!("{} is not UTF-8", dir.display()))?;
+            // overlayfs options are comma- and colon-separated; such a path cannot be given.
+            if !shown.starts_with('/') || shown == "/" || shown.contains([',', ':', '\\']) {
+                return Err(format!("{shown} cannot be overlaid"));
+            }
+            if shown == SCRATCH || shown.starts_with(&format!("{SCRATCH}/")) {
+                return Err(format!("{shown} is where the throw-away layer goes"));
+            }
+            let upper = format!("{SCRATCH}/u{i}");
+            let work = format!("{SCRATCH}/w{i}");
+            let options = format!("lowerdir={shown},upperdir={upper},workdir={work}");
+            overlays.push((c(&upper)?, c(&work)?, c(shown)?, c(&options)?));
+        }
+        Ok(IsolationPlan {
+            scratch: c(SCRATCH)?,
+            overlays,
+        })
+    }
+
+    /// In the child: a private mount namespace, a tmpfs, an overlay per directory.
+    fn apply(&self) -> std::io::Result<()> {
+        let check = |rc: libc::c_int| {
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        let none = std::ptr::null::<libc::c_char>();
+        let root = c"/";
+        let tmpfs = c"tmpfs";
+        let overlay = c"overlay";
+        let tmpfs_options = c"size=64m,mode=0700";
+        // SAFETY: plain syscalls on NUL-terminated strings that outlive the calls.
+        unsafe {
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            // Nothing mounted here may propagate back to the host's namespace.
+            check(libc::mount(
+                none,
+                root.as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                tmpfs.as_ptr(),
+                self.scratch.as_ptr(),
+                tmpfs.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                tmpfs_options.as_ptr().cast(),
+            ))?;
+            for (upper, work, target, options) in &self.overlays {
+                check(libc::mkdir(upper.as_ptr(), 0o700))?;
+                check(libc::mkdir(work.as_ptr(), 0o700))?;
+                check(libc::mount(
+                    overlay.as_ptr(),
+                    target.as_ptr(),
+                    overlay.as_ptr(),
+                    0,
+                    options.as_ptr().cast(),
+                ))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn finish(
+    mut cmd: Command,
+    argv: &[&str],
+    timeout: Duration,
+    max_output: usize,
+) -> Result<CommandOutput, ExecError> {
+    let program = argv.first().copied().unwrap_or_default().to_string();
     cmd.args(argv.iter().skip(1))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -120,6 +241,49 @@ mod tests {
         assert_eq!(out.code, Some(3));
         assert_eq!(out.stdout, "hi\n");
         assert_eq!(out.stderr, "err\n");
+    }
+
+    #[tokio::test]
+    async fn an_isolated_child_changes_nothing_under_its_overlays() {
+        if !nix::unistd::geteuid().is_root() {
+            // Mount namespaces need CAP_SYS_ADMIN; the lab checks this as root in CI.
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let kept = dir.path().join("kept");
+        std::fs::write(&kept, "x").expect("write");
+        let script = format!(
+            "echo new > {d}/created && chown 65534 {d}/kept && rm -f {d}/kept2; cat {d}/kept",
+            d = dir.path().display()
+        );
+        let out = run_isolated(
+            &["sh", "-c", &script],
+            Duration::from_secs(5),
+            1024,
+            &[dir.path().to_path_buf()],
+        )
+        .await
+        .expect("run isolated");
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (Some(0), "x"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            !dir.path().join("created").exists(),
+            "a file reached the host"
+        );
+        let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&kept).expect("stat"));
+        assert_eq!(owner, 0, "a chown reached the host");
+    }
+
+    #[test]
+    fn paths_overlayfs_cannot_take_are_refused() {
+        for bad in ["/", "relative", "/a,b", "/a:b", "/dev/shm", "/dev/shm/x"] {
+            assert!(IsolationPlan::new(&[PathBuf::from(bad)]).is_err(), "{bad}");
+        }
+        assert!(IsolationPlan::new(&[PathBuf::from("/var/lib/nginx")]).is_ok());
     }
 
     #[tokio::test]

@@ -28,16 +28,19 @@ pub enum ConfigCheck {
     },
 }
 
-/// Run `nginx -t -q -c CONF [-p PREFIX] [-g GLOBALS]` with explicit argv and a deadline.
+/// Run `nginx -t -c CONF [-p PREFIX] [-g GLOBALS]` with explicit argv and a deadline.
 ///
-/// `nginx -t` opens the error logs the config names (creating missing ones), exactly as nginx
-/// itself does on every start; it writes nothing else.
+/// `nginx -t` is not read-only: it creates the pid file and every log the config names, and
+/// creates and chowns the temp directories to the config's `user`. With `isolate` (the
+/// directories `overlay_dirs` gives), it runs in a private mount namespace where those
+/// directories are overlaid by a throw-away tmpfs, so none of that reaches the host.
 pub async fn check_config(
     binary: &Path,
     conf: &Path,
     prefix: Option<&Path>,
     globals: Option<&str>,
     timeout: Duration,
+    isolate: Option<&[PathBuf]>,
 ) -> ConfigCheck {
     let bin = binary.to_string_lossy();
     let conf_s = conf.to_string_lossy();
@@ -49,7 +52,11 @@ pub async fn check_config(
     if let Some(g) = globals {
         argv.extend(["-g", g]);
     }
-    match why502_host::run(&argv, timeout, 256 * 1024).await {
+    let ran = match isolate {
+        Some(dirs) => why502_host::run_isolated(&argv, timeout, 256 * 1024, dirs).await,
+        None => why502_host::run(&argv, timeout, 256 * 1024).await,
+    };
+    match ran {
         Ok(out) => {
             let messages = parse_check_output(&out.stderr);
             if out.success() {
@@ -66,6 +73,99 @@ pub async fn check_config(
             reason: e.to_string(),
         },
     }
+}
+
+/// Directives whose first argument is a file nginx creates or writes at start.
+const FILE_DIRECTIVES: &[&str] = &["pid", "lock_file", "error_log", "access_log"];
+/// Directives whose first argument is a directory nginx creates and chowns at start.
+const DIR_DIRECTIVES: &[&str] = &[
+    "client_body_temp_path",
+    "proxy_temp_path",
+    "fastcgi_temp_path",
+    "uwsgi_temp_path",
+    "scgi_temp_path",
+    "proxy_cache_path",
+    "fastcgi_cache_path",
+    "uwsgi_cache_path",
+    "scgi_cache_path",
+];
+
+/// The files and directories the config tells nginx to create or write at start, as written
+/// (relative ones are nginx's prefix's).
+pub fn configured_runtime_paths(directives: &[crate::config::Directive]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![directives.iter()];
+    while let Some(level) = stack.last_mut() {
+        let Some(d) = level.next() else {
+            stack.pop();
+            continue;
+        };
+        if let Some(block) = &d.block {
+            stack.push(block.iter());
+        }
+        if !FILE_DIRECTIVES.contains(&d.name.as_str()) && !DIR_DIRECTIVES.contains(&d.name.as_str())
+        {
+            continue;
+        }
+        let Some(first) = d.args.first() else {
+            continue;
+        };
+        if first == "off" || first == "stderr" || first.contains(':') || first.contains('$') {
+            continue;
+        }
+        out.push(PathBuf::from(first));
+    }
+    out
+}
+
+/// The directories whose content `nginx -t` may create, write or chown: the parents of the
+/// configured and compiled-in runtime paths (relative ones against nginx's prefix, as nginx
+/// resolves them; a directory nginx creates is chowned too, so its parent is what counts).
+pub fn runtime_dirs(configured: &[PathBuf], compiled: &[PathBuf], prefix: &Path) -> Vec<PathBuf> {
+    // The prefix's logs/ holds nginx's defaults when nothing else is said.
+    let defaults = [PathBuf::from("logs/error.log")];
+    configured
+        .iter()
+        .chain(compiled)
+        .chain(&defaults)
+        .map(|p| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                prefix.join(p)
+            }
+        })
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect()
+}
+
+/// The directories to overlay for `check_config`'s isolation: for each runtime directory the
+/// nearest one that exists (nginx creates the missing ones below it), without those already
+/// inside another. `Err` when one would be `/` itself, which cannot be overlaid.
+pub fn overlay_dirs(runtime: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut existing: Vec<PathBuf> = Vec::new();
+    for dir in runtime {
+        let mut d = dir.as_path();
+        while !d.is_dir() {
+            d = d.parent().unwrap_or(Path::new("/"));
+        }
+        if d == Path::new("/") {
+            return Err(format!(
+                "{} has no existing parent but /, which cannot be overlaid",
+                dir.display()
+            ));
+        }
+        existing.push(d.to_path_buf());
+    }
+    existing.sort();
+    existing.dedup();
+    let mut out: Vec<PathBuf> = Vec::new();
+    for d in existing {
+        if !out.iter().any(|a| d.starts_with(a)) {
+            out.push(d);
+        }
+    }
+    Ok(out)
 }
 
 /// Keep nginx's `[level]` lines; the "syntax is ok"/"test failed" summaries carry no new facts.
@@ -127,6 +227,40 @@ fn file_line_suffix(text: &str) -> (Option<PathBuf>, Option<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_dirs_cover_pid_logs_and_temp_paths_and_overlays_are_minimal() {
+        let text = "pid /run/nginx.pid;\nerror_log logs/error.log;\nhttp {\n access_log /var/log/nginx/a.log;\n access_log syslog:server=unix:/dev/log;\n proxy_temp_path /var/lib/nginx/proxy 1 2;\n server { access_log off; fastcgi_temp_path relative/fcgi; }\n}\n";
+        let parsed = crate::config::parse_config_text(
+            Path::new("/etc/nginx/nginx.conf"),
+            text.as_bytes(),
+            Path::new("/etc/nginx"),
+            &crate::config::ParseLimits::default(),
+        );
+        let dirs = runtime_dirs(
+            &configured_runtime_paths(&parsed.directives),
+            &[PathBuf::from("/var/lib/nginx/body")],
+            Path::new("/usr/share/nginx"),
+        );
+        for want in [
+            "/run",
+            "/usr/share/nginx/logs",
+            "/var/log/nginx",
+            "/var/lib/nginx",
+            "/usr/share/nginx/relative",
+        ] {
+            assert!(
+                dirs.contains(&PathBuf::from(want)),
+                "{want} not in {dirs:?}"
+            );
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let a = tmp.path().join("a");
+        std::fs::create_dir(&a).expect("mkdir");
+        let overlays = overlay_dirs(&[a.join("missing/deeper"), a.clone(), tmp.path().join("a")])
+            .expect("overlays");
+        assert_eq!(overlays, [a]);
+    }
 
     #[test]
     fn parses_emerg_with_file_line() {

@@ -145,7 +145,23 @@ pub struct BuildInfo {
     pub conf_path: Option<PathBuf>,
     pub prefix: Option<PathBuf>,
     pub error_log_path: Option<PathBuf>,
+    /// Compiled-in paths nginx creates or writes when the config does not say (pid, lock,
+    /// logs, temp directories), as `--*-path=` gives them.
+    pub runtime_paths: Vec<PathBuf>,
 }
+
+/// `configure` options naming what nginx creates or writes at start.
+const RUNTIME_PATH_OPTIONS: &[&str] = &[
+    "--pid-path=",
+    "--lock-path=",
+    "--error-log-path=",
+    "--http-log-path=",
+    "--http-client-body-temp-path=",
+    "--http-proxy-temp-path=",
+    "--http-fastcgi-temp-path=",
+    "--http-uwsgi-temp-path=",
+    "--http-scgi-temp-path=",
+];
 
 pub fn parse_build_info(v_output: &str) -> BuildInfo {
     let mut info = BuildInfo::default();
@@ -161,6 +177,13 @@ pub fn parse_build_info(v_output: &str) -> BuildInfo {
                     info.prefix = Some(PathBuf::from(v));
                 } else if let Some(v) = a.strip_prefix("--error-log-path=") {
                     info.error_log_path = Some(PathBuf::from(v));
+                }
+                if let Some(v) = RUNTIME_PATH_OPTIONS
+                    .iter()
+                    .find_map(|o| a.strip_prefix(o))
+                    .filter(|v| *v != "stderr" && !v.starts_with("syslog:"))
+                {
+                    info.runtime_paths.push(PathBuf::from(v));
                 }
             }
         }

@@ -238,6 +238,17 @@ impl Lab {
     }
 
     /// `nginx -t` on the lab's config, inside the namespace.
+    /// `nginx -t -c CONF` run plainly as root, the way the agent must not run it: the
+    /// control that shows what it changes on a host.
+    pub fn nginx_config_test_of(&self, conf: &Path) -> Captured {
+        let conf = conf.display().to_string();
+        let args = ["-t", "-c", conf.as_str()];
+        run_capped(
+            self.netns.command(&self.tools.nginx, &args),
+            CONFIG_TEST_CAP,
+        )
+    }
+
     pub fn nginx_config_test(&self) -> Captured {
         let prefix = format!("{}/", self.root().display());
         let conf = self.nginx_conf_arg();

@@ -8,6 +8,7 @@ mod error_log;
 mod history;
 mod non_root;
 mod php_fpm;
+mod read_only;
 mod resources;
 mod security;
 mod tcp;
