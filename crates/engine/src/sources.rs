@@ -25,6 +25,9 @@ type ResolutionKey = (String, u16, Vec<String>);
 /// sites must not be loaded by its own diagnosis (php-fpm `ondemand` pools fork a worker per
 /// request and reap them later).
 const REQUESTS_IN_FLIGHT: usize = 8;
+/// And at most this many to the pools of one master: an `ondemand` master forks a worker for
+/// each, and 500 pools asked at once made php-fpm fork 500 workers and reap them with SIGKILL.
+const REQUESTS_PER_MASTER: usize = 2;
 
 /// Why a target's host name did not resolve the way nginx resolves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,9 +72,16 @@ pub struct Sources {
     backend_logs: Mutex<HashMap<std::path::PathBuf, LogRead>>,
     owners: Mutex<HashMap<u64, Option<u32>>>,
     requests: tokio::sync::Semaphore,
+    per_master: Mutex<HashMap<u32, std::sync::Arc<tokio::sync::Semaphore>>>,
     /// Host names resolved once per run, shared by every step that needs them; keyed by the
     /// name, the port and the `resolver` asked (empty: the system resolver).
     resolved: tokio::sync::Mutex<HashMap<ResolutionKey, Resolution>>,
+}
+
+/// Held while a direct request runs (see `Sources::request_permit`).
+pub struct RequestPermit<'a> {
+    _run: Option<tokio::sync::SemaphorePermit<'a>>,
+    _master: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The process behind a listening socket.
@@ -128,6 +138,7 @@ impl Sources {
             backend_logs: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
             requests: tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT),
+            per_master: Mutex::new(HashMap::new()),
             resolved: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -209,9 +220,42 @@ impl Sources {
         r
     }
 
-    /// A slot for one direct request; held while it runs.
-    pub async fn request_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.requests.acquire().await.ok()
+    /// A slot for one direct request, held while it runs: one of the run's, and one of the
+    /// backend master's when the listener's process is known.
+    pub async fn request_permit(&self, listener_pid: Option<u32>) -> RequestPermit<'_> {
+        let master = listener_pid.map(|pid| self.master_of(pid));
+        let per_master = match master {
+            Some(m) => {
+                let sem = {
+                    let mut map = match self.per_master.lock() {
+                        Ok(m) => m,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                    map.entry(m)
+                        .or_insert_with(|| {
+                            std::sync::Arc::new(tokio::sync::Semaphore::new(REQUESTS_PER_MASTER))
+                        })
+                        .clone()
+                };
+                sem.acquire_owned().await.ok()
+            }
+            None => None,
+        };
+        RequestPermit {
+            _run: self.requests.acquire().await.ok(),
+            _master: per_master,
+        }
+    }
+
+    /// The php-fpm master, gunicorn arbiter... above a worker: the parent with the same name.
+    fn master_of(&self, pid: u32) -> u32 {
+        let Some(me) = self.procs.get(pid) else {
+            return pid;
+        };
+        self.procs
+            .get(me.ppid)
+            .filter(|p| p.comm == me.comm && p.pid > 1)
+            .map_or(pid, |p| p.pid)
     }
 
     /// A group's name, for the worker's groups (looked up when the sources were built).
@@ -423,6 +467,26 @@ fn local_addresses() -> Option<Vec<IpAddr>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn requests_to_one_master_are_limited() {
+        let sources = Sources::for_tests();
+        let _a = sources.request_permit(Some(42)).await;
+        let _b = sources.request_permit(Some(42)).await;
+        // A third to the same master waits for one of the two; another master's does not.
+        let third = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            sources.request_permit(Some(42)),
+        )
+        .await;
+        assert!(third.is_err(), "a third request to one master went through");
+        let other = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            sources.request_permit(Some(43)),
+        )
+        .await;
+        assert!(other.is_ok());
+    }
 
     #[test]
     fn resolver_addresses_in_nginx_forms() {

@@ -44,10 +44,12 @@ pub(super) async fn gather(target: &UpstreamTarget, cx: &GatherCx<'_>, facts: &m
     if facts.direct.is_some() {
         return;
     }
-    facts.direct = Some(ask(target, cx).await);
+    // The listener's process (backend_up gathered it): requests to one master are limited.
+    let listener = facts.reach.as_ref().and_then(|r| r.owner()).map(|o| o.pid);
+    facts.direct = Some(ask(target, cx, listener).await);
 }
 
-async fn ask(target: &UpstreamTarget, cx: &GatherCx<'_>) -> DirectFacts {
+async fn ask(target: &UpstreamTarget, cx: &GatherCx<'_>, listener: Option<u32>) -> DirectFacts {
     let overridden = cx
         .sources
         .agent
@@ -77,7 +79,7 @@ async fn ask(target: &UpstreamTarget, cx: &GatherCx<'_>) -> DirectFacts {
         ask.host = o.host.clone().unwrap_or(ask.host);
         ask.path = o.path.clone().unwrap_or(ask.path);
     }
-    let _permit = cx.sources.request_permit().await;
+    let _permit = cx.sources.request_permit(listener).await;
     let (answer, tls) = if target.tls {
         let settings = tls_settings(target);
         let answered = match target.protocol {
