@@ -48,6 +48,9 @@ pub const TREE: &[TreeStep] = &[
             CauseId::UpstreamInvalidResponse,
             CauseId::UpstreamTls,
             CauseId::UpstreamDns,
+            // nginx's own temp files: its error line is the only trace.
+            CauseId::NginxTempPath,
+            CauseId::DiskFull,
             CauseId::Unknown,
         ],
         explains: &[],

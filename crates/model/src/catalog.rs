@@ -127,6 +127,10 @@ causes! {
         title: "nginx's configuration does not pass `nginx -t`",
         fix: "Fix the directive at the file:line nginx names, run `nginx -t`, then reload.",
         docs: "`nginx -t` fails, or the configuration cannot be parsed. A running nginx keeps its old configuration, but the next reload or restart fails.";
+    NginxTempPath = "nginx_temp_path", step: Some(StepId::ErrorLog),
+        title: "nginx cannot write its own temp or cache files",
+        fix: "Make nginx's temp directory (the `*_temp_path` its error line names; /var/lib/nginx on Debian) writable by the worker user (`chown -R www-data: /var/lib/nginx/proxy`) or point `proxy_temp_path` elsewhere, then reload.",
+        docs: "nginx's error log shows it failing to create or write a temp file (permission denied, a missing directory) while buffering an upstream's response: the failure is nginx's own filesystem, not the backend.";
     Unknown = "unknown", step: None,
         title: "nginx reports 502s for this upstream but no probe explains them",
         fix: "Read the evidence the report quotes, and run with --all to see every step.",
@@ -191,6 +195,7 @@ mod tests {
         "disk_full",
         "inodes_exhausted",
         "nginx_config_invalid",
+        "nginx_temp_path",
         "unknown",
     ];
 

@@ -307,6 +307,11 @@ pub enum UpstreamErrorClass {
     NoRoute,
     /// FastCGI "Primary script unknown": a 404, not a 502.
     PrimaryScriptUnknown,
+    /// nginx could not create or write its own temp file (permission, missing directory)
+    /// while buffering the response: nginx's filesystem, not the backend.
+    TempFile,
+    /// nginx's temp file hit a full filesystem (28: No space left on device).
+    TempFileNoSpace,
     Other,
 }
 
@@ -334,6 +339,8 @@ impl UpstreamErrorClass {
             PrimaryScriptUnknown => {
                 "FastCGI \"Primary script unknown\": a 404 for a missing script, not a 502"
             }
+            TempFile => "nginx could not write its own temp file",
+            TempFileNoSpace => "nginx's temp file hit a full filesystem (28)",
             Other => "other upstream error",
         }
     }
@@ -361,6 +368,37 @@ fn about_upstream(m: &str) -> bool {
         || m.starts_with("FastCGI sent")
 }
 
+/// File operations nginx does on its own temp and cache files while buffering a response.
+const TEMP_FILE_OPS: &[&str] = &[
+    "open() \"",
+    "write() \"",
+    "pwrite() \"",
+    "pwritev() \"",
+    "writev() \"",
+    "mkdir() \"",
+    "rename() \"",
+];
+
+/// The errno of a failed operation on one of nginx's own files (`open() "/var/lib/nginx/
+/// proxy/1/00/0000000001" failed (13: Permission denied) while reading upstream`): the quoted
+/// path is a file, never the upstream's `unix:` socket.
+fn temp_file_errno(m: &str) -> Option<u32> {
+    let op = TEMP_FILE_OPS.iter().find(|op| m.starts_with(**op))?;
+    let rest = &m[op.len()..];
+    let (path, after) = rest.split_once('"')?;
+    if path.starts_with("unix:") || !path.starts_with('/') {
+        return None;
+    }
+    let errno = after.split_once("failed (")?.1.split_once(':')?.0;
+    errno.trim().parse().ok()
+}
+
+/// The file a temp-file failure names (`open() "/var/lib/nginx/proxy/..." failed ...`).
+pub fn temp_file_path(message: &str) -> Option<&str> {
+    let op = TEMP_FILE_OPS.iter().find(|op| message.starts_with(**op))?;
+    message[op.len()..].split_once('"').map(|(p, _)| p)
+}
+
 /// Classify an error-log message about an upstream; `None` for lines that are not about one.
 pub fn classify(message: &str) -> Option<UpstreamErrorClass> {
     use UpstreamErrorClass::*;
@@ -368,7 +406,13 @@ pub fn classify(message: &str) -> Option<UpstreamErrorClass> {
     if !about_upstream(m) {
         return None;
     }
-    let class = if m.contains("Primary script unknown") {
+    let class = if let Some(errno) = temp_file_errno(m) {
+        if errno == 28 {
+            TempFileNoSpace
+        } else {
+            TempFile
+        }
+    } else if m.contains("Primary script unknown") {
         PrimaryScriptUnknown
     } else if m.contains("no live upstreams") {
         NoLiveUpstreams

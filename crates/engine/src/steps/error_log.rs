@@ -200,6 +200,32 @@ fn meaning(c: &ClassSeen, t: &UpstreamTarget) -> (CauseId, String, String) {
             "connecting timed out although the backend listens: packets are dropped on the way, most likely by a firewall rule (step security)".to_string(),
             "Look for a DROP rule on the backend's port: `nft list ruleset`, `iptables -S`.".to_string(),
         ),
+        TempFile | TempFileNoSpace => {
+            let file = why502_nginx::errorlog::temp_file_path(&c.last.message).unwrap_or("?");
+            let dir = std::path::Path::new(file)
+                .ancestors()
+                .find(|a| {
+                    a.file_name().is_some_and(|n| {
+                        let n = n.to_string_lossy();
+                        n.ends_with("temp") || matches!(n.as_ref(), "proxy" | "fastcgi" | "uwsgi" | "scgi" | "body")
+                    })
+                })
+                .map(|a| a.display().to_string())
+                .unwrap_or_else(|| file.to_string());
+            if c.class == TempFileNoSpace {
+                (
+                    CauseId::DiskFull,
+                    format!("the filesystem of nginx's own temp file {file} is full: nginx, not the backend, cannot buffer the response"),
+                    format!("Free space on the filesystem holding {dir} (or point the *_temp_path elsewhere), then reload nginx."),
+                )
+            } else {
+                (
+                    CauseId::NginxTempPath,
+                    format!("nginx could not write its own temp file {file}: the failure is nginx's temp directory {dir}, not the backend"),
+                    format!("Make {dir} writable by nginx's worker user (e.g. `chown -R www-data: {dir}`), or point the *_temp_path elsewhere, then reload nginx."),
+                )
+            }
+        }
         NoSuchFile | ConnectionRefused | NoRoute | PrimaryScriptUnknown | Other => (
             CauseId::Unknown,
             "no probe of this version explains it".to_string(),
@@ -302,6 +328,9 @@ mod tests {
             (10, "connect() failed (111: Connection refused) while connecting to upstream", None),
             // Packets dropped: points at the firewall, but no rule is named yet.
             (10, "connect() failed (110: Connection timed out) while connecting to upstream", Some((Status::Break, CauseId::Unknown))),
+            // nginx's own temp file, not the backend's socket.
+            (10, "open() \"/var/lib/nginx/proxy/1/00/0000000001\" failed (13: Permission denied) while reading upstream", Some((Status::Break, CauseId::NginxTempPath))),
+            (10, "pwritev() \"/var/lib/nginx/proxy/2/00/0000000002\" failed (28: No space left on device) while reading upstream", Some((Status::Break, CauseId::DiskFull))),
         ];
         for (age, msg, want) in cases {
             let logs = logs_with(vec![at(NOW - age, "http://127.0.0.1:8000/", msg)]);

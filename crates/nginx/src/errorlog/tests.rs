@@ -146,6 +146,10 @@ fn classifies_the_seed_lines() {
         ("connect() failed (110: Connection timed out) while connecting to upstream", ConnectTimeout),
         ("backend.internal could not be resolved (3: Host not found)", Dns),
         ("FastCGI sent in stderr: \"Primary script unknown\" while reading response header from upstream", PrimaryScriptUnknown),
+        ("open() \"/var/lib/nginx/proxy/1/00/0000000001\" failed (13: Permission denied) while reading upstream, client: 10.0.0.5, server: a, request: \"GET /big HTTP/1.1\", upstream: \"http://127.0.0.1:8000/big\"", TempFile),
+        ("open() \"/var/lib/nginx/proxy/1/00/0000000001\" failed (2: No such file or directory) while reading upstream", TempFile),
+        ("pwritev() \"/var/lib/nginx/proxy/2/00/0000000002\" failed (28: No space left on device) while reading upstream", TempFileNoSpace),
+        ("connect() to unix:/run/php/x.sock failed (13: Permission denied) while connecting to upstream", PermissionDenied),
         ("upstream prematurely closed connection while reading response header from upstream", Reset),
         ("upstream sent no valid HTTP/1.0 header while reading response header from upstream", InvalidResponse),
         // Seed 000's variants.
