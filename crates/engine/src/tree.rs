@@ -50,6 +50,10 @@ pub const TREE: &[TreeStep] = &[
             CauseId::UpstreamDns,
             // nginx's own temp files: its error line is the only trace.
             CauseId::NginxTempPath,
+            // Failures the probes cleared but nginx logged minutes ago: recovered, or flapping.
+            CauseId::BackendDown,
+            CauseId::SocketMissing,
+            CauseId::SocketPermission,
             CauseId::DiskFull,
             CauseId::Unknown,
         ],

@@ -20,7 +20,7 @@ pub const VERDICT_RULES: &[&str] = &[
     "a break: the first step that broke, or the step after it that explains it (its cause is the verdict, its summary prefixed by the symptom)",
     "a failure nginx logged for this upstream in the last 5 min that no step explains or clears: a break at error_log",
     "a step that could have found a break but could not look: unknown, with that step's reason and fix",
-    "a risk a step found (a warning with a cause), then an older logged failure nothing explains: a warning",
+    "a risk a step found (a warning with a cause), then an older logged failure nothing explains, then a failure logged in the last 5 min that the probes cleared (recovered is not ok): a warning",
     "otherwise ok",
 ];
 

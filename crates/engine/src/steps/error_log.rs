@@ -89,11 +89,14 @@ pub fn unexplained(
     now: SystemTime,
 ) -> Option<(Status, Verdict)> {
     let ctime = facts.reach.as_ref().and_then(|r| r.socket_ctime());
-    let c = facts
+    let Some(c) = facts
         .logged
         .iter()
         .rev()
-        .find(|c| !cleared(c, target, ctime))?;
+        .find(|c| !cleared(c, target, ctime))
+    else {
+        return recovered(facts, now);
+    };
     let (cause, meaning, fix) = meaning(c, target);
     let age = now
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -129,6 +132,46 @@ pub fn unexplained(
             cause,
             summary,
             fix,
+            evidence: vec![c.evidence()],
+        },
+    ))
+}
+
+/// Failures the probes cleared (the backend listens and answers now) that nginx logged in the
+/// last few minutes: recovered is not ok. A flapping backend is what an operator needs to
+/// hear about: a warning with the count and the times.
+fn recovered(facts: &TargetFacts, now: SystemTime) -> Option<(Status, Verdict)> {
+    use UpstreamErrorClass::*;
+    let now_secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let age = |c: &ClassSeen| Duration::from_secs((now_secs - c.last.time).max(0) as u64);
+    let c = facts
+        .logged
+        .iter()
+        .rev()
+        .find(|c| c.class != PrimaryScriptUnknown && age(c) <= RECENT)?;
+    let cause = match c.class {
+        NoSuchFile => CauseId::SocketMissing,
+        PermissionDenied => CauseId::SocketPermission,
+        _ => CauseId::BackendDown,
+    };
+    Some((
+        Status::Warning,
+        Verdict {
+            step: StepId::ErrorLog,
+            cause,
+            summary: format!(
+                "nginx logged {} for this upstream {} ({} ago), none since; the backend answers now: it recovered, or it flaps",
+                c.class.describe(),
+                c.when(),
+                humantime::format_duration(age(c))
+            ),
+            fix: format!(
+                "Find out why it failed until {}: the backend's log and restarts around then, and whether something stops it again.",
+                c.last.stamp
+            ),
             evidence: vec![c.evidence()],
         },
     ))
@@ -324,8 +367,10 @@ mod tests {
             (10, "upstream timed out (110: Connection timed out) while reading response header from upstream", Some((Status::Break, CauseId::UpstreamTimeout))),
             (10, "upstream prematurely closed connection while reading response header from upstream", Some((Status::Break, CauseId::UpstreamReset))),
             (10, "connect() failed (11: Resource temporarily unavailable) while connecting to upstream", Some((Status::Break, CauseId::PoolExhausted))),
-            // Cleared by a backend that listens now.
-            (10, "connect() failed (111: Connection refused) while connecting to upstream", None),
+            // Cleared by a backend that listens now, but recent: recovered is not ok.
+            (10, "connect() failed (111: Connection refused) while connecting to upstream", Some((Status::Warning, CauseId::BackendDown))),
+            // Cleared, and long enough ago: nothing to say.
+            (3000, "connect() failed (111: Connection refused) while connecting to upstream", None),
             // Packets dropped: points at the firewall, but no rule is named yet.
             (10, "connect() failed (110: Connection timed out) while connecting to upstream", Some((Status::Break, CauseId::Unknown))),
             // nginx's own temp file, not the backend's socket.
@@ -354,7 +399,10 @@ mod tests {
         let now = now();
         // Denied before the socket last changed: fixed since.
         let before = logs_with(vec![at(ctime - 5, &up, &msg)]);
-        assert!(unexplained(&t, &facts_for(&t, &before, Some(ctime)), now).is_none());
+        // Fixed since: recovered, which is a warning (a minute ago), not the break.
+        let fixed =
+            unexplained(&t, &facts_for(&t, &before, Some(ctime)), now).map(|(s, v)| (s, v.cause));
+        assert_eq!(fixed, Some((Status::Warning, CauseId::SocketPermission)));
         // Denied after: the mode that allows the worker was already there.
         let after = logs_with(vec![at(ctime + 5, &up, &msg)]);
         let (status, v) =
