@@ -13,6 +13,8 @@ mod options;
 mod sources;
 pub mod steps;
 mod targets;
+#[cfg(test)]
+mod test_support;
 pub mod tree;
 mod walk;
 

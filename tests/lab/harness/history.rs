@@ -194,7 +194,8 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
-fn local_time(time: SystemTime) -> libc::tm {
+/// `time` broken down in the host's zone, as nginx and syslog stamp their lines.
+pub fn local_time(time: SystemTime) -> libc::tm {
     let secs = time
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")

@@ -35,8 +35,8 @@ pub use cli::CliSandbox;
 pub use firewall::firewall_lab;
 #[allow(unused_imports)]
 pub use history::{
-    bystander_pids, kernel_oom_kills, lab_kills, nginx_stamp, oom_kill_a_hog, php_fpm_stamp,
-    record_kill, BYSTANDER_POOL,
+    bystander_pids, kernel_oom_kills, lab_kills, local_time, nginx_stamp, oom_kill_a_hog,
+    php_fpm_stamp, record_kill, BYSTANDER_POOL,
 };
 #[allow(unused_imports)]
 pub use lab::{tcp_addr, unix_addr, BackgroundRequests, Lab};

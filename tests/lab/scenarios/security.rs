@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::harness::{
-    firewall_lab, tcp_addr, unix_addr, Expect, Lab, PhpFpmPool, StepExpect, UpstreamExpect,
+    firewall_lab, local_time, tcp_addr, unix_addr, Expect, Lab, PhpFpmPool, StepExpect,
+    UpstreamExpect,
 };
 
 const IP: &str = "127.0.0.1";
@@ -246,17 +247,7 @@ fn traditional(time: SystemTime) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as libc::time_t;
-    // SAFETY: an all-zero tm is a valid value; localtime_r only writes into the tm we own.
-    let (tm, ok) = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        let ok = !libc::localtime_r(&secs, &mut tm).is_null();
-        (tm, ok)
-    };
-    assert!(ok, "localtime_r failed");
+    let tm = local_time(time);
     format!(
         "{} {:>2} {:02}:{:02}:{:02}",
         MONTHS[tm.tm_mon as usize], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec

@@ -133,28 +133,17 @@ fn mentions(l: &ErrorLogLine, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn line(upstream: &str, message: &str) -> ErrorLogLine {
-        ErrorLogLine {
-            time: 0,
-            stamp: String::new(),
-            level: "error".into(),
-            message: message.into(),
-            upstream: Some(upstream.into()),
-            server: None,
-            class: None,
-        }
-    }
+    use crate::test_support::error_line;
 
     #[test]
     fn matches_whole_addresses_only() {
-        let l = line(
+        let l = error_line(
             "fastcgi://unix:/run/php/a.sock:",
             "connect() to unix:/run/php/a.sock failed (13: Permission denied)",
         );
         assert!(mentions(&l, "unix:/run/php/a.sock"));
         assert!(!mentions(&l, "unix:/run/php/a.so"));
-        let t = line(
+        let t = error_line(
             "http://127.0.0.1:8000/",
             "connect() failed (111: Connection refused)",
         );

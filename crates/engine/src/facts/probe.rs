@@ -195,16 +195,8 @@ mod tests {
     use super::*;
     use why502_model::Reference;
 
-    pub(crate) fn target_at(server_name: Option<&str>, location: Option<&str>) -> UpstreamTarget {
+    fn target_at(server_name: Option<&str>, location: Option<&str>) -> UpstreamTarget {
         UpstreamTarget {
-            address: "127.0.0.1:8000".into(),
-            addr: TargetAddr::Tcp {
-                host: "127.0.0.1".into(),
-                port: 8000,
-            },
-            name: None,
-            protocol: Protocol::Http,
-            tls: false,
             references: vec![Reference {
                 file: "nginx.conf".into(),
                 line: 1,
@@ -212,9 +204,7 @@ mod tests {
                 location: location.map(str::to_string),
                 directive: "proxy_pass http://127.0.0.1:8000".into(),
             }],
-            server_names: Vec::new(),
-            settings: why502_nginx::config::PassSettings::default(),
-            resolved_at_request_time: false,
+            ..crate::test_support::tcp_target(8000)
         }
     }
 

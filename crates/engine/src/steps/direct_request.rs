@@ -219,28 +219,11 @@ fn protocol_name(p: Protocol) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::targets::TargetAddr;
-
-    fn target() -> UpstreamTarget {
-        UpstreamTarget {
-            address: "127.0.0.1:8000".into(),
-            addr: TargetAddr::Tcp {
-                host: "127.0.0.1".into(),
-                port: 8000,
-            },
-            name: None,
-            protocol: Protocol::Http,
-            tls: false,
-            references: Vec::new(),
-            server_names: Vec::new(),
-            settings: why502_nginx::config::PassSettings::default(),
-            resolved_at_request_time: false,
-        }
-    }
+    use crate::test_support::tcp_target;
 
     #[test]
     fn header_over_nginx_buffer_breaks_and_under_passes() {
-        let t = target();
+        let t = tcp_target(8000);
         let conn = Target::Tcp("127.0.0.1:8000".parse().expect("addr"));
         let ask = Ask {
             host: "a.test".into(),
@@ -266,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_budget_shorter_than_nginxs_timeout_is_not_a_timeout() {
-        let mut t = target();
+        let mut t = tcp_target(8000);
         t.settings.read_timeout = Duration::from_secs(1);
         let conn = Target::Tcp("127.0.0.1:8000".parse().expect("addr"));
         let ask = Ask {

@@ -282,6 +282,7 @@ mod tests {
     use super::*;
     use crate::facts::errorlog::{seen, ErrorLogs};
     use crate::facts::Reach;
+    use crate::test_support::{error_line, target};
     use why502_nginx::errorlog::{ErrorLogLine, ErrorLogWindow};
 
     fn facts_for(t: &UpstreamTarget, logs: &ErrorLogs, ctime: Option<i64>) -> TargetFacts {
@@ -296,32 +297,6 @@ mod tests {
                 ctime: Some(ctime),
             }),
             ..TargetFacts::default()
-        }
-    }
-
-    fn line(upstream: &str, message: &str) -> ErrorLogLine {
-        ErrorLogLine {
-            time: 0,
-            stamp: String::new(),
-            level: "error".into(),
-            message: message.into(),
-            upstream: Some(upstream.into()),
-            server: None,
-            class: None,
-        }
-    }
-
-    fn target(addr: TargetAddr) -> UpstreamTarget {
-        UpstreamTarget {
-            address: crate::targets::address_string(&addr),
-            addr,
-            name: None,
-            protocol: why502_model::Protocol::Http,
-            tls: false,
-            references: Vec::new(),
-            server_names: Vec::new(),
-            settings: why502_nginx::config::PassSettings::default(),
-            resolved_at_request_time: false,
         }
     }
 
@@ -342,7 +317,7 @@ mod tests {
         ErrorLogLine {
             time,
             class: why502_nginx::errorlog::classify_line("error", message),
-            ..line(upstream, message)
+            ..error_line(upstream, message)
         }
     }
 

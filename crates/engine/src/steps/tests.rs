@@ -18,6 +18,7 @@ use crate::facts::{
 };
 use crate::sources::{Owner, Sources};
 use crate::targets::{TargetAddr, UpstreamTarget};
+use crate::test_support::tcp_target;
 use crate::tree::tree_step;
 use crate::walk::names_declared_cause;
 
@@ -51,23 +52,6 @@ fn check(
     );
     assert_eq!((f.outcome, f.cause), expected, "{step}: {}", f.summary);
     f
-}
-
-fn tcp_target(port: u16) -> UpstreamTarget {
-    UpstreamTarget {
-        address: format!("127.0.0.1:{port}"),
-        addr: TargetAddr::Tcp {
-            host: "127.0.0.1".into(),
-            port,
-        },
-        name: None,
-        protocol: Protocol::Http,
-        tls: false,
-        references: Vec::new(),
-        server_names: Vec::new(),
-        settings: why502_nginx::config::PassSettings::default(),
-        resolved_at_request_time: false,
-    }
 }
 
 fn kill(pid: u32, secs_ago: u64, task_memcg: &str) -> OomKill {
