@@ -23,13 +23,22 @@ pub struct NginxSetup {
     pub binary: Option<PathBuf>,
     pub conf: PathBuf,
     pub conf_source: &'static str,
+    /// The running master's `-p`, passed on to `nginx -t`.
     pub prefix: Option<PathBuf>,
+    /// The prefix nginx resolves relative pid, log and temp paths against: `-p`, else the
+    /// compiled-in `--prefix`, else Debian's.
+    pub nginx_prefix: PathBuf,
+    /// `nginx -V` of the binary, read once.
+    pub build: Option<discovery::BuildInfo>,
     pub master: Option<Master>,
     pub other_masters: Vec<Master>,
     pub parsed: ParsedConfig,
     pub config: NginxConfig,
     pub worker: WorkerIdentity,
 }
+
+/// nginx's compiled-in prefix on Debian and in nginx.org's packages.
+const DEFAULT_PREFIX: &str = "/usr/share/nginx";
 
 pub async fn discover(opts: &Options, procs: &ProcessTable) -> Result<NginxSetup, DiagnoseError> {
     let own = why502_host::own_netns(&opts.proc_root);
@@ -40,16 +49,15 @@ pub async fn discover(opts: &Options, procs: &ProcessTable) -> Result<NginxSetup
         .as_ref()
         .and_then(|m| m.binary.clone())
         .or_else(discovery::find_binary);
+    let build = match binary.as_deref() {
+        Some(b) => discovery::build_info(b, Duration::from_secs(2)).await,
+        None => None,
+    };
     let (conf, conf_source) = match (&opts.nginx_conf, &chosen) {
         (Some(c), _) => (c.clone(), "flag"),
         (None, Some(Master { conf: Some(c), .. })) => (c.clone(), "master"),
-        _ => match binary.as_deref() {
-            Some(b) => match discovery::build_info(b, Duration::from_secs(2)).await {
-                Some(discovery::BuildInfo {
-                    conf_path: Some(c), ..
-                }) => (c, "nginx -V"),
-                _ => (PathBuf::from(DEFAULT_CONF), "default"),
-            },
+        _ => match build.as_ref().and_then(|b| b.conf_path.clone()) {
+            Some(c) => (c, "nginx -V"),
             None => (PathBuf::from(DEFAULT_CONF), "default"),
         },
     };
@@ -72,14 +80,20 @@ pub async fn discover(opts: &Options, procs: &ProcessTable) -> Result<NginxSetup
             reason: e.to_string(),
         }
     })?;
-    let config = NginxConfig::from_parsed(&parsed);
-    let worker = worker_identity(chosen.as_ref(), &config);
     let prefix = chosen.as_ref().and_then(|m| m.prefix.clone());
+    let nginx_prefix = prefix
+        .clone()
+        .or_else(|| build.as_ref().and_then(|b| b.prefix.clone()))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
+    let config = NginxConfig::from_parsed(&parsed, &nginx_prefix);
+    let worker = worker_identity(chosen.as_ref(), &config);
     Ok(NginxSetup {
         binary,
         conf,
         conf_source,
         prefix,
+        nginx_prefix,
+        build,
         master: chosen,
         other_masters: masters,
         parsed,

@@ -77,6 +77,8 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         let binary = setup.binary.clone();
         let conf = setup.conf.clone();
         let prefix = setup.prefix.clone();
+        let nginx_prefix = setup.nginx_prefix.clone();
+        let build = setup.build.clone();
         let globals = setup.master.as_ref().and_then(|m| m.globals.clone());
         let unsafe_reason = nginx_t_is_unsafe(&setup.parsed.errors);
         let budget = opts.timeout.mul_f32(0.8).min(Duration::from_secs(5));
@@ -89,7 +91,13 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
                     reason: "no nginx binary found".to_string(),
                 },
                 (None, Some(bin)) => {
-                    run_nginx_t(&bin, &conf, prefix, globals, configured, as_root, budget).await
+                    let paths = NginxTPaths {
+                        prefix,
+                        nginx_prefix,
+                        compiled: build.map(|b| b.runtime_paths).unwrap_or_default(),
+                        configured,
+                    };
+                    run_nginx_t(&bin, &conf, paths, globals, as_root, budget).await
                 }
             }
         })
@@ -141,7 +149,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         tokio::spawn(why502_kernel_log::KernelLog::read(since, budget))
     };
     let error_logs = {
-        let files = error_log_files(opts, &setup.config);
+        let files = error_log_files(opts, &setup.config, &compiled_error_log(&setup));
         let log_dirs = host_resources::nginx_paths(
             &files
                 .iter()
@@ -338,58 +346,49 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     })
 }
 
-/// `nginx -t` that cannot change the host: as root, in a private mount namespace whose
-/// overlays catch every pid file, log and temp directory it creates or chowns (see
-/// `why502_nginx::check::check_config`). Not as root it cannot chown or write root's
-/// directories anyway, and runs plainly; its denials are judged as such.
+/// Where `nginx -t` may create or chown files: the running master's `-p` (passed on), the
+/// prefix relative paths resolve against, nginx's compiled-in runtime paths and the config's.
+struct NginxTPaths {
+    prefix: Option<PathBuf>,
+    nginx_prefix: PathBuf,
+    compiled: Vec<PathBuf>,
+    configured: Vec<PathBuf>,
+}
+
+/// `nginx -t` that cannot change the host: never able to bind a port (see
+/// `why502_nginx::check::check_config`), and as root in a private mount namespace whose
+/// overlays catch every pid file, log and temp directory it creates or chowns. Not as root it
+/// cannot chown or write root's directories anyway, and runs without the namespace; its
+/// denials are judged as such.
 async fn run_nginx_t(
     bin: &std::path::Path,
     conf: &std::path::Path,
-    prefix: Option<PathBuf>,
+    paths: NginxTPaths,
     globals: Option<String>,
-    configured: Vec<PathBuf>,
     as_root: bool,
     budget: Duration,
 ) -> ConfigCheck {
     use why502_nginx::check::{overlay_dirs, runtime_dirs};
+    let prefix = paths.prefix.as_deref();
     if !as_root {
-        return check_config(
-            bin,
-            conf,
-            prefix.as_deref(),
-            globals.as_deref(),
-            budget,
-            None,
-        )
-        .await;
+        return check_config(bin, conf, prefix, globals.as_deref(), budget, None).await;
     }
-    let build = why502_nginx::discovery::build_info(bin, budget.min(Duration::from_secs(2))).await;
-    let prefix_for_paths = prefix
-        .clone()
-        .or_else(|| build.as_ref().and_then(|b| b.prefix.clone()))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
-    let compiled = build.map(|b| b.runtime_paths).unwrap_or_default();
-    let dirs = runtime_dirs(&configured, &compiled, &prefix_for_paths);
+    let dirs = runtime_dirs(&paths.configured, &paths.compiled, &paths.nginx_prefix);
     match overlay_dirs(&dirs) {
         Ok(overlays) => {
             check_config(
                 bin,
                 conf,
-                prefix.as_deref(),
+                prefix,
                 globals.as_deref(),
                 budget,
                 Some(&overlays),
             )
             .await
         }
-        Err(reason) => ConfigCheck::NotRun {
-            reason: format!("not run: nginx -t could not be kept from changing the host: {reason}"),
-        },
+        Err(reason) => ConfigCheck::NotIsolated { reason },
     }
 }
-
-/// nginx's compiled-in prefix on Debian and in nginx.org's packages.
-const DEFAULT_PREFIX: &str = "/usr/share/nginx";
 
 /// What the run could not look at, whatever the upstreams say: an nginx error log that could
 /// not be read (a FIFO, denied, gone) and a config our parser could not read whole. Each is
@@ -440,11 +439,26 @@ fn blind_spots(
     out
 }
 
+/// nginx's compiled-in error log (`--error-log-path`, relative to its prefix), else Debian's
+/// file. Debian compiles in `stderr`: a config without `error_log` logs to nginx's stderr.
+fn compiled_error_log(setup: &discover::NginxSetup) -> Result<PathBuf, String> {
+    match setup.build.as_ref().and_then(|b| b.error_log_path.clone()) {
+        Some(p) if p.as_os_str() == "stderr" => Err(
+            "the config names no error_log, and nginx's compiled-in default (--error-log-path=stderr) is its stderr (the journal under systemd); add `error_log /var/log/nginx/error.log;` or pass --error-log"
+                .to_string(),
+        ),
+        Some(p) if p.is_absolute() => Ok(p),
+        Some(p) => Ok(setup.nginx_prefix.join(p)),
+        None => Ok(PathBuf::from(DEFAULT_ERROR_LOG)),
+    }
+}
+
 /// The error logs to read: `--error-log`, else every file `error_log` of the config, else
 /// nginx's compiled-in default. syslog is read back from the syslog daemon's file; stderr cannot be.
 fn error_log_files(
     opts: &Options,
     config: &why502_nginx::config::NginxConfig,
+    compiled: &Result<PathBuf, String>,
 ) -> Vec<Result<ErrorLogSource, String>> {
     use why502_nginx::config::ErrorLogDest;
     if !opts.error_logs.is_empty() {
@@ -484,7 +498,7 @@ fn error_log_files(
         }
     }
     if out.is_empty() {
-        out.push(Ok(ErrorLogSource::File(PathBuf::from(DEFAULT_ERROR_LOG))));
+        out.push(compiled.clone().map(ErrorLogSource::File));
     }
     out
 }

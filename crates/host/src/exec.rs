@@ -33,6 +33,9 @@ pub enum ExecError {
     },
     #[error("`{program}` did not finish within {timeout:?}")]
     Timeout { program: String, timeout: Duration },
+    /// `run_isolated` could not make the child's private namespace, so did not run it.
+    #[error("`{program}` was not run: {reason}")]
+    NotIsolated { program: String, reason: String },
 }
 
 /// Run `argv` (never through a shell) with stdin closed, each output stream capped at
@@ -47,10 +50,32 @@ pub async fn run(
     finish(cmd, argv, timeout, max_output).await
 }
 
-/// `run`, in a private mount namespace where each of `overlays` (existing directories) is
-/// covered by an overlay whose upper layer is a throw-away tmpfs: the child reads the host as
-/// it is, and whatever it creates, writes, chowns or removes there stays in the tmpfs and is
-/// gone when it exits. Needs CAP_SYS_ADMIN; a child that cannot be isolated is not run.
+/// `run` where every `bind(2)` the child makes fails with EADDRINUSE (a seccomp filter), so
+/// it can open no listening socket on the host — `nginx -t` binds every `listen` address,
+/// and creates the socket file of a `listen unix:`, unless told the address is in use, which
+/// in test mode it accepts silently as "the running nginx holds it". Sets no_new_privs, so it
+/// needs no privilege. Outgoing connections (DNS lookups of upstream names) are untouched.
+pub async fn run_without_binding(
+    argv: &[&str],
+    timeout: Duration,
+    max_output: usize,
+) -> Result<CommandOutput, ExecError> {
+    let program = argv.first().copied().unwrap_or_default().to_string();
+    let refusal = BindRefusal::new();
+    let mut cmd = Command::new(&program);
+    // SAFETY: the closure runs in the forked child before exec; it only makes syscalls on
+    // data prepared before the fork (no allocation, no locks).
+    unsafe {
+        cmd.pre_exec(move || refusal.apply());
+    }
+    finish(cmd, argv, timeout, max_output).await
+}
+
+/// `run_without_binding`, and in a private mount namespace where each of `overlays`
+/// (existing directories) is covered by an overlay whose upper layer is a throw-away tmpfs:
+/// the child reads the host as it is, and whatever it creates, writes, chowns or removes
+/// there stays in the tmpfs and is gone when it exits. Needs CAP_SYS_ADMIN; a child that
+/// cannot be isolated is not run.
 pub async fn run_isolated(
     argv: &[&str],
     timeout: Duration,
@@ -58,17 +83,107 @@ pub async fn run_isolated(
     overlays: &[PathBuf],
 ) -> Result<CommandOutput, ExecError> {
     let program = argv.first().copied().unwrap_or_default().to_string();
-    let plan = IsolationPlan::new(overlays).map_err(|reason| ExecError::Spawn {
+    let plan = IsolationPlan::new(overlays).map_err(|reason| ExecError::NotIsolated {
         program: program.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
+        reason,
     })?;
+    if !has_cap_sys_admin() {
+        return Err(ExecError::NotIsolated {
+            program,
+            reason: "this run lacks CAP_SYS_ADMIN, which a private mount namespace needs"
+                .to_string(),
+        });
+    }
+    let refusal = BindRefusal::new();
     let mut cmd = Command::new(&program);
-    // SAFETY: the closure runs in the forked child before exec; it only makes syscalls on
-    // strings prepared before the fork (no allocation, no locks).
+    // SAFETY: as in `run_without_binding`; the mounts come first, while the child still may.
     unsafe {
-        cmd.pre_exec(move || plan.apply());
+        cmd.pre_exec(move || {
+            plan.apply()?;
+            refusal.apply()
+        });
     }
     finish(cmd, argv, timeout, max_output).await
+}
+
+/// CAP_SYS_ADMIN (bit 21) in this process's effective set, from /proc/self/status: a root
+/// run under a unit that bounds it away has not got it.
+pub fn has_cap_sys_admin() -> bool {
+    let Ok(status) =
+        crate::fsread::read_to_string_bounded(std::path::Path::new("/proc/self/status"), 64 * 1024)
+    else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 21) != 0)
+}
+
+/// The audit architecture of this build, which the filter checks before trusting a syscall
+/// number (numbers differ between architectures). Hand-written: libc does not export them.
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH_NATIVE: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH_NATIVE: u32 = 0xC000_00B7;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("BindRefusal knows the audit architecture of x86_64 and aarch64 only");
+
+/// A seccomp program: `bind` → EADDRINUSE, everything else allowed. A child of another
+/// architecture than ours (a 32-bit nginx) is let through unfiltered rather than broken.
+struct BindRefusal {
+    program: Vec<libc::sock_filter>,
+}
+
+impl BindRefusal {
+    fn new() -> BindRefusal {
+        // Offsets in `struct seccomp_data`: nr at 0, arch at 4.
+        let stmt = |code: u32, k: u32| libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt,
+            jf,
+            k,
+        };
+        let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+        let ret = libc::BPF_RET | libc::BPF_K;
+        let program = vec![
+            stmt(load, 4),
+            jeq(AUDIT_ARCH_NATIVE, 0, 3),
+            stmt(load, 0),
+            jeq(libc::SYS_bind as u32, 0, 1),
+            stmt(ret, libc::SECCOMP_RET_ERRNO | libc::EADDRINUSE as u32),
+            stmt(ret, libc::SECCOMP_RET_ALLOW),
+        ];
+        BindRefusal { program }
+    }
+
+    /// In the child, just before exec.
+    fn apply(&self) -> std::io::Result<()> {
+        let prog = libc::sock_fprog {
+            len: self.program.len() as u16,
+            filter: self.program.as_ptr().cast_mut(),
+        };
+        // SAFETY: prctl with a filter program that outlives the call (the kernel copies it).
+        unsafe {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The mounts `run_isolated` makes, as C strings built before the fork.
@@ -276,6 +391,41 @@ mod tests {
         );
         let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&kept).expect("stat"));
         assert_eq!(owner, 0, "a chown reached the host");
+    }
+
+    #[tokio::test]
+    async fn a_child_without_binding_cannot_listen_but_can_connect() {
+        // A listener of ours the child may reach: connecting is not binding.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let script = format!(
+            "import socket\n\
+             s = socket.socket()\n\
+             try:\n    s.bind(('127.0.0.1', 0)); print('bound')\n\
+             except OSError as e:\n    print('refused', e.errno)\n\
+             c = socket.create_connection(('127.0.0.1', {port}), timeout=2); print('connected')\n"
+        );
+        let out = run_without_binding(&["python3", "-c", &script], Duration::from_secs(5), 1024)
+            .await
+            .expect("run");
+        assert_eq!(
+            out.stdout,
+            format!("refused {}\nconnected\n", libc::EADDRINUSE),
+            "{}",
+            out.stderr
+        );
+        if nix::unistd::geteuid().is_root() {
+            let dir = tempfile::tempdir().expect("tmp");
+            let out = run_isolated(
+                &["python3", "-c", &script],
+                Duration::from_secs(5),
+                1024,
+                &[dir.path().to_path_buf()],
+            )
+            .await
+            .expect("run isolated");
+            assert!(out.stdout.starts_with("refused"), "{}", out.stdout);
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod logtail;
 pub mod proc;
 pub mod users;
 
-pub use exec::{run, run_isolated, CommandOutput, ExecError};
+pub use exec::{run, run_isolated, run_without_binding, CommandOutput, ExecError};
 pub use fsread::{open_regular, read_bounded, read_to_string_bounded, ReadError};
 pub use logtail::{read_tail, LineTake, TailLimits, TailRead};
 pub use proc::{own_netns, Credentials, ProcessInfo, ProcessTable};

@@ -26,14 +26,22 @@ pub enum ConfigCheck {
     NotRun {
         reason: String,
     },
+    /// nginx -t was not run because it could not be kept from changing the host (no
+    /// CAP_SYS_ADMIN for the private mount namespace, a runtime path under `/`).
+    NotIsolated {
+        reason: String,
+    },
 }
 
 /// Run `nginx -t -c CONF [-p PREFIX] [-g GLOBALS]` with explicit argv and a deadline.
 ///
-/// `nginx -t` is not read-only: it creates the pid file and every log the config names, and
-/// creates and chowns the temp directories to the config's `user`. With `isolate` (the
-/// directories `overlay_dirs` gives), it runs in a private mount namespace where those
-/// directories are overlaid by a throw-away tmpfs, so none of that reaches the host.
+/// `nginx -t` is not read-only: it binds every `listen` address (and creates the socket file
+/// of a `listen unix:`), creates the pid file and every log the config names, and creates and
+/// chowns the temp directories to the config's `user`. It always runs with `bind` refused
+/// (EADDRINUSE, which test mode takes for "the running nginx holds it"), so it opens no port
+/// even when nginx is down. With `isolate` (the directories `overlay_dirs` gives), it also
+/// runs in a private mount namespace where those directories are overlaid by a throw-away
+/// tmpfs, so none of its files reach the host.
 pub async fn check_config(
     binary: &Path,
     conf: &Path,
@@ -54,7 +62,7 @@ pub async fn check_config(
     }
     let ran = match isolate {
         Some(dirs) => why502_host::run_isolated(&argv, timeout, 256 * 1024, dirs).await,
-        None => why502_host::run(&argv, timeout, 256 * 1024).await,
+        None => why502_host::run_without_binding(&argv, timeout, 256 * 1024).await,
     };
     match ran {
         Ok(out) => {
@@ -67,6 +75,7 @@ pub async fn check_config(
                 ConfigCheck::Failed { messages }
             }
         }
+        Err(ExecError::NotIsolated { reason, .. }) => ConfigCheck::NotIsolated { reason },
         Err(
             e @ (ExecError::NotFound { .. } | ExecError::Spawn { .. } | ExecError::Timeout { .. }),
         ) => ConfigCheck::NotRun {

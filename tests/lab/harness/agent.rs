@@ -229,6 +229,71 @@ impl Lab {
     }
 }
 
+/// Makes every mount but /proc, /sys and /dev read-only in a private mount namespace (what
+/// systemd's ProtectSystem=strict does), then runs "$@". A fixed script; the argv comes after.
+const PROTECT_SYSTEM_STRICT: &str = r#"findmnt -rn -o TARGET | while read -r m; do
+  case "$m" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue;; esac
+  mount -o remount,bind,ro "$m" 2>/dev/null || true
+done
+touch /why502-write-probe 2>/dev/null && { echo "the file system is still writable" >&2; exit 97; }
+exec "$@""#;
+
+impl Lab {
+    /// `run_agent` as `unit` would run it: ProtectSystem=strict (everything read-only but the
+    /// API file systems), NoNewPrivileges, and the unit's CapabilityBoundingSet as the only
+    /// capabilities. The rest of the unit's sandboxing is not emulated (no systemd here).
+    #[track_caller]
+    pub fn run_agent_hardened(&self, unit: &Path, args: &[&str]) -> AgentRun {
+        let text = std::fs::read_to_string(unit)
+            .unwrap_or_else(|e| panic!("lab: cannot read {}: {e}", unit.display()));
+        let caps: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("CapabilityBoundingSet="))
+            .flat_map(|l| l.split_whitespace())
+            .map(|c| c.trim_start_matches("CAP_").to_ascii_lowercase())
+            .collect();
+        assert!(
+            !caps.is_empty(),
+            "{} sets no CapabilityBoundingSet",
+            unit.display()
+        );
+        assert!(
+            text.lines().any(|l| l.trim() == "ProtectSystem=strict"),
+            "{} is not ProtectSystem=strict",
+            unit.display()
+        );
+        let bounding = std::iter::once("-all".to_string())
+            .chain(caps.iter().map(|c| format!("+{c}")))
+            .collect::<Vec<_>>()
+            .join(",");
+        let unshare = super::requirements::find_program("unshare").expect("util-linux unshare");
+        let setpriv = super::requirements::find_program("setpriv").expect("util-linux setpriv");
+        let mut argv: Vec<String> = [
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            PROTECT_SYSTEM_STRICT,
+            "sh",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        argv.push(setpriv.display().to_string());
+        argv.push(format!("--bounding-set={bounding}"));
+        argv.push("--no-new-privs".to_string());
+        argv.push(agent_bin().display().to_string());
+        argv.push("diagnose".to_string());
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let cmd = self.netns.command(&unshare, &argv);
+        let stack = self.stack_pids();
+        let mut run = run_agent_command(cmd, argv, AGENT_CAP);
+        run.stack_pids = stack;
+        run
+    }
+}
+
 /// What a scenario expects from one run. Only the fields that were set are
 /// checked; a panic in stderr always fails.
 #[derive(Clone, Debug, Default)]

@@ -19,6 +19,7 @@ mod process;
 mod python;
 mod requirements;
 mod resources;
+mod syscall_audit;
 mod tls_dns;
 mod users;
 mod wait;
@@ -52,6 +53,8 @@ pub use process::{read_all, tail};
 pub use requirements::find_program;
 #[allow(unused_imports)]
 pub use resources::{MemoryCgroup, TmpfsMount};
+#[allow(unused_imports)]
+pub use syscall_audit::SyscallAudit;
 #[allow(unused_imports)]
 pub use tls_dns::TestCert;
 #[allow(unused_imports)]

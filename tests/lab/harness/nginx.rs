@@ -202,6 +202,13 @@ impl Lab {
         self.wait_for_nginx(start_timeout);
     }
 
+    /// Fast stop (SIGTERM) and wait for the master to exit.
+    pub fn stop_nginx(&mut self) {
+        if let Err(problem) = self.stop_process(PROCESS_LABEL) {
+            panic!("lab {}: nginx did not stop: {problem}", self.scenario());
+        }
+    }
+
     fn wait_for_nginx(&mut self, start_timeout: Duration) {
         self.await_ready_within(
             start_timeout,

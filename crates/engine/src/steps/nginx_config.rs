@@ -123,13 +123,21 @@ pub fn judge(
             }
             f
         }
-        ConfigCheck::NotRun { reason } if real_parse_errors(parse_errors) > 0 => {
+        ConfigCheck::NotRun { reason } | ConfigCheck::NotIsolated { reason }
+            if real_parse_errors(parse_errors) > 0 =>
+        {
             let real: Vec<ParseError> = parse_errors
                 .iter()
                 .filter(|e| !is_parser_limit(e))
                 .cloned()
                 .collect();
             parse_failure(&real, reason)
+        }
+        ConfigCheck::NotIsolated { reason } => {
+            StepFinding::unknown(format!(
+                "nginx -t was not run: it creates and chowns its pid file, logs and temp directories, and this run could not keep that off the host ({reason}); our own parse of {conf} found no error"
+            ))
+            .with_fix("Give why502 CAP_SYS_ADMIN (run it as root, or with the unit in packaging/systemd), so nginx -t runs in a throw-away mount namespace; or run `nginx -t` by hand.")
         }
         ConfigCheck::NotRun { reason } => StepFinding::unknown(format!(
             "nginx -t could not run: {reason}; install nginx or run why502 where it is"
@@ -315,6 +323,21 @@ mod tests {
             true,
         );
         assert_eq!(f.outcome, Outcome::Unknown);
+    }
+
+    #[test]
+    fn nginx_t_that_could_not_be_isolated_is_unknown_and_says_what_is_missing() {
+        let f = judge(
+            &ConfigCheck::NotIsolated {
+                reason: "this run lacks CAP_SYS_ADMIN".into(),
+            },
+            &[],
+            "/etc/nginx/nginx.conf",
+            true,
+        );
+        assert_eq!((f.outcome, f.cause), (Outcome::Unknown, None));
+        assert!(f.summary.contains("CAP_SYS_ADMIN"), "{}", f.summary);
+        assert!(f.fix.as_deref().unwrap_or("").contains("CAP_SYS_ADMIN"));
     }
 
     #[test]

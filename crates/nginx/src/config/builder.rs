@@ -53,13 +53,14 @@ impl Default for PassSettings {
 }
 
 impl NginxConfig {
-    /// The model of a parsed configuration. Relative file names (`error_log`, `pid`,
-    /// `*_ssl_trusted_certificate`) are resolved against `parsed.prefix`. When no
-    /// `error_log` is configured `error_logs` stays empty: the compiled-in default
-    /// applies, which only the caller knows.
-    pub fn from_parsed(parsed: &ParsedConfig) -> NginxConfig {
+    /// The model of a parsed configuration. Relative file names resolve as nginx resolves
+    /// them: `error_log` and `pid` against `nginx_prefix` (`-p`, else the compiled-in
+    /// `--prefix`), `*_ssl_trusted_certificate` against `parsed.prefix`, the directory of the
+    /// main file. When no `error_log` is configured `error_logs` stays empty: the compiled-in
+    /// default applies, which only the caller knows.
+    pub fn from_parsed(parsed: &ParsedConfig, nginx_prefix: &Path) -> NginxConfig {
         let main = parsed.directives.as_slice();
-        let prefix = parsed.prefix.as_path();
+        let conf_prefix = parsed.prefix.as_path();
         let http: Vec<&Directive> = main
             .iter()
             .filter(|d| d.name == "http" && d.block.is_some())
@@ -72,17 +73,17 @@ impl NginxConfig {
         NginxConfig {
             user: user.and_then(|d| d.args.first().cloned()),
             group: user.and_then(|d| d.args.get(1).cloned()),
-            error_logs: error_logs(main, prefix),
+            error_logs: error_logs(main, nginx_prefix),
             servers: children_named(&http, "server")
                 .filter(|d| d.block.is_some())
                 .map(server)
                 .collect(),
-            passes: passes(&http, &upstream_names, prefix),
+            passes: passes(&http, &upstream_names, conf_prefix),
             upstreams,
             resolvers: resolvers(main),
             pid_file: first_named(main, "pid")
                 .and_then(|d| d.args.first())
-                .map(|path| resolve_against(prefix, path)),
+                .map(|path| resolve_against(nginx_prefix, path)),
         }
     }
 }

@@ -667,7 +667,7 @@ fn a_20_mb_config_is_read_whole() {
     );
     assert!(parsed.errors.is_empty(), "{:?}", &parsed.errors[..1]);
     assert!(parsed.is_complete());
-    let model = NginxConfig::from_parsed(&parsed);
+    let model = NginxConfig::from_parsed(&parsed, &parsed.prefix);
     assert_eq!(model.servers.len(), 44_000);
     assert_eq!(model.passes.len(), 44_000);
     let last = &model.passes[43_999];
@@ -740,7 +740,7 @@ fn locations_nested_2000_deep_on_a_small_stack() {
     // nginx -t accepts this (it crashes on its 8 MiB stack near 12,800 levels)
     let (errors, passes, depth_seen) = on_small_stack(|| {
         let parsed = parse_text(&nested_locations(2_000));
-        let model = NginxConfig::from_parsed(&parsed);
+        let model = NginxConfig::from_parsed(&parsed, &parsed.prefix);
         // a deep tree compares, clones, prints and drops without recursing per level
         let copy = parsed.directives.clone();
         assert!(copy == parsed.directives);
@@ -770,7 +770,7 @@ fn a_tree_50_000_deep_is_walked_and_dropped_on_a_small_stack() {
     on_small_stack(|| {
         let parsed = parse_text(&nested_locations(50_000));
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-        let model = NginxConfig::from_parsed(&parsed);
+        let model = NginxConfig::from_parsed(&parsed, &parsed.prefix);
         assert_eq!(model.passes.len(), 1);
         assert_eq!(model.servers[0].locations.len(), 50_000);
         let copy = parsed.clone();
@@ -797,7 +797,10 @@ fn includes_nested_1000_deep_are_read() {
     );
     let (errors, passes) = on_small_stack(move || {
         let parsed = conf.parse("nginx.conf");
-        (errors(&parsed), NginxConfig::from_parsed(&parsed).passes)
+        (
+            errors(&parsed),
+            NginxConfig::from_parsed(&parsed, &parsed.prefix).passes,
+        )
     });
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(passes.len(), 1);
@@ -865,7 +868,7 @@ fn model(text: &str) -> NginxConfig {
         Vec::<String>::new(),
         "test config must parse"
     );
-    NginxConfig::from_parsed(&parsed)
+    NginxConfig::from_parsed(&parsed, &parsed.prefix)
 }
 
 fn tcp(host: &str, port: u16) -> Endpoint {
@@ -1354,7 +1357,7 @@ http {{
     let parsed = conf.parse("nginx.conf");
     assert_eq!(errors(&parsed), Vec::<String>::new());
     assert_eq!(parsed.files.len(), 8, "{:?}", parsed.files);
-    let config = NginxConfig::from_parsed(&parsed);
+    let config = NginxConfig::from_parsed(&parsed, &parsed.prefix);
 
     assert_eq!(config.user.as_deref(), Some("www-data"));
     assert_eq!(config.group, None);
@@ -1459,5 +1462,31 @@ http {{
     assert_eq!(
         config.passes[1].server_name.as_deref(),
         Some("app.example.com")
+    );
+}
+
+#[test]
+fn relative_logs_and_pid_follow_nginx_prefix_and_certificates_the_config_dir() {
+    // nginx resolves error_log and pid against its prefix (-p, else --prefix), and
+    // ssl_trusted_certificate, like include, against the main file's directory.
+    let parsed = parse_text(
+        "pid run/nginx.pid;\nerror_log logs/error.log;\n\
+         http { server { location / { proxy_pass https://127.0.0.1:8443;\n\
+         proxy_ssl_trusted_certificate ca.pem; } } }\n",
+    );
+    let config = NginxConfig::from_parsed(&parsed, Path::new("/usr/share/nginx"));
+    assert_eq!(
+        config.pid_file.as_deref(),
+        Some(Path::new("/usr/share/nginx/run/nginx.pid"))
+    );
+    assert_eq!(
+        config.error_logs[0].dest,
+        ErrorLogDest::File {
+            path: "/usr/share/nginx/logs/error.log".into()
+        }
+    );
+    assert_eq!(
+        config.passes[0].settings.ssl_trusted_certificate.as_deref(),
+        Some(parsed.prefix.join("ca.pem").as_path())
     );
 }
