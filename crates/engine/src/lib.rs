@@ -256,6 +256,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
+    sources.narrowed = opts.upstream.is_some() || opts.server_name.is_some();
     sources.fpm_configs =
         why502_backend::find_php_fpm_configs(&sources.procs, &opts.agent.paths.etc)
             .into_iter()

@@ -66,6 +66,11 @@ pub struct Sources {
     pub since_epoch: i64,
     /// The agent runs as root (what it could not read was denied by something else).
     pub as_root: bool,
+    /// The user narrowed the run (`--upstream`, `--server-name`): what is left is asked
+    /// directly even when asking costs the backend a fork.
+    pub narrowed: bool,
+    /// php-fpm workers alive per pool name (`php-fpm: pool NAME`), counted once.
+    fpm_workers: std::sync::OnceLock<HashMap<String, usize>>,
     /// Names of the worker's groups, looked up once.
     group_names: HashMap<u32, String>,
     /// Backend log windows, each file read once.
@@ -134,6 +139,8 @@ impl Sources {
             units: Vec::new(),
             since_epoch: 0,
             as_root: nix::unistd::geteuid().is_root(),
+            narrowed: false,
+            fpm_workers: std::sync::OnceLock::new(),
             group_names,
             backend_logs: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
@@ -218,6 +225,21 @@ impl Sources {
         };
         cache.insert(path.to_path_buf(), r.clone());
         r
+    }
+
+    /// How many php-fpm workers of pool `name` are alive now (any master), from one pass over
+    /// the process table.
+    pub fn fpm_workers_of(&self, name: &str) -> usize {
+        let by_pool = self.fpm_workers.get_or_init(|| {
+            let mut map: HashMap<String, usize> = HashMap::new();
+            for p in self.procs.iter() {
+                if let Some(pool) = p.cmdline_joined().strip_prefix("php-fpm: pool ") {
+                    *map.entry(pool.trim().to_string()).or_default() += 1;
+                }
+            }
+            map
+        });
+        by_pool.get(name).copied().unwrap_or(0)
     }
 
     /// A slot for one direct request, held while it runs: one of the run's, and one of the

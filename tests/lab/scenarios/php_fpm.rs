@@ -5,7 +5,9 @@ use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::Path;
 
-use crate::harness::{lookup_group, unix_addr, Expect, Lab, PhpFpmPool, UpstreamExpect};
+use crate::harness::{
+    lookup_group, unix_addr, Expect, Lab, PhpFpmPool, StepExpect, UpstreamExpect,
+};
 
 /// nginx's log text for connect() to a socket path that does not exist.
 const ENOENT: &str = "(2: No such file or directory)";
@@ -157,4 +159,65 @@ fn lab_parent_dir_no_search_permission() {
         &Expect::broken(&unix_addr(&socket), "backend_up", "socket_permission")
             .summary_contains(&private.display().to_string()),
     );
+}
+
+/// Workers of pool `name` alive now.
+fn pool_workers(name: &str) -> usize {
+    let title = format!("php-fpm: pool {name}");
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).trim_end_matches('\0').trim() == title)
+        })
+        .count()
+}
+
+/// An idle `ondemand` pool (no worker alive, nothing in nginx's error log for it) is not
+/// asked directly: that would fork a worker only to answer the agent. The verdict stays ok,
+/// the direct-request step says why it did not ask, and no worker appears. Narrowed to that
+/// upstream with `--upstream`, the agent asks it.
+#[test]
+fn lab_idle_ondemand_pool_is_not_woken() {
+    let Some(mut lab) = Lab::new("ondemand-idle") else {
+        return;
+    };
+    let socket = lab.path("run/php-fpm.sock");
+    let name = "ondemand-idle";
+    let pool = PhpFpmPool::unix(&socket).named(name).process_manager(&[
+        "pm = ondemand",
+        "pm.max_children = 2",
+        "pm.process_idle_timeout = 1s",
+    ]);
+    php_stack(&mut lab, pool, &socket);
+    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
+    let started = std::time::Instant::now();
+    while pool_workers(name) > 0 && started.elapsed() < std::time::Duration::from_secs(8) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        pool_workers(name),
+        0,
+        "php-fpm did not reap the idle worker"
+    );
+
+    let address = unix_addr(&socket);
+    let run = lab.run_agent(&["--json"]);
+    run.assert(
+        &Expect::healthy(&address).upstream(
+            UpstreamExpect::at(&address).step_entry(
+                StepExpect::at("direct_request")
+                    .outcome("skip")
+                    .summary_contains_any(&["pm = ondemand with no worker alive"]),
+            ),
+        ),
+    );
+    assert_eq!(pool_workers(name), 0, "the agent's run woke a worker");
+
+    let run = lab.run_agent(&["--json", "--upstream", &address]);
+    run.assert(&Expect::healthy(&address).upstream(
+        UpstreamExpect::at(&address).step_entry(StepExpect::at("direct_request").outcome("pass")),
+    ));
 }

@@ -44,9 +44,42 @@ pub(super) async fn gather(target: &UpstreamTarget, cx: &GatherCx<'_>, facts: &m
     if facts.direct.is_some() {
         return;
     }
+    if let Some(why) = idle_ondemand_pool(target, cx, facts) {
+        facts.direct = Some(DirectFacts::Skipped(why));
+        return;
+    }
     // The listener's process (backend_up gathered it): requests to one master are limited.
     let listener = facts.reach.as_ref().and_then(|r| r.owner()).map(|o| o.pid);
     facts.direct = Some(ask(target, cx, listener).await);
+}
+
+/// A php-fpm `ondemand` pool with no worker alive, that nginx logged no failure for in the
+/// window, is not asked: the request would make its master fork a worker only to answer us,
+/// and on a host of hundreds of such pools one run would fork hundreds (the reaper then stops
+/// them, and the next run reads their exits). It answers the next real request; the error log
+/// is the witness that it did. Asked anyway when the user narrowed the run to it.
+fn idle_ondemand_pool(
+    target: &UpstreamTarget,
+    cx: &GatherCx<'_>,
+    facts: &TargetFacts,
+) -> Option<String> {
+    if target.protocol != Protocol::Fastcgi || cx.sources.narrowed || !facts.logged.is_empty() {
+        return None;
+    }
+    let upstream = why502_backend::BackendAddr::parse_upstream(&target.address)?;
+    let pool = cx
+        .sources
+        .fpm_configs
+        .iter()
+        .flat_map(|c| c.pools_serving(&upstream))
+        .next()?;
+    if pool.pm.as_deref() != Some("ondemand") || cx.sources.fpm_workers_of(&pool.name) > 0 {
+        return None;
+    }
+    Some(format!(
+        "not asked: pool [{}] is pm = ondemand with no worker alive, and nginx logged no failure for it in the window; a request would fork a worker just to answer why502 (ask it with --upstream {})",
+        pool.name, target.address
+    ))
 }
 
 async fn ask(target: &UpstreamTarget, cx: &GatherCx<'_>, listener: Option<u32>) -> DirectFacts {
