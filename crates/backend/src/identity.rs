@@ -1,7 +1,7 @@
 //! Who serves an upstream: the process behind a listening socket, its kind, its master, when
 //! it started, its cgroup and unit, and the log files it writes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -209,7 +209,7 @@ pub fn identify_backend(
         named_logs(&mut id, procs, top);
     }
     for proc_pid in [Some(pid), master.map(|m| m.pid)].into_iter().flatten() {
-        open_log_files(&mut id, procs.root(), proc_pid);
+        open_log_files(&mut id, procs, proc_pid);
         if master.is_none_or(|m| m.pid == pid) {
             break;
         }
@@ -362,25 +362,22 @@ fn named_logs(id: &mut BackendIdentity, procs: &ProcessTable, top: &ProcessInfo)
 }
 
 /// `*.log` files among the process's open fds: the fallback that finds what configs hide.
-fn open_log_files(id: &mut BackendIdentity, root: &Path, pid: u32) {
-    let dir = root.join(pid.to_string()).join("fd");
-    let entries = match std::fs::read_dir(&dir) {
+fn open_log_files(id: &mut BackendIdentity, procs: &ProcessTable, pid: u32) {
+    let dir = procs.root().join(pid.to_string()).join("fd");
+    let entries = match procs.fd_targets(pid) {
         Ok(e) => e,
-        Err(e) => {
-            let why = if e.kind() == std::io::ErrorKind::PermissionDenied {
+        Err(kind) => {
+            let why = if kind == std::io::ErrorKind::PermissionDenied {
                 "permission denied (run as root, or as the backend's user, to see its open log files)".to_string()
             } else {
-                e.to_string()
+                std::io::Error::from(kind).to_string()
             };
             id.unknowns
                 .push(format!("open files of {pid} ({}): {why}", dir.display()));
             return;
         }
     };
-    for entry in entries.flatten().take(MAX_FDS) {
-        let Ok(target) = std::fs::read_link(entry.path()) else {
-            continue;
-        };
+    for target in entries.iter().take(MAX_FDS) {
         let s = target.to_string_lossy();
         let s = s.strip_suffix(" (deleted)").unwrap_or(&s);
         if s.starts_with('/') && s.ends_with(".log") {

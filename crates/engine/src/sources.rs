@@ -69,13 +69,17 @@ pub struct Sources {
     /// The user narrowed the run (`--upstream`, `--server-name`): what is left is asked
     /// directly even when asking costs the backend a fork.
     pub narrowed: bool,
+    /// Unix listeners by their canonical path, built on first use.
+    unix_by_real: std::sync::OnceLock<HashMap<std::path::PathBuf, Vec<u64>>>,
+    /// Directories of the files each backend process holds open, read once per pid.
+    open_dirs: Mutex<HashMap<u32, Vec<std::path::PathBuf>>>,
     /// php-fpm workers alive per pool name (`php-fpm: pool NAME`), counted once.
     fpm_workers: std::sync::OnceLock<HashMap<String, usize>>,
     /// Names of the worker's groups, looked up once.
     group_names: HashMap<u32, String>,
     /// Backend log windows, each file read once.
     backend_logs: Mutex<HashMap<std::path::PathBuf, LogRead>>,
-    owners: Mutex<HashMap<u64, Option<u32>>>,
+    owners: Mutex<why502_host::SocketOwnerScan>,
     requests: tokio::sync::Semaphore,
     per_master: Mutex<HashMap<u32, std::sync::Arc<tokio::sync::Semaphore>>>,
     /// Host names resolved once per run, shared by every step that needs them; keyed by the
@@ -140,10 +144,12 @@ impl Sources {
             since_epoch: 0,
             as_root: nix::unistd::geteuid().is_root(),
             narrowed: false,
+            unix_by_real: std::sync::OnceLock::new(),
+            open_dirs: Mutex::new(HashMap::new()),
             fpm_workers: std::sync::OnceLock::new(),
             group_names,
             backend_logs: Mutex::new(HashMap::new()),
-            owners: Mutex::new(HashMap::new()),
+            owners: Mutex::new(why502_host::SocketOwnerScan::default()),
             requests: tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT),
             per_master: Mutex::new(HashMap::new()),
             resolved: tokio::sync::Mutex::new(HashMap::new()),
@@ -170,28 +176,17 @@ impl Sources {
         )
     }
 
-    /// Owners of socket inodes, looked up once each: /proc/PID/fd is scanned only for the
-    /// inodes not asked about before.
+    /// Owners of socket inodes: one resumable scan of /proc/PID/fd per run, shared by every
+    /// upstream (see `SocketOwnerScan`).
     pub fn owners(&self, inodes: &[u64]) -> HashMap<u64, Owner> {
-        let mut cache = match self.owners.lock() {
+        let mut scan = match self.owners.lock() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let missing: HashSet<u64> = inodes
-            .iter()
-            .copied()
-            .filter(|i| !cache.contains_key(i))
-            .collect();
-        if !missing.is_empty() {
-            let found = self.procs.socket_owners(&missing);
-            for i in missing {
-                cache.insert(i, found.get(&i).copied());
-            }
-        }
         inodes
             .iter()
             .filter_map(|i| {
-                let pid = (*cache.get(i)?)?;
+                let pid = scan.owner(&self.procs, *i)?;
                 Some((*i, self.owner_named(pid)))
             })
             .collect()
@@ -225,6 +220,46 @@ impl Sources {
         };
         cache.insert(path.to_path_buf(), r.clone());
         r
+    }
+
+    /// Listening unix sockets bound to `path` as written, or to another spelling of the same
+    /// file (a symlinked /var/run vs /run). Each listener's path is resolved once per run.
+    pub fn unix_listeners_at(&self, path: &std::path::Path) -> Vec<u64> {
+        let literal: Vec<u64> = self
+            .listen
+            .unix
+            .iter()
+            .filter(|l| std::path::Path::new(&l.path) == path)
+            .map(|l| l.inode)
+            .collect();
+        if !literal.is_empty() {
+            return literal;
+        }
+        let Ok(real) = std::fs::canonicalize(path) else {
+            return literal;
+        };
+        let by_real = self.unix_by_real.get_or_init(|| {
+            let mut map: HashMap<std::path::PathBuf, Vec<u64>> = HashMap::new();
+            for l in self.listen.unix.iter().filter(|l| !l.path.starts_with('@')) {
+                if let Ok(r) = std::fs::canonicalize(&l.path) {
+                    map.entry(r).or_default().push(l.inode);
+                }
+            }
+            map
+        });
+        by_real.get(&real).cloned().unwrap_or_default()
+    }
+
+    /// The directories of the files process `pid` holds open (bounded), read once per run.
+    pub fn open_dirs_of(&self, pid: u32) -> Vec<std::path::PathBuf> {
+        let mut cache = match self.open_dirs.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cache
+            .entry(pid)
+            .or_insert_with(|| self.procs.open_file_dirs(pid, 4096, 32))
+            .clone()
     }
 
     /// How many php-fpm workers of pool `name` are alive now (any master), from one pass over

@@ -2,7 +2,7 @@
 //! per run. Costlier facts (credentials, namespace, open sockets) are read on demand for the
 //! few processes that matter.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,7 +43,17 @@ pub struct ProcessTable {
     procs: Vec<ProcessInfo>,
     boot_time: Option<u64>,
     clock_ticks: u64,
+    /// Each process's fd targets, read on first use and shared by every caller after.
+    fds: std::sync::Arc<std::sync::Mutex<HashMap<u32, FdTargets>>>,
 }
+
+/// What a process's descriptors point at (`readlink /proc/PID/fd/N`: a path, `socket:[N]`,
+/// `pipe:[N]`...), at most `MAX_FDS_READ`; the error when the fd directory cannot be read.
+pub type FdTargets = Result<std::sync::Arc<Vec<PathBuf>>, std::io::ErrorKind>;
+
+/// Descriptors read per process: a busy nginx worker holds thousands of connections; the
+/// sockets and files that matter are opened first and sit at the low numbers.
+const MAX_FDS_READ: usize = 65_536;
 
 impl ProcessTable {
     /// Read every process under `root` (normally `/proc`). Processes that vanish while being
@@ -75,7 +85,29 @@ impl ProcessTable {
             procs,
             boot_time,
             clock_ticks: if ticks > 0 { ticks as u64 } else { 100 },
+            fds: Default::default(),
         }
+    }
+
+    /// The targets of process `pid`'s descriptors, read once per table (see `FdTargets`).
+    pub fn fd_targets(&self, pid: u32) -> FdTargets {
+        let mut cache = match self.fds.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cache
+            .entry(pid)
+            .or_insert_with(|| {
+                let dir = self.root.join(pid.to_string()).join("fd");
+                let fds = std::fs::read_dir(dir).map_err(|e| e.kind())?;
+                Ok(std::sync::Arc::new(
+                    fds.flatten()
+                        .take(MAX_FDS_READ)
+                        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                        .collect(),
+                ))
+            })
+            .clone()
     }
 
     pub fn root(&self) -> &Path {
@@ -127,13 +159,10 @@ impl ProcessTable {
     /// `max_dirs`, scanning at most `max_fds` descriptors. Pseudo-filesystems are left out.
     pub fn open_file_dirs(&self, pid: u32, max_fds: usize, max_dirs: usize) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = Vec::new();
-        let Ok(fds) = std::fs::read_dir(self.root.join(pid.to_string()).join("fd")) else {
+        let Ok(fds) = self.fd_targets(pid) else {
             return dirs;
         };
-        for fd in fds.flatten().take(max_fds) {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
+        for target in fds.iter().take(max_fds) {
             let text = target.to_string_lossy();
             // `socket:[..]`, `pipe:[..]`, `anon_inode:..` are not paths; deleted files have
             // no directory to judge any more.
@@ -162,32 +191,44 @@ impl ProcessTable {
         read_to_string_bounded(&self.root.join(pid.to_string()).join("cgroup"), SMALL_FILE).ok()
     }
 
-    /// Which process holds each of the given socket inodes. Scans /proc/PID/fd only until
-    /// every inode is found, so the usual case reads a handful of processes' fds, not all.
-    pub fn socket_owners(&self, wanted: &HashSet<u64>) -> HashMap<u64, u32> {
-        let mut found = HashMap::new();
-        if wanted.is_empty() {
-            return found;
-        }
-        for p in &self.procs {
-            let Ok(fds) = std::fs::read_dir(self.root.join(p.pid.to_string()).join("fd")) else {
-                continue;
-            };
-            for fd in fds.flatten() {
-                let Ok(target) = std::fs::read_link(fd.path()) else {
-                    continue;
-                };
-                if let Some(inode) = socket_inode(&target.to_string_lossy()) {
-                    if wanted.contains(&inode) {
-                        found.entry(inode).or_insert(p.pid);
-                    }
-                }
-            }
-            if found.len() == wanted.len() {
-                break;
+    /// Reads the fds of the `i`-th process, recording every socket inode it holds.
+    fn scan_sockets_of(&self, i: usize, seen: &mut HashMap<u64, u32>) {
+        let Some(p) = self.procs.get(i) else {
+            return;
+        };
+        let Ok(fds) = self.fd_targets(p.pid) else {
+            return;
+        };
+        for target in fds.iter() {
+            if let Some(inode) = socket_inode(&target.to_string_lossy()) {
+                seen.entry(inode).or_insert(p.pid);
             }
         }
-        found
+    }
+}
+
+/// Which process holds a socket inode, from a scan of /proc/PID/fd that stops as soon as the
+/// inode is found and resumes there for the next one: each process's fds are read at most
+/// once per run, however many upstreams ask (a hosting server's 500 pools cost one pass over
+/// the fds, not 500), and the usual small host reads only the processes before its backend.
+#[derive(Debug, Default)]
+pub struct SocketOwnerScan {
+    next: usize,
+    seen: HashMap<u64, u32>,
+}
+
+impl SocketOwnerScan {
+    pub fn owner(&mut self, table: &ProcessTable, inode: u64) -> Option<u32> {
+        loop {
+            if let Some(pid) = self.seen.get(&inode) {
+                return Some(*pid);
+            }
+            if self.next >= table.procs.len() {
+                return None;
+            }
+            table.scan_sockets_of(self.next, &mut self.seen);
+            self.next += 1;
+        }
     }
 }
 
@@ -328,7 +369,12 @@ mod tests {
             std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd())).expect("fd link");
         let inode = socket_inode(&link.to_string_lossy()).expect("socket inode");
         let t = ProcessTable::read(Path::new("/proc"));
-        let owners = t.socket_owners(&HashSet::from([inode]));
-        assert_eq!(owners.get(&inode), Some(&std::process::id()));
+        let mut scan = SocketOwnerScan::default();
+        assert_eq!(scan.owner(&t, inode), Some(std::process::id()));
+        // Asked again, the scan answers from what it saw; an inode nobody holds ends it.
+        assert_eq!(scan.owner(&t, inode), Some(std::process::id()));
+        assert_eq!(scan.owner(&t, u64::MAX), None);
+        assert_eq!(scan.next, t.procs.len());
+        assert_eq!(scan.owner(&t, inode), Some(std::process::id()));
     }
 }

@@ -159,7 +159,7 @@ fn current_backend(
         uid: procs.credentials(owner.pid).map(|c| c.uid),
         comm: me.comm.clone(),
         cwd: procs.cwd(owner.pid),
-        open_dirs: procs.open_file_dirs(owner.pid, 4096, 32),
+        open_dirs: src.open_dirs_of(owner.pid),
         started_at: procs.start_time(master),
         identity: identify_backend(
             procs,

@@ -159,16 +159,7 @@ pub(super) async fn gather(target: &UpstreamTarget, cx: &GatherCx<'_>, facts: &m
 /// Listening sockets bound to the path as written, or to another spelling of the same file
 /// (a symlinked /var/run vs /run).
 pub(crate) fn bound_listeners(src: &Sources, path: &Path) -> Vec<u64> {
-    let real = std::fs::canonicalize(path).ok();
-    src.listen
-        .unix
-        .iter()
-        .filter(|l| {
-            Path::new(&l.path) == path
-                || (real.is_some() && std::fs::canonicalize(&l.path).ok() == real)
-        })
-        .map(|l| l.inode)
-        .collect()
+    src.unix_listeners_at(path)
 }
 
 /// A listening socket: its inode, its address as the report prints it, and for TCP the
