@@ -235,7 +235,7 @@ const PROTECT_SYSTEM_STRICT: &str = r#"findmnt -rn -o TARGET | while read -r m; 
   case "$m" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue;; esac
   mount -o remount,bind,ro "$m" 2>/dev/null || true
 done
-touch /why502-write-probe 2>/dev/null && { echo "the file system is still writable" >&2; exit 97; }
+touch /why502-write-probe 2>/dev/null && { rm -f /why502-write-probe; echo "the file system is still writable" >&2; exit 97; }
 exec "$@""#;
 
 impl Lab {
