@@ -165,13 +165,15 @@ fn same_host(listen: &str, upstream: &str) -> bool {
 }
 
 fn same_socket_path(a: &Path, b: &Path) -> bool {
-    fn norm(p: &Path) -> PathBuf {
-        match p.strip_prefix("/var/run") {
-            Ok(rest) => Path::new("/run").join(rest),
-            Err(_) => p.to_path_buf(),
-        }
+    normalized_socket_path(a) == normalized_socket_path(b)
+}
+
+/// A socket path as `serves` compares it: `/var/run/…` is `/run/…`.
+pub(crate) fn normalized_socket_path(p: &Path) -> PathBuf {
+    match p.strip_prefix("/var/run") {
+        Ok(rest) => Path::new("/run").join(rest),
+        Err(_) => p.to_path_buf(),
     }
-    norm(a) == norm(b)
 }
 
 #[cfg(test)]

@@ -177,11 +177,11 @@ pub fn identify_backend(
         .and_then(|s| now.duration_since(s).ok())
         .map(|d| d.as_secs());
     let mut unknowns = Vec::new();
-    let cgroup_path = procs.root().join(pid.to_string()).join("cgroup");
-    let cgroup = match read_to_string_bounded(&cgroup_path, 64 * 1024) {
-        Ok(text) => parse_proc_cgroup(&text),
-        Err(e) => {
-            unknowns.push(format!("cgroup: {e}"));
+    let cgroup = match procs.cgroup(pid) {
+        Some(text) => parse_proc_cgroup(&text),
+        None => {
+            let path = procs.root().join(pid.to_string()).join("cgroup");
+            unknowns.push(format!("cgroup: cannot read {}", path.display()));
             None
         }
     };

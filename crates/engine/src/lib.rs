@@ -70,7 +70,10 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     let deadline = started + opts.timeout;
 
     let procs = ProcessTable::read(&opts.proc_root);
+    let mut phases = Phases::new(started);
+    phases.mark("process table");
     let setup = discover::discover(opts, &procs).await?;
+    phases.mark("discover (nginx -V, config parse)");
 
     // nginx -t costs several ms: run it while the rest is gathered and walked.
     let config_check = {
@@ -186,6 +189,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         ));
     }
 
+    phases.mark("sources (listeners, firewall, security)");
     let remaining = deadline.saturating_duration_since(Instant::now());
     let check = match tokio::time::timeout(remaining, config_check).await {
         Ok(Ok(c)) => c,
@@ -220,6 +224,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         },
     };
     notes.append(&mut error_logs.notes);
+    phases.mark("wait for nginx -t and the error logs");
     let conf_shown = setup.conf.display().to_string();
     // A reload replaces the workers, so their start bounds the load time; a SIGHUP logged
     // later (a reload whose workers have since been replaced again) moves it on.
@@ -333,6 +338,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             .collect(),
         changed_since_load: sources.config.changed_since_load.clone(),
     };
+    phases.mark("walk every upstream");
     let status = Report::compute_status(&upstreams, &host_checks);
     Ok(Report {
         schema: SCHEMA.to_string(),
@@ -344,7 +350,37 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         upstreams,
         host_checks,
         notes,
+        phases: phases.done(),
     })
+}
+
+/// Where a run's time went, phase by phase (`Report.phases`), for `-v` and the benchmarks.
+struct Phases {
+    last: Instant,
+    done: Vec<why502_model::Phase>,
+}
+
+impl Phases {
+    fn new(started: Instant) -> Phases {
+        Phases {
+            last: started,
+            done: Vec::new(),
+        }
+    }
+
+    /// The phase that ends now.
+    fn mark(&mut self, phase: &str) {
+        let now = Instant::now();
+        self.done.push(why502_model::Phase {
+            phase: phase.to_string(),
+            us: now.duration_since(self.last).as_micros() as u64,
+        });
+        self.last = now;
+    }
+
+    fn done(self) -> Vec<why502_model::Phase> {
+        self.done
+    }
 }
 
 /// Where `nginx -t` may create or chown files: the running master's `-p` (passed on), the

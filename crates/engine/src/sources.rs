@@ -73,6 +73,10 @@ pub struct Sources {
     unix_by_real: std::sync::OnceLock<HashMap<std::path::PathBuf, Vec<u64>>>,
     /// Directories of the files each backend process holds open, read once per pid.
     open_dirs: Mutex<HashMap<u32, Vec<std::path::PathBuf>>>,
+    /// The pids in each cgroup asked about (`cgroup.procs`), read once per cgroup.
+    cgroup_members: Mutex<HashMap<String, Option<Vec<u32>>>>,
+    /// The filesystems of each set of backend paths, measured once per set.
+    filesystems: tokio::sync::Mutex<HashMap<Vec<std::path::PathBuf>, why502_disk::FilesystemSet>>,
     /// php-fpm workers alive per pool name (`php-fpm: pool NAME`), counted once.
     fpm_workers: std::sync::OnceLock<HashMap<String, usize>>,
     /// Names of the worker's groups, looked up once.
@@ -146,6 +150,8 @@ impl Sources {
             narrowed: false,
             unix_by_real: std::sync::OnceLock::new(),
             open_dirs: Mutex::new(HashMap::new()),
+            cgroup_members: Mutex::new(HashMap::new()),
+            filesystems: tokio::sync::Mutex::new(HashMap::new()),
             fpm_workers: std::sync::OnceLock::new(),
             group_names,
             backend_logs: Mutex::new(HashMap::new()),
@@ -260,6 +266,56 @@ impl Sources {
             .entry(pid)
             .or_insert_with(|| self.procs.open_file_dirs(pid, 4096, 32))
             .clone()
+    }
+
+    /// The pids of cgroup `cg` (a path as /proc/PID/cgroup gives it), from its `cgroup.procs`
+    /// under the v1 memory hierarchy or the unified one; `None` when none could be read.
+    pub fn cgroup_members(&self, cg: &str) -> Option<Vec<u32>> {
+        if cg == "/" || cg.is_empty() {
+            return None;
+        }
+        let mut cache = match self.cgroup_members.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cache
+            .entry(cg.to_string())
+            .or_insert_with(|| {
+                let rel = cg.trim_start_matches('/');
+                [
+                    "/sys/fs/cgroup/memory",
+                    "/sys/fs/cgroup/unified",
+                    "/sys/fs/cgroup",
+                ]
+                .iter()
+                .find_map(|base| {
+                    let file = std::path::Path::new(base).join(rel).join("cgroup.procs");
+                    let bytes = why502_host::read_bounded(&file, 1 << 20).ok()?;
+                    Some(
+                        String::from_utf8_lossy(&bytes)
+                            .lines()
+                            .filter_map(|l| l.trim().parse().ok())
+                            .collect(),
+                    )
+                })
+            })
+            .clone()
+    }
+
+    /// The filesystems holding `paths`, measured once per run for each set of paths (the
+    /// pools of one master share theirs), within `budget`.
+    pub async fn filesystems_of(
+        &self,
+        paths: Vec<std::path::PathBuf>,
+        budget: std::time::Duration,
+    ) -> why502_disk::FilesystemSet {
+        let mut cache = self.filesystems.lock().await;
+        if let Some(set) = cache.get(&paths) {
+            return set.clone();
+        }
+        let set = why502_disk::FilesystemSet::gather(paths.clone(), budget).await;
+        cache.insert(paths, set.clone());
+        set
     }
 
     /// How many php-fpm workers of pool `name` are alive now (any master), from one pass over

@@ -45,6 +45,22 @@ pub struct ProcessTable {
     clock_ticks: u64,
     /// Each process's fd targets, read on first use and shared by every caller after.
     fds: std::sync::Arc<std::sync::Mutex<HashMap<u32, FdTargets>>>,
+    /// `/proc/PID/cgroup` and `/proc/PID/status` credentials, likewise read once per pid.
+    cgroups: std::sync::Arc<std::sync::Mutex<HashMap<u32, Option<String>>>>,
+    creds: std::sync::Arc<std::sync::Mutex<HashMap<u32, Option<Credentials>>>>,
+}
+
+/// The value for `key`, computed by `read` the first time only.
+fn memo<K: std::hash::Hash + Eq, V: Clone>(
+    cache: &std::sync::Mutex<HashMap<K, V>>,
+    key: K,
+    read: impl FnOnce() -> V,
+) -> V {
+    let mut map = match cache.lock() {
+        Ok(m) => m,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    map.entry(key).or_insert_with(read).clone()
 }
 
 /// What a process's descriptors point at (`readlink /proc/PID/fd/N`: a path, `socket:[N]`,
@@ -86,6 +102,8 @@ impl ProcessTable {
             boot_time,
             clock_ticks: if ticks > 0 { ticks as u64 } else { 100 },
             fds: Default::default(),
+            cgroups: Default::default(),
+            creds: Default::default(),
         }
     }
 
@@ -137,9 +155,10 @@ impl ProcessTable {
     }
 
     pub fn credentials(&self, pid: u32) -> Option<Credentials> {
-        let s = read_to_string_bounded(&self.root.join(pid.to_string()).join("status"), SMALL_FILE)
-            .ok()?;
-        parse_credentials(&s)
+        memo(&self.creds, pid, || {
+            let path = self.root.join(pid.to_string()).join("status");
+            parse_credentials(&read_to_string_bounded(&path, SMALL_FILE).ok()?)
+        })
     }
 
     /// The inode of the process's network namespace (`net:[4026531840]`).
@@ -188,7 +207,9 @@ impl ProcessTable {
 
     /// The process's cgroup membership (`/proc/PID/cgroup`), as text.
     pub fn cgroup(&self, pid: u32) -> Option<String> {
-        read_to_string_bounded(&self.root.join(pid.to_string()).join("cgroup"), SMALL_FILE).ok()
+        memo(&self.cgroups, pid, || {
+            read_to_string_bounded(&self.root.join(pid.to_string()).join("cgroup"), SMALL_FILE).ok()
+        })
     }
 
     /// Reads the fds of the `i`-th process, recording every socket inode it holds.

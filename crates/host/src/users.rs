@@ -44,20 +44,48 @@ pub fn identity_for(user: &str, group: Option<&str>) -> Option<Identity> {
     })
 }
 
+/// Names already looked up: each lookup reads /etc/passwd or /etc/group (through NSS), and a
+/// run asks about the same few owners once per upstream. Names of ids do not change under a
+/// running diagnosis; a long-lived `serve` process may show a renamed user's old name.
+static USER_NAMES: std::sync::Mutex<Option<std::collections::HashMap<u32, String>>> =
+    std::sync::Mutex::new(None);
+static GROUP_NAMES: std::sync::Mutex<Option<std::collections::HashMap<u32, String>>> =
+    std::sync::Mutex::new(None);
+
+fn remembered(
+    cache: &std::sync::Mutex<Option<std::collections::HashMap<u32, String>>>,
+    id: u32,
+    look_up: impl FnOnce() -> String,
+) -> String {
+    let mut guard = match cache.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    guard
+        .get_or_insert_with(Default::default)
+        .entry(id)
+        .or_insert_with(look_up)
+        .clone()
+}
+
 pub fn user_name(uid: u32) -> String {
-    User::from_uid(Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
+    remembered(&USER_NAMES, uid, || {
+        User::from_uid(Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| uid.to_string())
+    })
 }
 
 pub fn group_name(gid: u32) -> String {
-    Group::from_gid(Gid::from_raw(gid))
-        .ok()
-        .flatten()
-        .map(|g| g.name)
-        .unwrap_or_else(|| gid.to_string())
+    remembered(&GROUP_NAMES, gid, || {
+        Group::from_gid(Gid::from_raw(gid))
+            .ok()
+            .flatten()
+            .map(|g| g.name)
+            .unwrap_or_else(|| gid.to_string())
+    })
 }
 
 #[cfg(test)]

@@ -142,6 +142,16 @@ pub struct Report {
     /// Problems met while diagnosing (unreadable sources, parse errors) that did not stop it.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Where the run's time went, in order (an extension of the contract's report).
+    #[serde(default)]
+    pub phases: Vec<Phase>,
+}
+
+/// One phase of a run and its wall time in microseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    pub phase: String,
+    pub us: u64,
 }
 
 impl Report {

@@ -238,11 +238,7 @@ fn check_line(
     let succeeded = ret >= 0;
     let mut violation = |why: String| out.violations.push(format!("pid {pid}: {why}: {line}"));
     match name {
-        "unshare" => {
-            if succeeded && args.contains("CLONE_NEWNS") {
-                state.private_mounts = true;
-            }
-        }
+        "unshare" if succeeded && args.contains("CLONE_NEWNS") => state.private_mounts = true,
         "mount" => {
             *out.checked.entry("mount").or_default() += 1;
             if !succeeded {
@@ -362,6 +358,48 @@ fn bound_port(args: &str) -> Option<u16> {
     rest.split(')').next()?.parse().ok()
 }
 
+impl super::lab::Lab {
+    /// `run_agent` under `strace -f -ff`, from `cwd`: the run, and the audit of every process
+    /// it started.
+    #[track_caller]
+    pub fn run_agent_traced(
+        &self,
+        args: &[&str],
+        cwd: &Path,
+    ) -> (super::agent::AgentRun, SyscallAudit) {
+        let argv: Vec<String> = std::iter::once("diagnose")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect();
+        let (mut cmd, dir) = self.traced_command(&super::agent::agent_bin(), &argv);
+        cmd.current_dir(cwd);
+        let run = super::agent::run_agent_command(cmd, argv, super::agent::AGENT_CAP);
+        (run, audit(&dir))
+    }
+
+    /// `program args` under the same audit, in the lab's namespace (the control).
+    pub fn audit_command(&self, program: &Path, args: &[String]) -> SyscallAudit {
+        let (cmd, dir) = self.traced_command(program, args);
+        let out = super::process::run_capped(cmd, super::agent::AGENT_CAP);
+        assert!(!out.timed_out, "{} under strace hung", program.display());
+        audit(&dir)
+    }
+
+    fn traced_command(&self, program: &Path, args: &[String]) -> (std::process::Command, PathBuf) {
+        let strace = super::requirements::find_program("strace")
+            .unwrap_or_else(|e| panic!("lab: strace proves the agent read-only: {e}"));
+        let n = TRACE_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.path(&format!("strace-{n}"));
+        std::fs::create_dir_all(&dir).expect("the trace directory");
+        let mut argv = strace_args(&dir);
+        argv.push(program.display().to_string());
+        argv.extend(args.iter().cloned());
+        (self.netns.command(&strace, &argv), dir)
+    }
+}
+
+static TRACE_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,45 +460,3 @@ bind(3<socket:[9]>, {sa_family=AF_INET6, sin6_port=htons(0), sin6_flowinfo=htonl
         assert_eq!(audit.violations.len(), 3, "{v}");
     }
 }
-
-impl super::lab::Lab {
-    /// `run_agent` under `strace -f -ff`, from `cwd`: the run, and the audit of every process
-    /// it started.
-    #[track_caller]
-    pub fn run_agent_traced(
-        &self,
-        args: &[&str],
-        cwd: &Path,
-    ) -> (super::agent::AgentRun, SyscallAudit) {
-        let argv: Vec<String> = std::iter::once("diagnose")
-            .chain(args.iter().copied())
-            .map(String::from)
-            .collect();
-        let (mut cmd, dir) = self.traced_command(&super::agent::agent_bin(), &argv);
-        cmd.current_dir(cwd);
-        let run = super::agent::run_agent_command(cmd, argv, super::agent::AGENT_CAP);
-        (run, audit(&dir))
-    }
-
-    /// `program args` under the same audit, in the lab's namespace (the control).
-    pub fn audit_command(&self, program: &Path, args: &[String]) -> SyscallAudit {
-        let (cmd, dir) = self.traced_command(program, args);
-        let out = super::process::run_capped(cmd, super::agent::AGENT_CAP);
-        assert!(!out.timed_out, "{} under strace hung", program.display());
-        audit(&dir)
-    }
-
-    fn traced_command(&self, program: &Path, args: &[String]) -> (std::process::Command, PathBuf) {
-        let strace = super::requirements::find_program("strace")
-            .unwrap_or_else(|e| panic!("lab: strace proves the agent read-only: {e}"));
-        let n = TRACE_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = self.path(&format!("strace-{n}"));
-        std::fs::create_dir_all(&dir).expect("the trace directory");
-        let mut argv = strace_args(&dir);
-        argv.push(program.display().to_string());
-        argv.extend(args.iter().cloned());
-        (self.netns.command(&strace, &argv), dir)
-    }
-}
-
-static TRACE_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -198,6 +198,25 @@ pub struct PhpFpmConfig {
     /// Every file read, the main file first.
     pub files: Vec<PathBuf>,
     pub problems: Vec<ConfigProblem>,
+    /// Pool indexes by listen key, built on first lookup: a master of 500 pools answers
+    /// "who serves this upstream" without comparing 500 addresses per upstream.
+    #[serde(skip)]
+    listen_index: std::sync::OnceLock<std::collections::HashMap<ListenKey, Vec<usize>>>,
+}
+
+/// What `pools_serving` looks a pool up by: a unix path as `BackendAddr::serves` compares it,
+/// or a TCP port (the host is then checked by `serves`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ListenKey {
+    Unix(PathBuf),
+    Port(u16),
+}
+
+fn listen_key(addr: &BackendAddr) -> ListenKey {
+    match addr {
+        BackendAddr::Unix(p) => ListenKey::Unix(crate::address::normalized_socket_path(p)),
+        BackendAddr::Tcp { port, .. } => ListenKey::Port(*port),
+    }
 }
 
 impl PhpFpmConfig {
@@ -233,8 +252,20 @@ impl PhpFpmConfig {
         &'a self,
         upstream: &'a BackendAddr,
     ) -> impl Iterator<Item = &'a FpmPool> + 'a {
-        self.pools
-            .iter()
+        let index = self.listen_index.get_or_init(|| {
+            let mut map: std::collections::HashMap<ListenKey, Vec<usize>> = Default::default();
+            for (i, pool) in self.pools.iter().enumerate() {
+                if let Some(l) = &pool.listen {
+                    map.entry(listen_key(l)).or_default().push(i);
+                }
+            }
+            map
+        });
+        index
+            .get(&listen_key(upstream))
+            .into_iter()
+            .flatten()
+            .filter_map(|i| self.pools.get(*i))
             .filter(move |p| p.listen.as_ref().is_some_and(|l| l.serves(upstream)))
     }
 }
@@ -419,6 +450,7 @@ impl Loader {
             pools: self.pools,
             files: self.files,
             problems: self.problems,
+            listen_index: std::sync::OnceLock::new(),
         }
     }
 }

@@ -154,7 +154,7 @@ fn current_backend(
         .and_then(|text| why502_kernel_log::memory_cgroup_path(&text));
     let cgroup_dedicated = memory_cgroup
         .as_deref()
-        .is_some_and(|cg| is_unit_cgroup(cg) || every_member_is_family(cg, &family));
+        .is_some_and(|cg| is_unit_cgroup(cg) || every_member_is_family(src, cg, &family));
     Some(BackendProcess {
         uid: procs.credentials(owner.pid).map(|c| c.uid),
         comm: me.comm.clone(),
@@ -187,25 +187,9 @@ pub fn is_unit_cgroup(cg: &str) -> bool {
 
 /// Every process in the cgroup is one of the backend's (read from its `cgroup.procs`, under
 /// the v1 memory hierarchy or the unified one). The root cgroup is never dedicated.
-fn every_member_is_family(cg: &str, family: &[u32]) -> bool {
-    if cg == "/" || cg.is_empty() {
-        return false;
-    }
-    let rel = cg.trim_start_matches('/');
-    for base in [
-        "/sys/fs/cgroup/memory",
-        "/sys/fs/cgroup/unified",
-        "/sys/fs/cgroup",
-    ] {
-        let file = Path::new(base).join(rel).join("cgroup.procs");
-        let Ok(bytes) = why502_host::read_bounded(&file, 1 << 20) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&bytes);
-        let pids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        return !pids.is_empty() && pids.iter().all(|p| family.contains(p));
-    }
-    false
+fn every_member_is_family(src: &crate::Sources, cg: &str, family: &[u32]) -> bool {
+    src.cgroup_members(cg)
+        .is_some_and(|pids| !pids.is_empty() && pids.iter().all(|p| family.contains(p)))
 }
 
 /// The pid a php-fpm pool's master wrote into its `pid` file (it stays after a SIGKILL).

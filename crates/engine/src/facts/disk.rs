@@ -57,7 +57,7 @@ pub(super) async fn gather(target: &UpstreamTarget, cx: &GatherCx<'_>, facts: &m
     } else {
         let budget = cx.remaining().min(Duration::from_secs(2));
         let asked: Vec<PathBuf> = paths.iter().map(|(p, _)| p.clone()).collect();
-        Some(FilesystemSet::gather(asked, budget).await)
+        Some(src.filesystems_of(asked, budget).await)
     };
     facts.filesystems = Some(BackendFilesystems { paths, set });
 }

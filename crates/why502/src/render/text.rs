@@ -110,6 +110,14 @@ pub fn render(report: &Report, st: &Style) -> String {
     for n in &report.notes {
         let _ = writeln!(out, "{}", st.dim(&format!("note: {n}")));
     }
+    if st.verbose && !report.phases.is_empty() {
+        let phases: Vec<String> = report
+            .phases
+            .iter()
+            .map(|p| format!("{} {:.1} ms", p.phase, p.us as f64 / 1000.0))
+            .collect();
+        let _ = writeln!(out, "{}", st.dim(&format!("time: {}", phases.join(" · "))));
+    }
     footer(&mut out, report, st);
     out
 }
