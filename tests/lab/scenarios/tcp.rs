@@ -36,7 +36,10 @@ fn lab_healthy_tcp_backend() {
     let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
     run.assert(&Expect::healthy(&upstream()));
     // Where the time went: the phases add up to no more than the run.
-    let phases = run.report()["phases"].as_array().cloned().unwrap_or_default();
+    let phases = run.report()["phases"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let names: Vec<&str> = phases.iter().filter_map(|p| p["phase"].as_str()).collect();
     assert!(
         names.iter().any(|n| n.starts_with("walk")) && names.len() >= 4,
@@ -44,7 +47,10 @@ fn lab_healthy_tcp_backend() {
     );
     let us: u64 = phases.iter().filter_map(|p| p["us"].as_u64()).sum();
     let total_ms = run.report()["duration_ms"].as_u64().unwrap_or(0);
-    assert!(us / 1000 <= total_ms + 1, "{us} us of phases in a {total_ms} ms run");
+    assert!(
+        us / 1000 <= total_ms + 1,
+        "{us} us of phases in a {total_ms} ms run"
+    );
 }
 
 #[test]
