@@ -55,17 +55,63 @@ pub fn former_backends(
     units: &[UnitFile],
     procs: &ProcessTable,
 ) -> Vec<FormerBackend> {
+    former_backends_with(
+        upstream,
+        fpm_configs,
+        units,
+        procs,
+        &ListenClaims::of(procs, units),
+    )
+}
+
+/// The addresses each process's command line and each unit file tell it to listen on
+/// (`--bind`, `-b`, `--socket`, `ListenStream=`...), parsed once per run: asking about hundreds of upstreams must not parse
+/// every command line once per upstream.
+#[derive(Debug, Default)]
+pub struct ListenClaims {
+    by_process: Vec<(u32, Vec<BackendAddr>)>,
+    /// Per unit of the `units` given to `of`, in that order.
+    by_unit: Vec<Vec<(crate::units::UnitDirective, BackendAddr)>>,
+}
+
+impl ListenClaims {
+    /// Parse every command line of `procs` and every unit of `units` (the same `units` must
+    /// be given to `former_backends_with`).
+    pub fn of(procs: &ProcessTable, units: &[UnitFile]) -> ListenClaims {
+        ListenClaims {
+            by_unit: units.iter().map(unit_addresses).collect(),
+            by_process: procs
+                .iter()
+                .filter_map(|p| {
+                    let addrs = listen_addresses(&p.cmdline);
+                    (!addrs.is_empty()).then_some((p.pid, addrs))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `former_backends` with the command lines already parsed (`ListenClaims::of`).
+pub fn former_backends_with(
+    upstream: &BackendAddr,
+    fpm_configs: &[PhpFpmConfig],
+    units: &[UnitFile],
+    procs: &ProcessTable,
+    claims: &ListenClaims,
+) -> Vec<FormerBackend> {
     let mut out = Vec::new();
     for config in fpm_configs {
         for pool in config.pools_serving(upstream) {
             out.push(pool_candidate(config, pool, units, procs));
         }
     }
-    for unit in units {
-        out.extend(unit_candidate(upstream, unit, units));
+    for (unit, addresses) in units.iter().zip(&claims.by_unit) {
+        out.extend(unit_candidate(upstream, unit, addresses, units));
     }
-    for p in procs.iter() {
-        let addrs = listen_addresses(&p.cmdline);
+    for (pid, addrs) in &claims.by_process {
+        let Some(p) = procs.get(*pid) else {
+            continue;
+        };
         if let Some(a) = addrs.iter().find(|a| a.serves(upstream)) {
             let cwd = procs.cwd(p.pid);
             out.push(FormerBackend {
@@ -176,57 +222,63 @@ fn fpm_unit(main: &Path, units: &[UnitFile]) -> Option<String> {
         .map(|u| u.name.clone())
 }
 
+/// The addresses a unit tells its service to listen on, in the order `unit_candidate` takes
+/// them: a socket unit's `ListenStream=`; a service's `ExecStart=` flags, then
+/// `Environment=`, then Debian's php-fpm socket helper in `ExecStartPost=`.
+fn unit_addresses(unit: &UnitFile) -> Vec<(crate::units::UnitDirective, BackendAddr)> {
+    let mut out = Vec::new();
+    if unit.name.ends_with(".socket") {
+        for d in unit.values("ListenStream") {
+            if let Some(a) = BackendAddr::parse_bind(&d.value, None) {
+                out.push((d.clone(), a));
+            }
+        }
+        return out;
+    }
+    for d in unit.values("ExecStart") {
+        for a in listen_addresses(&split_exec(&d.value)) {
+            out.push((d.clone(), a));
+        }
+    }
+    for d in unit.values("Environment") {
+        if let Some(a) = env_address(&d.value) {
+            out.push((d.clone(), a));
+        }
+    }
+    // Debian's php-fpm units install the version-less /run/php/php-fpm.sock as a link to the
+    // default pool's socket.
+    for d in unit.values("ExecStartPost") {
+        let args = split_exec(&d.value);
+        let helper = args
+            .first()
+            .is_some_and(|a| a.ends_with("php-fpm-socket-helper"));
+        if helper && args.get(1).is_some_and(|a| a == "install") {
+            if let Some(a) = args.get(2).and_then(|a| BackendAddr::parse_bind(a, None)) {
+                out.push((d.clone(), a));
+            }
+        }
+    }
+    out
+}
+
 fn unit_candidate(
     upstream: &BackendAddr,
     unit: &UnitFile,
+    addresses: &[(crate::units::UnitDirective, BackendAddr)],
     units: &[UnitFile],
 ) -> Option<FormerBackend> {
-    let found = |d: &crate::units::UnitDirective, addr: &BackendAddr| {
-        Some((
-            d.clone(),
-            format!(
-                "{}:{} `{}={}` names {addr}",
-                unit.path.display(),
-                d.line,
-                d.key,
-                d.value
-            ),
-        ))
-    };
-    let (directive, detail, service) = if unit.name.ends_with(".socket") {
-        let (d, detail) = unit.values("ListenStream").find_map(|d| {
-            let a = BackendAddr::parse_bind(&d.value, None)?;
-            a.serves(upstream).then(|| found(d, &a)).flatten()
-        })?;
-        (d, detail, unit.activated_service())
+    let (directive, addr) = addresses.iter().find(|(_, a)| a.serves(upstream))?;
+    let detail = format!(
+        "{}:{} `{}={}` names {addr}",
+        unit.path.display(),
+        directive.line,
+        directive.key,
+        directive.value
+    );
+    let service = if unit.name.ends_with(".socket") {
+        unit.activated_service()
     } else {
-        let (d, detail) = unit
-            .values("ExecStart")
-            .find_map(|d| {
-                let a = listen_addresses(&split_exec(&d.value))
-                    .into_iter()
-                    .find(|a| a.serves(upstream))?;
-                found(d, &a)
-            })
-            .or_else(|| {
-                unit.values("Environment").find_map(|d| {
-                    let a = env_address(&d.value)?;
-                    a.serves(upstream).then(|| found(d, &a)).flatten()
-                })
-            })
-            .or_else(|| {
-                // Debian's php-fpm units install the version-less /run/php/php-fpm.sock as a
-                // link to the default pool's socket.
-                unit.values("ExecStartPost").find_map(|d| {
-                    let args = split_exec(&d.value);
-                    let helper = args.first()?.ends_with("php-fpm-socket-helper");
-                    let a = BackendAddr::parse_bind(args.get(2)?, None)?;
-                    (helper && args.get(1)? == "install" && a.serves(upstream))
-                        .then(|| found(d, &a))
-                        .flatten()
-                })
-            })?;
-        (d, detail, Some(unit.name.clone()))
+        Some(unit.name.clone())
     };
     // The program comes from the service's ExecStart (for a socket unit, the activated one).
     let service_unit = service

@@ -19,7 +19,9 @@ pub mod units;
 
 pub use address::BackendAddr;
 pub use cgroup::{parse_proc_cgroup, CgroupInfo};
-pub use former::{former_backends, FormerBackend, FormerSource};
+pub use former::{
+    former_backends, former_backends_with, FormerBackend, FormerSource, ListenClaims,
+};
 pub use identity::{
     identify_backend, kind_of, BackendIdentity, BackendKind, BackendLogFile, LogRole,
 };

@@ -190,20 +190,6 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     }
 
     phases.mark("sources (listeners, firewall, security)");
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let check = match tokio::time::timeout(remaining, config_check).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => ConfigCheck::NotRun {
-            reason: format!("nginx -t task failed: {e}"),
-        },
-        Err(_) => ConfigCheck::NotRun {
-            reason: format!(
-                "nginx -t did not finish within --timeout {:?}",
-                opts.timeout
-            ),
-        },
-    };
-
     // A log on a slow disk must not cost the run its answer: what was not read by the deadline
     // is reported as unread.
     let log_deadline = deadline
@@ -224,7 +210,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         },
     };
     notes.append(&mut error_logs.notes);
-    phases.mark("wait for nginx -t and the error logs");
+    phases.mark("wait for the error logs");
     let conf_shown = setup.conf.display().to_string();
     // A reload replaces the workers, so their start bounds the load time; a SIGHUP logged
     // later (a reload whose workers have since been replaced again) moves it on.
@@ -235,24 +221,47 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
-    let config = ConfigFinding {
-        finding: nginx_config::judge(
-            &check,
-            &setup.parsed.errors,
-            &conf_shown,
-            nix::unistd::geteuid().is_root(),
-        ),
-        changed_since_load: facts::drift::changed_since(&setup.parsed.files, loaded_at),
+    // nginx -t goes on while the upstreams are walked: only the nginx_config step (and the
+    // host checks after the walk) wait for its finding.
+    let config = {
+        let parse_errors = setup.parsed.errors.clone();
+        let files = setup.parsed.files.clone();
+        let timeout = opts.timeout;
+        let conf_shown = conf_shown.clone();
+        async move {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let check = match tokio::time::timeout(remaining, config_check).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => ConfigCheck::NotRun {
+                    reason: format!("nginx -t task failed: {e}"),
+                },
+                Err(_) => ConfigCheck::NotRun {
+                    reason: format!("nginx -t did not finish within --timeout {timeout:?}"),
+                },
+            };
+            ConfigFinding {
+                finding: nginx_config::judge(
+                    &check,
+                    &parse_errors,
+                    &conf_shown,
+                    nix::unistd::geteuid().is_root(),
+                ),
+                changed_since_load: facts::drift::changed_since(&files, loaded_at),
+            }
+        }
     };
-    let host_checks = config.host_checks();
     let mut sources = Sources::new(
         procs,
         listen,
         setup.worker.clone(),
         referenced,
-        config,
+        ConfigFinding {
+            finding: steps::StepFinding::unknown("nginx -t has not finished"),
+            changed_since_load: Vec::new(),
+        },
         error_logs,
     );
+    sources.config = nginx_config::ConfigSlot::pending(config);
     sources.agent = opts.agent.clone();
     sources.memory = why502_disk::MemoryPressure::read();
     sources.since_epoch = started_at
@@ -310,8 +319,11 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         .ok()
         .and_then(Result::ok);
     let sources = Arc::new(sources);
+    phases.mark("php-fpm configs, units, kernel log, firewall, security");
     let (upstreams, claimed) = walk::walk_all(targets, sources.clone(), opts.all, deadline).await;
-    let mut host_checks = host_checks;
+    phases.mark("walk every upstream");
+    let mut host_checks = sources.config.wait().await.host_checks();
+    phases.mark("then wait for nginx -t");
     host_checks.extend(blind_spots(&sources, &setup.parsed.errors));
     let budget = deadline
         .saturating_duration_since(Instant::now())
@@ -336,9 +348,8 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
                 same_netns: m.same_netns,
             })
             .collect(),
-        changed_since_load: sources.config.changed_since_load.clone(),
+        changed_since_load: sources.config.wait().await.changed_since_load.clone(),
     };
-    phases.mark("walk every upstream");
     let status = Report::compute_status(&upstreams, &host_checks);
     Ok(Report {
         schema: SCHEMA.to_string(),

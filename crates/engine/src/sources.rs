@@ -47,7 +47,7 @@ pub struct Sources {
     /// Every address nginx's config points at, so a listener nginx uses elsewhere is never
     /// offered as "the backend listening somewhere else".
     pub referenced: HashSet<String>,
-    pub config: ConfigFinding,
+    pub config: crate::steps::nginx_config::ConfigSlot,
     pub error_logs: ErrorLogs,
     /// The agent's own config: per-upstream overrides, thresholds, host paths.
     pub agent: AgentConfig,
@@ -77,6 +77,8 @@ pub struct Sources {
     cgroup_members: Mutex<HashMap<String, Option<Vec<u32>>>>,
     /// The filesystems of each set of backend paths, measured once per set.
     filesystems: tokio::sync::Mutex<HashMap<Vec<std::path::PathBuf>, why502_disk::FilesystemSet>>,
+    /// What each process's command line tells it to listen on, parsed once.
+    listen_claims: std::sync::OnceLock<why502_backend::ListenClaims>,
     /// php-fpm workers alive per pool name (`php-fpm: pool NAME`), counted once.
     fpm_workers: std::sync::OnceLock<HashMap<String, usize>>,
     /// Names of the worker's groups, looked up once.
@@ -125,7 +127,7 @@ impl Sources {
             worker,
             local_addrs: local_addresses(),
             referenced,
-            config,
+            config: crate::steps::nginx_config::ConfigSlot::ready(config),
             error_logs,
             agent: AgentConfig::default(),
             kernel: KernelLogWindow::Unknown {
@@ -153,6 +155,7 @@ impl Sources {
             cgroup_members: Mutex::new(HashMap::new()),
             filesystems: tokio::sync::Mutex::new(HashMap::new()),
             fpm_workers: std::sync::OnceLock::new(),
+            listen_claims: std::sync::OnceLock::new(),
             group_names,
             backend_logs: Mutex::new(HashMap::new()),
             owners: Mutex::new(why502_host::SocketOwnerScan::default()),
@@ -316,6 +319,12 @@ impl Sources {
         let set = why502_disk::FilesystemSet::gather(paths.clone(), budget).await;
         cache.insert(paths, set.clone());
         set
+    }
+
+    /// What each process's command line tells it to listen on (see `ListenClaims`).
+    pub fn listen_claims(&self) -> &why502_backend::ListenClaims {
+        self.listen_claims
+            .get_or_init(|| why502_backend::ListenClaims::of(&self.procs, &self.units))
     }
 
     /// How many php-fpm workers of pool `name` are alive now (any master), from one pass over

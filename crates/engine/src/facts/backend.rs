@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use why502_backend::{
-    former_backends, identify_backend, parse_fpm_status, BackendAddr, BackendIdentity, BackendKind,
-    BackendLogEvent, FormerBackend, FormerSource, FpmPool, LogRole, StatusLevel,
+    identify_backend, parse_fpm_status, BackendAddr, BackendIdentity, BackendKind, BackendLogEvent,
+    FormerBackend, FormerSource, FpmPool, LogRole, StatusLevel,
 };
 use why502_model::Protocol;
 use why502_request::{fastcgi_page, Answer, Limits};
@@ -119,13 +119,19 @@ pub(super) async fn gather(target: &UpstreamTarget, cx: &GatherCx<'_>, facts: &m
     let owner = facts.reach.as_ref().and_then(|r| r.owner()).cloned();
     let current = owner.and_then(|o| current_backend(o, upstream.as_ref(), cx));
     let former = match (&current, &upstream) {
-        (None, Some(up)) => former_backends(up, &src.fpm_configs, &src.units, &src.procs)
-            .into_iter()
-            .map(|b| FormerFacts {
-                pid_from_file: pid_file_of(&b, cx),
-                backend: b,
-            })
-            .collect(),
+        (None, Some(up)) => why502_backend::former_backends_with(
+            up,
+            &src.fpm_configs,
+            &src.units,
+            &src.procs,
+            src.listen_claims(),
+        )
+        .into_iter()
+        .map(|b| FormerFacts {
+            pid_from_file: pid_file_of(&b, cx),
+            backend: b,
+        })
+        .collect(),
         _ => Vec::new(),
     };
     facts.backend = Some(BackendFacts { current, former });

@@ -97,7 +97,9 @@ pub async fn gather_for(
             disk::gather(target, cx, facts).await;
         }
         StepId::Security => resolve(target, cx, facts).await,
-        StepId::NginxConfig => {}
+        StepId::NginxConfig => {
+            cx.sources.config.wait().await;
+        }
     }
 }
 

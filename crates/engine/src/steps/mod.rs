@@ -86,6 +86,9 @@ pub fn judge(id: StepId, target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFindi
         StepId::BackendLog => backend_log::judge(target, cx),
         StepId::Resources => resources::judge(target, cx),
         StepId::Security => security::judge(target, cx),
-        StepId::NginxConfig => cx.sources.config.per_upstream(),
+        StepId::NginxConfig => match cx.sources.config.get() {
+            Some(c) => c.per_upstream(),
+            None => StepFinding::unknown("nginx -t had not finished when this step was judged"),
+        },
     }
 }
