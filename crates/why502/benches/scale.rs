@@ -7,6 +7,9 @@
 //! per site, on unix sockets), half `proxy_pass` to TCP backends (one python process serving
 //! every port). Then it prints, per N:
 //!
+//! The nginx error log also holds 50,000 lines of the last half hour about sockets no site
+//! uses, as a busy shared log does.
+//!
 //! - why502 `diagnose --json` (defaults): wall median of 5, CPU, peak RSS; and whether the
 //!   report is right — every upstream ok, and with one pool's socket made unreachable
 //!   (mode 0600, root) exactly that upstream breaks;
@@ -34,6 +37,9 @@ use measure::{measure, netns_command, Stats};
 use serde_json::Value;
 
 const AGENT_RUNS: usize = 5;
+/// Error-log lines of the last half hour about sockets no site uses (another nginx's, a
+/// removed site's): every upstream's lookup must get past them.
+const BUSY_LINES: usize = 50_000;
 const FIRST_TCP_PORT: u16 = 20_000;
 
 /// One python process answering `200 ok` on every port it is given.
@@ -217,6 +223,7 @@ fn one_size(n: usize) -> Result<Row, String> {
     };
     let conf_text = format!("{}{servers}}}\n", &base[..end]);
     lab.start_nginx_with_conf_within(&conf_text, Duration::from_secs(60));
+    busy_error_log(&lab.error_log_path(), BUSY_LINES);
     eprintln!(
         "scale {n}: stack up in {:.1} s",
         built.elapsed().as_secs_f64()
@@ -274,6 +281,30 @@ fn one_size(n: usize) -> Result<Row, String> {
         seed_ms: seed_sample.wall.as_secs_f64() * 1000.0,
         server_name,
     })
+}
+
+/// Appends `lines` refusals of the last 30 minutes, about sockets not in this config.
+fn busy_error_log(log: &Path, lines: usize) {
+    use std::io::Write;
+    let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(log) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    let mut text = String::new();
+    for i in 0..lines {
+        let at = now - Duration::from_secs(1800 - (i * 1800 / lines.max(1)) as u64);
+        let _ = writeln!(
+            text,
+            "{} [error] 1234#1234: *{i} connect() to unix:/run/php/gone-{}.sock failed (2: No such file or directory) while connecting to upstream, client: 10.0.0.{}, server: gone{}.test, request: \"GET / HTTP/1.1\", upstream: \"fastcgi://unix:/run/php/gone-{}.sock:\", host: \"gone{}.test\"",
+            harness::nginx_stamp(at),
+            i % 997,
+            i % 250,
+            i % 997,
+            i % 997,
+            i % 997
+        );
+    }
+    let _ = f.write_all(text.as_bytes());
 }
 
 /// Every one of the `n` site upstreams (and the lab's own) is ok.

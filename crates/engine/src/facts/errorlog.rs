@@ -16,6 +16,84 @@ pub struct ErrorLogs {
     pub since_text: String,
     /// What the report's notes should say about the reading (lines from the future).
     pub notes: Vec<String>,
+    /// The classified lines by every address and upstream-block name they can be matched
+    /// on, built on first use: each upstream looks its lines up instead of scanning them all.
+    pub(crate) index: std::sync::OnceLock<LineIndex>,
+}
+
+/// (window, line) positions by key: `unix:/path`, `host:port` (and the prefixes a whole-word
+/// match may end at), `block:NAME` for an `upstream` block named in the upstream field.
+pub(crate) type LineIndex = std::collections::HashMap<String, Vec<(usize, usize)>>;
+
+impl ErrorLogs {
+    fn index(&self) -> &LineIndex {
+        self.index.get_or_init(|| {
+            let mut index = LineIndex::new();
+            for (w, window) in self.windows.iter().enumerate() {
+                for (i, l) in window.lines.iter().enumerate() {
+                    if l.class.is_none() {
+                        continue;
+                    }
+                    let mut keys = match_keys(l);
+                    keys.sort();
+                    keys.dedup();
+                    for k in keys {
+                        index.entry(k).or_default().push((w, i));
+                    }
+                }
+            }
+            index
+        })
+    }
+}
+
+/// Every needle `mentions` would match this line on, and the block name `names_block` would.
+/// A needle matches where it starts after the start, `/`, ` ` or `"` and ends before the
+/// end, `:`, `/`, `"`, ` ` or `,`: so the keys are, from each such start, every end at one of
+/// those characters (an address holds no space, quote or comma; a unix path's own `/` and
+/// `:` are ends too, which only adds keys).
+fn match_keys(l: &ErrorLogLine) -> Vec<String> {
+    let mut keys = Vec::new();
+    for hay in l
+        .upstream
+        .iter()
+        .map(String::as_str)
+        .chain([l.message.as_str()])
+    {
+        let bytes = hay.as_bytes();
+        for start in 0..bytes.len() {
+            let starts_here = start == 0 || matches!(bytes[start - 1], b'/' | b' ' | b'"');
+            // Only addresses are looked up: `unix:…`, or something with a port.
+            if !starts_here || bytes[start] == b'/' || bytes[start] == b' ' {
+                continue;
+            }
+            let mut end = start + 1;
+            while end <= bytes.len() {
+                let at_end = end == bytes.len();
+                if at_end || matches!(bytes[end], b':' | b'/' | b'"' | b' ' | b',') {
+                    let key = &hay[start..end];
+                    if key.starts_with("unix:") || key.contains(':') {
+                        keys.push(key.to_string());
+                    }
+                    if at_end || matches!(bytes[end], b'"' | b' ' | b',') {
+                        break;
+                    }
+                }
+                end += 1;
+            }
+        }
+    }
+    if let Some(rest) = l
+        .upstream
+        .as_deref()
+        .and_then(|f| f.split_once("://"))
+        .map(|(_, r)| r)
+    {
+        // `names_block`: the name is followed by the end, `/` or `:`.
+        let name_end = rest.find(['/', ':']).unwrap_or(rest.len());
+        keys.push(format!("block:{}", &rest[..name_end]));
+    }
+    keys
 }
 
 /// What the log says about one upstream, by class.
@@ -47,13 +125,25 @@ impl ClassSeen {
 
 /// Every class nginx logged about this upstream in the window, the newest last.
 pub fn seen(target: &UpstreamTarget, logs: &ErrorLogs) -> Vec<ClassSeen> {
-    let needles = needles(target);
+    let index = logs.index();
+    let mut hits: Vec<(usize, usize)> = needles(target)
+        .iter()
+        .chain(target.name.as_ref().map(|n| format!("block:{n}")).iter())
+        .filter_map(|k| index.get(k))
+        .flatten()
+        .copied()
+        .collect();
+    hits.sort_unstable();
+    hits.dedup();
     let mut out: Vec<ClassSeen> = Vec::new();
-    for w in &logs.windows {
-        for l in &w.lines {
-            if !needles.iter().any(|n| mentions(l, n)) && !names_block(l, target) {
-                continue;
-            }
+    for (wi, li) in hits {
+        let (Some(w), Some(l)) = (
+            logs.windows.get(wi),
+            logs.windows.get(wi).and_then(|w| w.lines.get(li)),
+        ) else {
+            continue;
+        };
+        {
             let Some(class) = l.class else {
                 continue;
             };
@@ -93,7 +183,9 @@ fn needles(t: &UpstreamTarget) -> Vec<String> {
 
 /// `no live upstreams` names the `upstream` block (`upstream: "http://app/"`), not a server:
 /// it concerns every member. Matched in the upstream field only, where a name cannot be
-/// confused with a word of the message.
+/// confused with a word of the message. (The rule `match_keys` indexes; kept as the oracle
+/// its tests compare against.)
+#[cfg(test)]
 fn names_block(l: &ErrorLogLine, t: &UpstreamTarget) -> bool {
     let (Some(name), Some(field)) = (&t.name, &l.upstream) else {
         return false;
@@ -106,6 +198,8 @@ fn names_block(l: &ErrorLogLine, t: &UpstreamTarget) -> bool {
 }
 
 /// Does the line name this upstream, as a whole address (not a prefix of a longer one)?
+/// (The rule `match_keys` indexes; kept as the oracle its tests compare against.)
+#[cfg(test)]
 fn mentions(l: &ErrorLogLine, needle: &str) -> bool {
     let hay = l
         .upstream
@@ -133,7 +227,87 @@ fn mentions(l: &ErrorLogLine, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::error_line;
+    use crate::test_support::{error_line, target};
+
+    /// The indexed lookup finds exactly the lines the whole-address rule matches, on the
+    /// forms nginx writes (upstream field, `connect() to …`, names that prefix each other).
+    #[test]
+    fn the_index_finds_what_a_scan_of_every_line_finds() {
+        let lines = [
+            ("fastcgi://unix:/run/php/a.sock:", "connect() to unix:/run/php/a.sock failed (2: No such file or directory)"),
+            ("fastcgi://unix:/run/php/a.sock.old:", "connect() to unix:/run/php/a.sock.old failed (111: Connection refused)"),
+            ("http://127.0.0.1:8000/", "connect() failed (111: Connection refused) while connecting to upstream"),
+            ("http://127.0.0.1:80/api", "upstream timed out (110: Connection timed out) while reading response header from upstream"),
+            ("http://10.0.0.5:8080/", "connect() to 10.0.0.5:8080 failed (113: No route to host)"),
+            ("http://[::1]:9000/", "upstream prematurely closed connection while reading response header from upstream"),
+            ("http://app/", "no live upstreams while connecting to upstream"),
+            ("http://app2:81/", "upstream sent too big header while reading response header from upstream"),
+            ("uwsgi://127.0.0.1:3031", "recv() failed (104: Connection reset by peer), upstream: 127.0.0.1:3031"),
+        ];
+        let mut window = ErrorLogWindow {
+            source: "/var/log/nginx/error.log".into(),
+            ..ErrorLogWindow::default()
+        };
+        for (i, (up, msg)) in lines.iter().enumerate() {
+            let mut l = error_line(up, msg);
+            l.time = i as i64;
+            l.class = Some(UpstreamErrorClass::ConnectionRefused);
+            window.lines.push(l);
+        }
+        let logs = ErrorLogs {
+            windows: vec![window],
+            ..ErrorLogs::default()
+        };
+        let unix = |p: &str| target(TargetAddr::Unix(p.into()));
+        let tcp = |h: &str, port: u16| {
+            target(TargetAddr::Tcp {
+                host: h.into(),
+                port,
+            })
+        };
+        let mut named = tcp("127.0.0.1", 8001);
+        named.name = Some("app".into());
+        let targets = [
+            unix("/run/php/a.sock"),
+            unix("/run/php/a.so"),
+            unix("/run/php/a.sock.old"),
+            tcp("127.0.0.1", 8000),
+            tcp("127.0.0.1", 800),
+            tcp("127.0.0.1", 80),
+            tcp("10.0.0.5", 8080),
+            tcp("127.0.0.1", 3031),
+            tcp("app2", 81),
+            named,
+        ];
+        for t in &targets {
+            let indexed: Vec<i64> = seen(t, &logs).iter().map(|c| c.last.time).collect();
+            let oracle: Vec<i64> = logs.windows[0]
+                .lines
+                .iter()
+                .filter(|l| needles(t).iter().any(|n| mentions(l, n)) || names_block(l, t))
+                .map(|l| l.time)
+                .max()
+                .into_iter()
+                .collect();
+            let count: usize = seen(t, &logs).iter().map(|c| c.count).sum();
+            let oracle_count = logs.windows[0]
+                .lines
+                .iter()
+                .filter(|l| needles(t).iter().any(|n| mentions(l, n)) || names_block(l, t))
+                .count();
+            assert_eq!((indexed, count), (oracle, oracle_count), "{}", t.address);
+        }
+        assert_eq!(
+            seen(&targets[0], &logs)[0].count,
+            1,
+            "a.sock is not a.sock.old"
+        );
+        assert_eq!(
+            seen(&targets[9], &logs)[0].count,
+            1,
+            "the block `app`, not `app2`"
+        );
+    }
 
     #[test]
     fn matches_whole_addresses_only() {

@@ -307,9 +307,8 @@ mod tests {
                 lines,
                 ..ErrorLogWindow::default()
             }],
-            unreadable: Vec::new(),
             since_text: "1h".into(),
-            notes: Vec::new(),
+            ..ErrorLogs::default()
         }
     }
 
