@@ -271,6 +271,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     sources.narrowed = opts.upstream.is_some() || opts.server_name.is_some();
+    sources.log_keys = facts::errorlog::wanted_keys(&targets);
     sources.fpm_configs =
         why502_backend::find_php_fpm_configs(&sources.procs, &opts.agent.paths.etc)
             .into_iter()

@@ -47,6 +47,9 @@ pub struct Sources {
     /// Every address nginx's config points at, so a listener nginx uses elsewhere is never
     /// offered as "the backend listening somewhere else".
     pub referenced: HashSet<String>,
+    /// What the error-log index is looked up by: every target's address and block name
+    /// (`facts::errorlog::wanted_keys`).
+    pub log_keys: HashSet<String>,
     pub config: crate::steps::nginx_config::ConfigSlot,
     pub error_logs: ErrorLogs,
     /// The agent's own config: per-upstream overrides, thresholds, host paths.
@@ -127,6 +130,7 @@ impl Sources {
             worker,
             local_addrs: local_addresses(),
             referenced,
+            log_keys: HashSet::new(),
             config: crate::steps::nginx_config::ConfigSlot::ready(config),
             error_logs,
             agent: AgentConfig::default(),

@@ -2,6 +2,8 @@
 //! target, with counts and first and last lines. The windows are read once per run (see
 //! `Sources::error_logs`); each upstream only matches against them.
 
+use std::collections::HashSet;
+
 use why502_model::Evidence;
 use why502_nginx::errorlog::{ErrorLogLine, ErrorLogWindow, UpstreamErrorClass};
 
@@ -22,23 +24,29 @@ pub struct ErrorLogs {
 }
 
 /// (window, line) positions by key: `unix:/path`, `host:port` (and the prefixes a whole-word
-/// match may end at), `block:NAME` for an `upstream` block named in the upstream field.
+/// match may end at), `://NAME` for an `upstream` block named in the upstream field.
 pub(crate) type LineIndex = std::collections::HashMap<String, Vec<(usize, usize)>>;
 
 impl ErrorLogs {
-    fn index(&self) -> &LineIndex {
+    /// The index of the lines that name one of `wanted` (the run's upstream addresses, and
+    /// `://NAME` for its upstream blocks), built by the first caller: every caller of a run
+    /// passes the same set.
+    fn index(&self, wanted: &HashSet<String>) -> &LineIndex {
         self.index.get_or_init(|| {
             let mut index = LineIndex::new();
+            let mut keys = Vec::new();
             for (w, window) in self.windows.iter().enumerate() {
                 for (i, l) in window.lines.iter().enumerate() {
                     if l.class.is_none() {
                         continue;
                     }
-                    let mut keys = match_keys(l);
-                    keys.sort();
+                    keys.clear();
+                    match_keys(l, &mut keys);
+                    keys.retain(|k| wanted.contains(*k));
+                    keys.sort_unstable();
                     keys.dedup();
-                    for k in keys {
-                        index.entry(k).or_default().push((w, i));
+                    for k in &keys {
+                        index.entry((*k).to_string()).or_default().push((w, i));
                     }
                 }
             }
@@ -47,40 +55,35 @@ impl ErrorLogs {
     }
 }
 
-/// Every needle `mentions` would match this line on, and the block name `names_block` would.
-/// A needle matches where it starts after the start, `/`, ` ` or `"` and ends before the
-/// end, `:`, `/`, `"`, ` ` or `,`: so the keys are, from each such start, every end at one of
-/// those characters (an address holds no space, quote or comma; a unix path's own `/` and
-/// `:` are ends too, which only adds keys).
-fn match_keys(l: &ErrorLogLine) -> Vec<String> {
-    let mut keys = Vec::new();
+/// Every needle `mentions` could match this line on, and the `://NAME` `names_block` would.
+/// A needle (`unix:/path`, or `host:port`) starts after the start, `/`, ` ` or `"` and ends
+/// before the end, `:`, `/`, `"`, ` ` or `,`. Words are cut at ` `, `"` and `,` (no address
+/// holds one); within a word, a `host:port` holds no `/`, so it is a `/`-separated piece up
+/// to one of its `:` or its end; a `unix:` path runs from `unix:` to one of its `/` or `:` or
+/// the word's end. Only pieces holding a `:` can be needles.
+fn match_keys<'a>(l: &'a ErrorLogLine, keys: &mut Vec<&'a str>) {
     for hay in l
         .upstream
         .iter()
         .map(String::as_str)
         .chain([l.message.as_str()])
     {
+        // Only words holding a `:` can be addresses: find the colons (a few per line), then
+        // the word around each, instead of cutting the whole message into words.
         let bytes = hay.as_bytes();
-        for start in 0..bytes.len() {
-            let starts_here = start == 0 || matches!(bytes[start - 1], b'/' | b' ' | b'"');
-            // Only addresses are looked up: `unix:…`, or something with a port.
-            if !starts_here || bytes[start] == b'/' || bytes[start] == b' ' {
-                continue;
-            }
-            let mut end = start + 1;
-            while end <= bytes.len() {
-                let at_end = end == bytes.len();
-                if at_end || matches!(bytes[end], b':' | b'/' | b'"' | b' ' | b',') {
-                    let key = &hay[start..end];
-                    if key.starts_with("unix:") || key.contains(':') {
-                        keys.push(key.to_string());
-                    }
-                    if at_end || matches!(bytes[end], b'"' | b' ' | b',') {
-                        break;
-                    }
-                }
-                end += 1;
-            }
+        let cut = |b: &u8| matches!(b, b' ' | b'"' | b',');
+        let mut from = 0;
+        while let Some(off) = bytes[from..].iter().position(|&b| b == b':') {
+            let colon = from + off;
+            let start = bytes[..colon].iter().rposition(cut).map_or(0, |p| p + 1);
+            let end = bytes[colon..]
+                .iter()
+                .position(cut)
+                .map_or(bytes.len(), |p| colon + p);
+            // A word right after `,` cannot start a needle (the rule wants `/`, ` ` or `"`).
+            let after_comma = start > 0 && bytes[start - 1] == b',';
+            word_keys(&hay[start..end], !after_comma, keys);
+            from = end;
         }
     }
     if let Some(rest) = l
@@ -91,9 +94,48 @@ fn match_keys(l: &ErrorLogLine) -> Vec<String> {
     {
         // `names_block`: the name is followed by the end, `/` or `:`.
         let name_end = rest.find(['/', ':']).unwrap_or(rest.len());
-        keys.push(format!("block:{}", &rest[..name_end]));
+        let field = l.upstream.as_deref().unwrap_or_default();
+        let start = field.len() - rest.len();
+        // Kept as a slice of the field, prefixed in the lookup by `block_key`.
+        keys.push(&field[start - 3..start + name_end]);
     }
-    keys
+}
+
+/// The lookup key of an upstream block named `name`: what `match_keys` gives for
+/// `scheme://name/…` (`://name`).
+fn block_key(name: &str) -> String {
+    format!("://{name}")
+}
+
+fn word_keys<'a>(word: &'a str, starts_clean: bool, keys: &mut Vec<&'a str>) {
+    // Each place a needle may start: the word's start, and after each `/`.
+    let starts = std::iter::once(0)
+        .filter(|_| starts_clean)
+        .chain(word.match_indices('/').map(|(i, _)| i + 1));
+    for s in starts {
+        let rest = &word[s..];
+        if rest.starts_with("unix:") {
+            // To each `/` or `:` after `unix:`, and the end.
+            for (j, b) in rest.bytes().enumerate().skip(5) {
+                if b == b'/' || b == b':' {
+                    keys.push(&rest[..j]);
+                }
+            }
+            keys.push(rest);
+            continue;
+        }
+        // `host:port`: the piece up to the next `/`, cut at each of its `:` past the first.
+        let piece = &rest[..rest.find('/').unwrap_or(rest.len())];
+        let Some(first_colon) = piece.find(':') else {
+            continue;
+        };
+        for (j, b) in piece.bytes().enumerate().skip(first_colon + 1) {
+            if b == b':' {
+                keys.push(&piece[..j]);
+            }
+        }
+        keys.push(piece);
+    }
 }
 
 /// What the log says about one upstream, by class.
@@ -123,12 +165,32 @@ impl ClassSeen {
     }
 }
 
-/// Every class nginx logged about this upstream in the window, the newest last.
-pub fn seen(target: &UpstreamTarget, logs: &ErrorLogs) -> Vec<ClassSeen> {
-    let index = logs.index();
-    let mut hits: Vec<(usize, usize)> = needles(target)
+/// The keys `seen` looks targets up by: their addresses and their upstream blocks' names.
+pub fn wanted_keys(targets: &[UpstreamTarget]) -> HashSet<String> {
+    targets
         .iter()
-        .chain(target.name.as_ref().map(|n| format!("block:{n}")).iter())
+        .flat_map(|t| {
+            needles(t)
+                .into_iter()
+                .chain(t.name.as_deref().map(block_key))
+        })
+        .collect()
+}
+
+/// Every class nginx logged about this upstream in the window, the newest last. `wanted` is
+/// the run's `wanted_keys` (the same set for every target of a run).
+pub fn seen(target: &UpstreamTarget, logs: &ErrorLogs, wanted: &HashSet<String>) -> Vec<ClassSeen> {
+    let keys: Vec<String> = needles(target)
+        .into_iter()
+        .chain(target.name.as_deref().map(block_key))
+        .collect();
+    debug_assert!(
+        keys.iter().all(|k| wanted.contains(k)),
+        "the index holds only the run's wanted keys; {keys:?} are not all among them"
+    );
+    let index = logs.index(wanted);
+    let mut hits: Vec<(usize, usize)> = keys
+        .iter()
         .filter_map(|k| index.get(k))
         .flatten()
         .copied()
@@ -279,8 +341,12 @@ mod tests {
             tcp("app2", 81),
             named,
         ];
+        let wanted = wanted_keys(&targets);
         for t in &targets {
-            let indexed: Vec<i64> = seen(t, &logs).iter().map(|c| c.last.time).collect();
+            let indexed: Vec<i64> = seen(t, &logs, &wanted)
+                .iter()
+                .map(|c| c.last.time)
+                .collect();
             let oracle: Vec<i64> = logs.windows[0]
                 .lines
                 .iter()
@@ -289,7 +355,7 @@ mod tests {
                 .max()
                 .into_iter()
                 .collect();
-            let count: usize = seen(t, &logs).iter().map(|c| c.count).sum();
+            let count: usize = seen(t, &logs, &wanted).iter().map(|c| c.count).sum();
             let oracle_count = logs.windows[0]
                 .lines
                 .iter()
@@ -298,12 +364,12 @@ mod tests {
             assert_eq!((indexed, count), (oracle, oracle_count), "{}", t.address);
         }
         assert_eq!(
-            seen(&targets[0], &logs)[0].count,
+            seen(&targets[0], &logs, &wanted)[0].count,
             1,
             "a.sock is not a.sock.old"
         );
         assert_eq!(
-            seen(&targets[9], &logs)[0].count,
+            seen(&targets[9], &logs, &wanted)[0].count,
             1,
             "the block `app`, not `app2`"
         );

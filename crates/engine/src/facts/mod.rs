@@ -75,7 +75,7 @@ pub async fn gather_for(
 ) {
     match step {
         StepId::ErrorLog => {
-            facts.logged = errorlog::seen(target, &cx.sources.error_logs);
+            facts.logged = errorlog::seen(target, &cx.sources.error_logs, &cx.sources.log_keys);
             // A logged permission denial is judged against the socket's ctime.
             if matches!(target.addr, TargetAddr::Unix(_)) {
                 reach::gather(target, cx, facts).await;

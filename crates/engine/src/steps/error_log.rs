@@ -280,14 +280,14 @@ fn meaning(c: &ClassSeen, t: &UpstreamTarget) -> (CauseId, String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::errorlog::{seen, ErrorLogs};
+    use crate::facts::errorlog::{seen, wanted_keys, ErrorLogs};
     use crate::facts::Reach;
     use crate::test_support::{error_line, target};
     use why502_nginx::errorlog::{ErrorLogLine, ErrorLogWindow};
 
     fn facts_for(t: &UpstreamTarget, logs: &ErrorLogs, ctime: Option<i64>) -> TargetFacts {
         TargetFacts {
-            logged: seen(t, logs),
+            logged: seen(t, logs, &wanted_keys(std::slice::from_ref(t))),
             reach: ctime.map(|ctime| Reach::Unix {
                 access: why502_socket::SocketAccess::Unknown {
                     reason: "test".into(),
@@ -394,12 +394,15 @@ mod tests {
         t.name = Some("app".into());
         let msg = "no live upstreams while connecting to upstream, client: 1.2.3.4, server: a, request: \"GET / HTTP/1.1\", upstream: \"http://app/\"";
         let logs = logs_with(vec![at(NOW - 10, "http://app/", msg)]);
-        let seen_here = seen(&t, &logs);
+        let mut other = t.clone();
+        other.name = Some("ap".into());
+        let wanted = wanted_keys(&[t.clone(), other]);
+        let seen_here = seen(&t, &logs, &wanted);
         assert_eq!(seen_here.len(), 1);
         assert_eq!(seen_here[0].class, UpstreamErrorClass::NoLiveUpstreams);
         t.name = Some("ap".into());
         assert!(
-            seen(&t, &logs).is_empty(),
+            seen(&t, &logs, &wanted).is_empty(),
             "a prefix of the block name is another block"
         );
     }
@@ -416,6 +419,6 @@ mod tests {
             "upstream sent too big header while reading response header from upstream",
         )]);
         assert!(unexplained(&t, &facts_for(&t, &logs, None), now()).is_none());
-        assert!(seen(&t, &logs).is_empty());
+        assert!(seen(&t, &logs, &wanted_keys(std::slice::from_ref(&t))).is_empty());
     }
 }
