@@ -343,6 +343,16 @@ struct Parser<'l> {
     tokens: usize,
     /// Set when the token budget is exhausted: every lexer then reports end of input.
     halted: bool,
+    /// Files already read, by the path as included, with their size and canonical path: a
+    /// hosting config includes `fastcgi_params` once per site, and each inclusion must not
+    /// cost a stat, a canonicalize and a read again. Only successful reads are kept.
+    read_cache: HashMap<PathBuf, CachedFile>,
+}
+
+struct CachedFile {
+    size: u64,
+    canonical: PathBuf,
+    text: Vec<u8>,
 }
 
 impl<'l> Parser<'l> {
@@ -360,6 +370,7 @@ impl<'l> Parser<'l> {
             bytes_read: 0,
             tokens: 0,
             halted: false,
+            read_cache: HashMap::new(),
         }
     }
 
@@ -782,15 +793,24 @@ impl<'l> Parser<'l> {
             );
             return Err((Some(ParseLimit::IncludeDepth), message));
         }
-        let size = match regular_file_size(path) {
-            Ok(size) => size,
-            Err(ReadFailure::Io(error)) => return Err((None, open_failed(path, &error))),
-            Err(ReadFailure::NotRegularFile) => {
-                let message = format!("\"{}\" is not a regular file, not read", path.display());
-                return Err((None, message));
+        let (size, canonical) = match self.read_cache.get(path) {
+            Some(c) => (c.size, c.canonical.clone()),
+            None => {
+                let size = match regular_file_size(path) {
+                    Ok(size) => size,
+                    Err(ReadFailure::Io(error)) => return Err((None, open_failed(path, &error))),
+                    Err(ReadFailure::NotRegularFile) => {
+                        let message =
+                            format!("\"{}\" is not a regular file, not read", path.display());
+                        return Err((None, message));
+                    }
+                };
+                (
+                    size,
+                    fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+                )
             }
         };
-        let canonical = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         if let Some(&start) = self.on_stack.get(&canonical) {
             return Err((None, self.cycle_message(start, path)));
         }
@@ -812,8 +832,22 @@ impl<'l> Parser<'l> {
 
     /// The text of an included file, or `None` after reporting why it could not be read.
     fn read_include(&mut self, loc: &SourceLoc, path: &Path) -> Option<Vec<u8>> {
+        if let Some(c) = self.read_cache.get(path) {
+            return Some(c.text.clone());
+        }
         match read_bounded(path, self.limits.max_file_bytes) {
-            Ok(Some(text)) => return Some(text),
+            Ok(Some(text)) => {
+                let canonical = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+                self.read_cache.insert(
+                    path.to_path_buf(),
+                    CachedFile {
+                        size: text.len() as u64,
+                        canonical,
+                        text: text.clone(),
+                    },
+                );
+                return Some(text);
+            }
             Ok(None) => {
                 let message = too_large(path, self.limits.max_file_bytes);
                 self.limit_near(loc, ParseLimit::FileBytes, message);
