@@ -175,6 +175,11 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         .iter()
         .map(|u| format!("unreadable: {u}"))
         .collect();
+    if let Some(why) = &listen.fell_back {
+        notes.push(format!(
+            "listeners read from /proc/net (slower): the sock_diag dump failed: {why}"
+        ));
+    }
     notes.extend(dynamic.iter().map(|d| {
         format!(
             "not diagnosed: `{}` at {} (its target is chosen at request time)",

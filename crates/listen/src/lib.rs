@@ -1,5 +1,6 @@
-//! What listens on this host, in the agent's network namespace: TCP listeners from
-//! /proc/net/tcp and tcp6, listening unix sockets from /proc/net/unix.
+//! What listens on this host, in the agent's network namespace: TCP listeners and listening
+//! unix sockets, from the kernel's sock_diag netlink dump (`sock_diag`), or from
+//! /proc/net/tcp, tcp6 and unix where netlink does not answer or a fixture root is read.
 //!
 //! Architecture invariant: the tables are read once per run; every upstream is matched against
 //! the same `ListenTable`. Parsing is separate from reading so it is tested on captured text.
@@ -20,9 +21,11 @@ const TCP_LISTEN: &str = "0A";
 const UNIX_ACCEPTCON: u32 = 0x0001_0000;
 
 /// Where the listeners of unix sockets come from, as evidence names it.
-pub const UNIX_SOURCE: &str = "/proc/net/unix";
+pub const UNIX_SOURCE: &str = "listening unix sockets (sock_diag, else /proc/net/unix)";
 /// Where TCP listeners come from, as evidence names it.
-pub const TCP_SOURCE: &str = "/proc/net/tcp, /proc/net/tcp6";
+pub const TCP_SOURCE: &str = "listening TCP sockets (sock_diag, else /proc/net/tcp, tcp6)";
+
+mod sock_diag;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TcpListener {
@@ -32,7 +35,7 @@ pub struct TcpListener {
     pub uid: u32,
     /// Connections waiting to be accepted (rx_queue of a LISTEN socket).
     pub accept_queue: u32,
-    /// The accept backlog limit (tx_queue of a LISTEN socket).
+    /// The accept backlog limit (sock_diag's wqueue of a LISTEN socket; /proc/net/tcp prints 0).
     pub backlog: u32,
 }
 
@@ -86,10 +89,54 @@ pub struct ListenTable {
     pub unix: Vec<UnixListener>,
     /// Tables that could not be read, with the reason.
     pub unreadable: Vec<String>,
+    /// Why the sock_diag dump was not used and /proc/net was read instead.
+    pub fell_back: Option<String>,
 }
 
 impl ListenTable {
+    /// The live host's listeners from sock_diag (a millisecond, however many connections the
+    /// host holds), each family falling back to /proc/net when netlink does not answer; a
+    /// `proc_root` other than /proc (captured fixtures) is read as files.
     pub fn read(proc_root: &Path) -> ListenTable {
+        if proc_root != Path::new("/proc") {
+            return ListenTable::read_proc(proc_root);
+        }
+        let v4 = sock_diag::tcp_listeners(libc::AF_INET as u8);
+        // No IPv6 in this kernel: the dump is refused, and there is nothing to miss.
+        let v6 = sock_diag::tcp_listeners(libc::AF_INET6 as u8).or_else(|e| {
+            if Path::new("/proc/net/tcp6").exists() {
+                Err(e)
+            } else {
+                Ok(Vec::new())
+            }
+        });
+        let unix = sock_diag::unix_listeners();
+        match (v4, v6, unix) {
+            (Ok(mut tcp), Ok(tcp6), Ok(unix)) => {
+                tcp.extend(tcp6);
+                ListenTable {
+                    tcp,
+                    unix,
+                    ..ListenTable::default()
+                }
+            }
+            (v4, v6, unix) => {
+                let why = [v4.err(), v6.err(), unix.err()]
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e.0)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                ListenTable {
+                    fell_back: Some(why),
+                    ..ListenTable::read_proc(proc_root)
+                }
+            }
+        }
+    }
+
+    /// The listeners from /proc/net/tcp, tcp6 and unix under `proc_root`.
+    pub fn read_proc(proc_root: &Path) -> ListenTable {
         let mut table = ListenTable::default();
         let net = proc_root.join("net");
         for (name, v6) in [("tcp", false), ("tcp6", true)] {
