@@ -285,7 +285,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
                 None => why502_backend::PhpFpmConfig::load(&f.path).ok(),
             })
             .collect();
-    sources.units = why502_backend::read_units(&opts.agent.paths.units).0;
+    sources.unit_dirs = opts.agent.paths.units.clone();
     sources.kernel = match tokio::time::timeout_at(deadline, kernel).await {
         Ok(Ok(k)) => k,
         _ => why502_kernel_log::KernelLogWindow::Unknown {

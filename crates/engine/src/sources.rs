@@ -64,7 +64,9 @@ pub struct Sources {
     /// php-fpm configurations (running masters' first, then installed), read once.
     pub fpm_configs: Vec<why502_backend::PhpFpmConfig>,
     /// systemd unit files, read once (for backends that are down).
-    pub units: Vec<why502_backend::UnitFile>,
+    /// The directories systemd unit files are read from, when a step first needs them.
+    pub unit_dirs: Vec<std::path::PathBuf>,
+    units: std::sync::OnceLock<Vec<why502_backend::UnitFile>>,
     /// The window's start, seconds since the epoch.
     pub since_epoch: i64,
     /// The agent runs as root (what it could not read was denied by something else).
@@ -150,7 +152,8 @@ impl Sources {
             firewall: None,
             security: None,
             fpm_configs: Vec::new(),
-            units: Vec::new(),
+            unit_dirs: Vec::new(),
+            units: std::sync::OnceLock::new(),
             since_epoch: 0,
             as_root: nix::unistd::geteuid().is_root(),
             narrowed: false,
@@ -325,10 +328,17 @@ impl Sources {
         set
     }
 
+    /// systemd unit files, read on first use: only a backend that is down needs them (which
+    /// unit was configured to serve its address).
+    pub fn units(&self) -> &[why502_backend::UnitFile] {
+        self.units
+            .get_or_init(|| why502_backend::read_units(&self.unit_dirs).0)
+    }
+
     /// What each process's command line tells it to listen on (see `ListenClaims`).
     pub fn listen_claims(&self) -> &why502_backend::ListenClaims {
         self.listen_claims
-            .get_or_init(|| why502_backend::ListenClaims::of(&self.procs, &self.units))
+            .get_or_init(|| why502_backend::ListenClaims::of(&self.procs, self.units()))
     }
 
     /// How many php-fpm workers of pool `name` are alive now (any master), from one pass over

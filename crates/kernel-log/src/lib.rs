@@ -325,6 +325,16 @@ async fn read_journal(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    // journalctl takes tens of ms to say "No journal files were found": look first.
+    if !journal_files_exist(&JOURNAL_DIRS) {
+        return Err(fail(
+            format!(
+                "no journal files under {} (journald not running, or Storage=none)",
+                JOURNAL_DIRS.join(" or ")
+            ),
+            false,
+        ));
+    }
     let since_arg = format!("--since=@{secs}");
     let lines_arg = format!("--lines={}", limits.max_journal_entries);
     // -k implies this boot only; -r puts the newest first so a capped output keeps them.
@@ -377,6 +387,33 @@ async fn read_journal(
         ));
     }
     Ok(read)
+}
+
+/// Where journald keeps its files: volatile, then persistent (journald.conf(5)).
+const JOURNAL_DIRS: [&str; 2] = ["/run/log/journal", "/var/log/journal"];
+
+/// Whether any `*.journal` file is in a machine-id directory under `dirs` (a directory of the
+/// systemd package with nothing in it holds no journal). Reads at most a few directories.
+fn journal_files_exist(dirs: &[&str]) -> bool {
+    dirs.iter().any(|d| {
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .take(64)
+            .any(|machine| {
+                std::fs::read_dir(machine.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .take(4096)
+                    .any(|f| {
+                        let name = f.file_name();
+                        let name = name.to_string_lossy();
+                        name.ends_with(".journal") || name.ends_with(".journal~")
+                    })
+            })
+    })
 }
 
 /// journalctl exits 0 in both of these, yet has not looked at the kernel's messages.
@@ -438,6 +475,22 @@ async fn read_dmesg(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_files_are_found_only_where_journald_writes_them() {
+        let root = tempfile::tempdir().expect("tmp");
+        let dir = root.path().display().to_string();
+        assert!(
+            !journal_files_exist(&[&dir]),
+            "an empty directory holds no journal"
+        );
+        let machine = root.path().join("0123456789abcdef");
+        std::fs::create_dir(&machine).expect("mkdir");
+        std::fs::write(machine.join("user-1000.txt"), "x").expect("write");
+        assert!(!journal_files_exist(&[&dir]));
+        std::fs::write(machine.join("system.journal"), "x").expect("write");
+        assert!(journal_files_exist(&["/nonexistent", &dir]));
+    }
 
     #[test]
     fn journal_hints_are_failures_not_empty_windows() {

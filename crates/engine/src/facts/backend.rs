@@ -122,7 +122,7 @@ pub(super) async fn gather(target: &UpstreamTarget, cx: &GatherCx<'_>, facts: &m
         (None, Some(up)) => why502_backend::former_backends_with(
             up,
             &src.fpm_configs,
-            &src.units,
+            src.units(),
             &src.procs,
             src.listen_claims(),
         )
