@@ -58,6 +58,32 @@ pub async fn walk_all(
     (reports, claims)
 }
 
+/// `steps[].classes` of the error_log step: the classes gathered for this upstream.
+fn logged_classes(facts: &TargetFacts) -> Vec<why502_model::LoggedClass> {
+    let at = |t: i64| {
+        u64::try_from(t)
+            .map(|s| {
+                humantime::format_rfc3339_seconds(
+                    std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s),
+                )
+                .to_string()
+            })
+            .unwrap_or_default()
+    };
+    facts
+        .logged
+        .iter()
+        .map(|c| why502_model::LoggedClass {
+            class: c.class.id().to_string(),
+            count: c.count,
+            first: at(c.first.time),
+            last: at(c.last.time),
+            line: c.last.message.clone(),
+            source: c.last_source.clone(),
+        })
+        .collect()
+}
+
 pub async fn walk(
     target: &UpstreamTarget,
     sources: &Sources,
@@ -82,6 +108,7 @@ pub async fn walk(
                 fix: None,
                 evidence: Vec::new(),
                 duration_ms: 0,
+                classes: None,
             });
             continue;
         }
@@ -113,6 +140,7 @@ pub async fn walk(
             fix: f.fix,
             evidence: f.evidence,
             duration_ms: t0.elapsed().as_millis() as u64,
+            classes: (node.id == StepId::ErrorLog).then(|| logged_classes(&gathered)),
         });
     }
     let logged = error_log::unexplained(target, &gathered, SystemTime::now());
@@ -300,6 +328,7 @@ mod tests {
             fix: None,
             evidence: vec![Evidence::new(format!("{step}"), "detail")],
             duration_ms: 0,
+            classes: None,
         }
     }
 

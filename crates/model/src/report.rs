@@ -28,14 +28,46 @@ impl Evidence {
 pub struct StepReport {
     pub step: StepId,
     pub outcome: Outcome,
-    /// Set when the outcome is `break` or `warn`: the cause it points to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The cause the step points to (`break`, `warn`); serialized as `none` when it points to
+    /// none, so panels and alert rules read every step the same way.
+    #[serde(
+        default,
+        serialize_with = "cause_or_none",
+        deserialize_with = "none_is_no_cause"
+    )]
     pub cause: Option<CauseId>,
     pub summary: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
     pub evidence: Vec<Evidence>,
     pub duration_ms: u64,
+    /// The error_log step only: what nginx logged about this upstream in the window, by class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<LoggedClass>>,
+}
+
+/// One class of failure nginx logged about an upstream (`steps[].classes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedClass {
+    /// The error-log class (`connection_refused`, `read_timeout`, `temp_file`...).
+    pub class: String,
+    pub count: usize,
+    /// RFC 3339, from nginx's local-time stamps.
+    pub first: String,
+    pub last: String,
+    /// The newest line's message, as nginx wrote it.
+    pub line: String,
+    /// `/var/log/nginx/error.log @ 2026/11/21 03:12:09`
+    pub source: String,
+}
+
+fn cause_or_none<S: serde::Serializer>(cause: &Option<CauseId>, s: S) -> Result<S::Ok, S::Error> {
+    cause.unwrap_or(CauseId::None).serialize(s)
+}
+
+fn none_is_no_cause<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<CauseId>, D::Error> {
+    let c = Option::<CauseId>::deserialize(d)?;
+    Ok(c.filter(|c| *c != CauseId::None))
 }
 
 /// The one answer for an upstream: the step that broke (or the last that ran) and why.

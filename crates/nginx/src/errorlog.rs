@@ -316,6 +316,30 @@ pub enum UpstreamErrorClass {
 }
 
 impl UpstreamErrorClass {
+    /// The class's id as the report's `steps[].classes[].class` names it (its serde name).
+    pub fn id(self) -> &'static str {
+        use UpstreamErrorClass::*;
+        match self {
+            NoSuchFile => "no_such_file",
+            PermissionDenied => "permission_denied",
+            ConnectionRefused => "connection_refused",
+            ListenQueueFull => "listen_queue_full",
+            ConnectTimeout => "connect_timeout",
+            ReadTimeout => "read_timeout",
+            Reset => "reset",
+            TooBigHeader => "too_big_header",
+            InvalidResponse => "invalid_response",
+            NoLiveUpstreams => "no_live_upstreams",
+            Tls => "tls",
+            Dns => "dns",
+            NoRoute => "no_route",
+            PrimaryScriptUnknown => "primary_script_unknown",
+            TempFile => "temp_file",
+            TempFileNoSpace => "temp_file_no_space",
+            Other => "other",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         use UpstreamErrorClass::*;
         match self {

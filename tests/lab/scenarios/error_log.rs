@@ -53,6 +53,28 @@ fn run_case(case: &Case) {
                 .evidence_contains(case.logged),
         ),
     );
+    // Machine-readable: every step names a cause (`none` when it points to none), and the
+    // error_log step lists what nginx logged, by class, with the newest line.
+    let up = run.upstream(&upstream());
+    let steps = up["steps"].as_array().cloned().unwrap_or_default();
+    assert!(
+        steps.iter().all(|s| s["cause"].is_string()),
+        "every step carries a cause: {steps:?}"
+    );
+    let error_log = steps
+        .iter()
+        .find(|s| s["step"] == "error_log")
+        .expect("the error_log step");
+    let classes = error_log["classes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        classes.iter().any(|c| {
+            c["count"].as_u64().unwrap_or(0) >= 1
+                && c["line"].as_str().unwrap_or("").contains(case.logged)
+                && c["last"].as_str().unwrap_or("").ends_with('Z')
+        }),
+        "steps[error_log].classes should hold the logged line: {classes:?}\n{}",
+        run.context()
+    );
 }
 
 #[test]
