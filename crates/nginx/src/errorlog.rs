@@ -389,7 +389,19 @@ fn about_upstream(m: &str) -> bool {
         || m.contains("connect() to ")
         || m.contains("connect() failed")
         || m.contains("could not be resolved")
+        || m.starts_with("no resolver defined to resolve ")
         || m.starts_with("FastCGI sent")
+}
+
+/// The host name a resolver line is about: `backend.internal could not be resolved (3: Host
+/// not found)` and `no resolver defined to resolve backend.internal` (ngx_http_upstream.c)
+/// carry no port and no `upstream:` field, only the name as the pass wrote it.
+pub fn resolved_name(message: &str) -> Option<&str> {
+    if let Some(rest) = message.strip_prefix("no resolver defined to resolve ") {
+        return rest.split([',', ' ']).next().filter(|n| !n.is_empty());
+    }
+    let (name, _) = message.split_once(" could not be resolved")?;
+    name.rsplit(' ').next().filter(|n| !n.is_empty())
 }
 
 /// File operations nginx does on its own temp and cache files while buffering a response.
@@ -447,7 +459,10 @@ pub fn classify(message: &str) -> Option<UpstreamErrorClass> {
         || m.contains("upstream SSL")
     {
         Tls
-    } else if m.contains("could not be resolved") || m.contains("host not found in upstream") {
+    } else if m.contains("could not be resolved")
+        || m.contains("host not found in upstream")
+        || m.starts_with("no resolver defined to resolve ")
+    {
         Dns
     } else if m.contains("(2: No such file or directory)") {
         NoSuchFile

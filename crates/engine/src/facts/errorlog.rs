@@ -48,6 +48,13 @@ impl ErrorLogs {
                     for k in &keys {
                         index.entry((*k).to_string()).or_default().push((w, i));
                     }
+                    // A resolver line names the host alone: every upstream of that host.
+                    if let Some(name) = why502_nginx::errorlog::resolved_name(&l.message) {
+                        let key = dns_key(name);
+                        if wanted.contains(&key) {
+                            index.entry(key).or_default().push((w, i));
+                        }
+                    }
                 }
             }
             index
@@ -235,12 +242,20 @@ pub fn seen(target: &UpstreamTarget, logs: &ErrorLogs, wanted: &HashSet<String>)
     out
 }
 
-/// How nginx names this upstream in its log lines: `unix:/path` or `host:port`.
+/// How nginx names this upstream in its log lines: `unix:/path` or `host:port`; and for a
+/// host name, `dns:NAME`, the key of the resolver lines about it (they name no port).
 fn needles(t: &UpstreamTarget) -> Vec<String> {
     match &t.addr {
         TargetAddr::Unix(p) => vec![format!("unix:{}", p.display())],
+        TargetAddr::Tcp { host, .. } if host.parse::<std::net::IpAddr>().is_err() => {
+            vec![t.address.clone(), dns_key(host.trim_matches(['[', ']']))]
+        }
         TargetAddr::Tcp { .. } => vec![t.address.clone()],
     }
+}
+
+fn dns_key(name: &str) -> String {
+    format!("dns:{}", name.to_ascii_lowercase())
 }
 
 /// `no live upstreams` names the `upstream` block (`upstream: "http://app/"`), not a server:
@@ -290,6 +305,52 @@ fn mentions(l: &ErrorLogLine, needle: &str) -> bool {
 mod tests {
     use super::*;
     use crate::test_support::{error_line, target};
+
+    /// Resolver lines carry the host name alone (no port, no `upstream:` field): they count for
+    /// every upstream of that host, whatever its port, and for no other.
+    #[test]
+    fn resolver_lines_are_attributed_by_host_name() {
+        let mut window = ErrorLogWindow {
+            source: "/var/log/nginx/error.log".into(),
+            ..ErrorLogWindow::default()
+        };
+        for (i, msg) in [
+            "Backend.Internal could not be resolved (3: Host not found), client: 203.0.113.7, server: example.com, request: \"GET / HTTP/1.1\", host: \"example.com\"",
+            "no resolver defined to resolve backend.internal, client: 203.0.113.7, server: example.com, request: \"GET / HTTP/1.1\", host: \"example.com\"",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut l = error_line("", msg);
+            l.upstream = None;
+            l.time = i as i64;
+            l.class = why502_nginx::errorlog::classify(msg);
+            assert_eq!(l.class, Some(UpstreamErrorClass::Dns), "{msg}");
+            window.lines.push(l);
+        }
+        let logs = ErrorLogs {
+            windows: vec![window],
+            ..ErrorLogs::default()
+        };
+        let tcp = |h: &str, port: u16| {
+            target(TargetAddr::Tcp {
+                host: h.into(),
+                port,
+            })
+        };
+        let targets = [
+            tcp("backend.internal", 8080),
+            tcp("backend.internal", 9090),
+            tcp("other.internal", 8080),
+            tcp("127.0.0.1", 8080),
+        ];
+        let wanted = wanted_keys(&targets);
+        let counts: Vec<usize> = targets
+            .iter()
+            .map(|t| seen(t, &logs, &wanted).iter().map(|c| c.count).sum())
+            .collect();
+        assert_eq!(counts, [2, 2, 0, 0]);
+    }
 
     /// The indexed lookup finds exactly the lines the whole-address rule matches, on the
     /// forms nginx writes (upstream field, `connect() to …`, names that prefix each other).

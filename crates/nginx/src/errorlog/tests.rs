@@ -335,3 +335,25 @@ fn error_log_to_syslog_is_read_back_from_the_syslog_file() {
     assert_eq!(syslog_tag("server=unix:/dev/log,facility=local7"), "nginx");
     assert_eq!(syslog_tag("server=unix:/dev/log,tag=web"), "web");
 }
+
+#[test]
+fn resolver_lines_name_their_host() {
+    // ngx_http_upstream.c: "%V could not be resolved (%i: %s)" and
+    // "no resolver defined to resolve %V", with the request context after a comma.
+    let cases = [
+        ("backend.internal could not be resolved (3: Host not found), client: 1.2.3.4, server: a", Some("backend.internal")),
+        ("api.example.com could not be resolved (110: Operation timed out), client: 1.2.3.4", Some("api.example.com")),
+        ("no resolver defined to resolve backend.internal, client: 1.2.3.4, server: a", Some("backend.internal")),
+        ("connect() failed (111: Connection refused) while connecting to upstream", None),
+    ];
+    for (message, name) in cases {
+        assert_eq!(resolved_name(message), name, "{message}");
+        if name.is_some() {
+            assert_eq!(
+                classify(message),
+                Some(UpstreamErrorClass::Dns),
+                "{message}"
+            );
+        }
+    }
+}
