@@ -55,6 +55,8 @@ pub const TREE: &[TreeStep] = &[
             CauseId::SocketMissing,
             CauseId::SocketPermission,
             CauseId::DiskFull,
+            // PHP's fatal errors in FastCGI stderr: the application's.
+            CauseId::AppError,
             CauseId::Unknown,
         ],
         explains: &[],

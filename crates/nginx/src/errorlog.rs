@@ -312,6 +312,9 @@ pub enum UpstreamErrorClass {
     TempFile,
     /// nginx's temp file hit a full filesystem (28: No space left on device).
     TempFileNoSpace,
+    /// The application failed: `FastCGI sent in stderr: "PHP message: PHP Fatal error: …"`
+    /// (uncaught errors, memory limit, max execution time, parse errors).
+    AppError,
     Other,
 }
 
@@ -336,6 +339,7 @@ impl UpstreamErrorClass {
             PrimaryScriptUnknown => "primary_script_unknown",
             TempFile => "temp_file",
             TempFileNoSpace => "temp_file_no_space",
+            AppError => "app_error",
             Other => "other",
         }
     }
@@ -365,6 +369,7 @@ impl UpstreamErrorClass {
             }
             TempFile => "nginx could not write its own temp file",
             TempFileNoSpace => "nginx's temp file hit a full filesystem (28)",
+            AppError => "the application's fatal error (PHP, in FastCGI stderr)",
             Other => "other upstream error",
         }
     }
@@ -391,6 +396,29 @@ fn about_upstream(m: &str) -> bool {
         || m.contains("could not be resolved")
         || m.starts_with("no resolver defined to resolve ")
         || m.starts_with("FastCGI sent")
+}
+
+/// What a PHP fatal error looks like in FastCGI stderr (php_error_cb's labels, and the
+/// messages of the memory limit and max_execution_time, which are fatal errors too).
+const PHP_FATAL: &[&str] = &[
+    "PHP Fatal error",
+    "PHP Parse error",
+    "PHP Core error",
+    "PHP Compile error",
+    "PHP Recoverable fatal error",
+    "Allowed memory size of",
+    "Maximum execution time of",
+];
+
+/// The PHP message a FastCGI stderr line quotes (`PHP Fatal error:  Uncaught …`), if any.
+pub fn php_message(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once("PHP message: ")?;
+    Some(
+        rest.split("\" while reading")
+            .next()
+            .unwrap_or(rest)
+            .trim_end_matches('"'),
+    )
 }
 
 /// The host name a resolver line is about: `backend.internal could not be resolved (3: Host
@@ -441,6 +469,11 @@ pub fn classify(message: &str) -> Option<UpstreamErrorClass> {
     let m = message;
     if !about_upstream(m) {
         return None;
+    }
+    // What PHP wrote to stderr is the application's: a fatal error is its failure; warnings,
+    // notices and deprecations are not failures at all.
+    if m.starts_with("FastCGI sent in stderr") && !m.contains("Primary script unknown") {
+        return PHP_FATAL.iter().any(|f| m.contains(f)).then_some(AppError);
     }
     let class = if let Some(errno) = temp_file_errno(m) {
         if errno == 28 {

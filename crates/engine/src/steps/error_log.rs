@@ -97,19 +97,38 @@ pub fn unexplained(
     else {
         return recovered(facts, now);
     };
+    // A connection closed next to a PHP fatal error is that error's doing.
+    let c = match c.class {
+        UpstreamErrorClass::Reset => facts
+            .logged
+            .iter()
+            .find(|a| {
+                a.class == UpstreamErrorClass::AppError && (a.last.time - c.last.time).abs() <= 5
+            })
+            .unwrap_or(c),
+        _ => c,
+    };
     let (cause, meaning, fix) = meaning(c, target);
     let age = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64 - c.last.time)
         .unwrap_or(0)
         .max(0) as u64;
-    let recent = Duration::from_secs(age) <= RECENT;
+    // A PHP fatal error php-fpm answered (a 500 page) is the application's error, not a 502:
+    // a break only when nginx also lost the response (the worker died, the stream closed).
+    let answered = c.class == UpstreamErrorClass::AppError
+        && !facts.logged.iter().any(|o| {
+            o.class == UpstreamErrorClass::Reset && (o.last.time - c.last.time).abs() <= 5
+        });
+    let recent = Duration::from_secs(age) <= RECENT && !answered;
     let status = if recent {
         Status::Break
     } else {
         Status::Warning
     };
-    let tense = if recent {
+    let tense = if answered {
+        "php-fpm answered these requests with its error page (a 500, not a 502)".to_string()
+    } else if recent {
         format!(
             "the last {} ago: happening now",
             humantime::format_duration(Duration::from_secs(age))
@@ -269,6 +288,14 @@ fn meaning(c: &ClassSeen, t: &UpstreamTarget) -> (CauseId, String, String) {
                 )
             }
         }
+        AppError => (
+            CauseId::AppError,
+            format!(
+                "the application failed: {}",
+                why502_nginx::errorlog::php_message(&c.last.message).unwrap_or(&c.last.message)
+            ),
+            CauseId::AppError.fix().to_string(),
+        ),
         NoSuchFile | ConnectionRefused | NoRoute | PrimaryScriptUnknown | Other => (
             CauseId::Unknown,
             "no probe of this version explains it".to_string(),
@@ -405,6 +432,27 @@ mod tests {
             seen(&t, &logs, &wanted).is_empty(),
             "a prefix of the block name is another block"
         );
+    }
+
+    #[test]
+    fn a_php_fatal_error_is_the_applications_a_break_only_when_nginx_lost_the_response() {
+        let t = target(TargetAddr::Unix("/run/php/php8.2-fpm.sock".into()));
+        let fatal = "FastCGI sent in stderr: \"PHP message: PHP Fatal error:  Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes) in /var/www/app/index.php on line 12\" while reading response header from upstream, client: 1.2.3.4, server: a, request: \"GET / HTTP/1.1\", upstream: \"fastcgi://unix:/run/php/php8.2-fpm.sock:\"";
+        let warning = "FastCGI sent in stderr: \"PHP message: PHP Warning:  Undefined variable $x in /var/www/app/index.php on line 3\" while reading response header from upstream, client: 1.2.3.4, server: a, request: \"GET / HTTP/1.1\", upstream: \"fastcgi://unix:/run/php/php8.2-fpm.sock:\"";
+        let closed = "upstream prematurely closed FastCGI stdout while reading response header from upstream, client: 1.2.3.4, server: a, request: \"GET / HTTP/1.1\", upstream: \"fastcgi://unix:/run/php/php8.2-fpm.sock:\"";
+        let up = "fastcgi://unix:/run/php/php8.2-fpm.sock:";
+        // A warning is no failure at all.
+        let logs = logs_with(vec![at(NOW - 10, up, warning)]);
+        assert!(facts_for(&t, &logs, None).logged.is_empty());
+        // php-fpm answered the fatal error (a 500): the application's error, a warning.
+        let logs = logs_with(vec![at(NOW - 10, up, fatal)]);
+        let (status, v) = unexplained(&t, &facts_for(&t, &logs, None), now()).expect("verdict");
+        assert_eq!((status, v.cause), (Status::Warning, CauseId::AppError));
+        assert!(v.summary.contains("Allowed memory size"), "{}", v.summary);
+        // The worker died with it and nginx lost the response: a 502, the application's.
+        let logs = logs_with(vec![at(NOW - 11, up, fatal), at(NOW - 10, up, closed)]);
+        let (status, v) = unexplained(&t, &facts_for(&t, &logs, None), now()).expect("verdict");
+        assert_eq!((status, v.cause), (Status::Break, CauseId::AppError));
     }
 
     #[test]

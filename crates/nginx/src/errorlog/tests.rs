@@ -357,3 +357,27 @@ fn resolver_lines_name_their_host() {
         }
     }
 }
+
+#[test]
+fn php_fatal_errors_are_the_applications_and_warnings_no_failure() {
+    let line = |php: &str| {
+        format!("FastCGI sent in stderr: \"PHP message: {php}\" while reading response header from upstream, client: 1.2.3.4, server: a, request: \"GET / HTTP/1.1\", upstream: \"fastcgi://unix:/run/php/php8.2-fpm.sock:\"")
+    };
+    for fatal in [
+        "PHP Fatal error:  Uncaught Error: Call to undefined function foo() in /var/www/a.php:3",
+        "PHP Fatal error:  Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes) in /var/www/a.php on line 9",
+        "PHP Fatal error:  Maximum execution time of 30 seconds exceeded in /var/www/a.php on line 4",
+        "PHP Parse error:  syntax error, unexpected end of file in /var/www/a.php on line 7",
+    ] {
+        let m = line(fatal);
+        assert_eq!(classify(&m), Some(UpstreamErrorClass::AppError), "{m}");
+        assert!(php_message(&m).is_some_and(|p| p.starts_with("PHP ")), "{m}");
+    }
+    for benign in [
+        "PHP Warning:  Undefined variable $x in /var/www/a.php on line 3",
+        "PHP Notice:  Undefined index: id in /var/www/a.php on line 5",
+        "PHP Deprecated:  Creation of dynamic property in /var/www/a.php on line 8",
+    ] {
+        assert_eq!(classify(&line(benign)), None, "{benign}");
+    }
+}
