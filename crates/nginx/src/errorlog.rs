@@ -485,11 +485,16 @@ pub fn classify(message: &str) -> Option<UpstreamErrorClass> {
         PrimaryScriptUnknown
     } else if m.contains("no live upstreams") {
         NoLiveUpstreams
-    } else if m.contains("too big header") {
+    } else if m.contains("too big header")
+        || m.contains("too big trailers")
+        || m.contains("too large http2 header")
+    {
         TooBigHeader
     } else if m.contains("SSL_do_handshake()")
         || m.contains("SSL certificate verify")
         || m.contains("upstream SSL")
+        || m.starts_with("SSL_read() failed (SSL:")
+        || m.starts_with("peer closed connection in SSL handshake")
     {
         Tls
     } else if m.contains("could not be resolved")
@@ -509,9 +514,26 @@ pub fn classify(message: &str) -> Option<UpstreamErrorClass> {
         ConnectTimeout
     } else if m.contains("timed out") && m.contains("upstream") {
         ReadTimeout
-    } else if m.contains("(104: Connection reset by peer)") || m.contains("prematurely closed") {
+    } else if m.contains("(104: Connection reset by peer)")
+        || m.contains("prematurely closed")
+        || m.contains("(32: Broken pipe)")
+        || m.starts_with("upstream rejected request with error")
+        || m.starts_with("upstream sent goaway")
+    {
         Reset
-    } else if m.contains("no valid HTTP") || m.contains("sent invalid") {
+    } else if m.contains("no valid HTTP")
+        || m.contains("sent invalid")
+        // The header checks of ngx_http_upstream.c (1.23+), HTTP/2 framing of grpc and
+        // proxy_v2: a response nginx refuses to relay.
+        || m.starts_with("upstream sent duplicate")
+        || m.starts_with("upstream sent unknown \"Transfer-Encoding\"")
+        || m.starts_with("upstream sent \"Content-Length\" and \"Transfer-Encoding\"")
+        || m.starts_with("upstream prematurely sent response")
+        || m.contains("response with early hints")
+        || m.starts_with("upstream sent no :status header")
+        || m.starts_with("upstream sent trailer without end stream flag")
+        || m.contains("larger than indicated content length")
+    {
         InvalidResponse
     } else if m.contains("(113: No route to host)") || m.contains("(101: Network is unreachable)") {
         NoRoute

@@ -381,3 +381,87 @@ fn php_fatal_errors_are_the_applications_and_warnings_no_failure() {
         assert_eq!(classify(&line(benign)), None, "{benign}");
     }
 }
+
+/// The classes of `UpstreamErrorClass`, by id, for the table test.
+fn known_class(id: &str) -> Option<UpstreamErrorClass> {
+    use UpstreamErrorClass::*;
+    [
+        NoSuchFile,
+        PermissionDenied,
+        ConnectionRefused,
+        ListenQueueFull,
+        ConnectTimeout,
+        ReadTimeout,
+        Reset,
+        TooBigHeader,
+        InvalidResponse,
+        NoLiveUpstreams,
+        Tls,
+        Dns,
+        NoRoute,
+        PrimaryScriptUnknown,
+        TempFile,
+        TempFileNoSpace,
+        AppError,
+        Other,
+    ]
+    .into_iter()
+    .find(|c| c.id() == id)
+}
+
+/// testdata/upstream_messages.tsv: every upstream message nginx writes (from its source,
+/// file:line per row), with the class an expert gives it. Rows whose class the classifier
+/// has must classify so (PHP warnings, `app_warning`, must not be a failure); rows naming a
+/// class it does not have yet are listed, and their count may only shrink.
+#[test]
+fn the_table_of_nginx_upstream_messages() {
+    let text = include_str!("../../testdata/upstream_messages.tsv");
+    let mut rows = 0;
+    let mut wrong = Vec::new();
+    let mut missing_classes: std::collections::BTreeMap<&str, usize> = Default::default();
+    for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert!(f.len() >= 7, "row with {} fields: {line}", f.len());
+        let (source, level, message, class) = (f[0], f[2], f[3], f[5]);
+        assert!(
+            source.starts_with("src/") && source.contains(".c:"),
+            "{source}"
+        );
+        rows += 1;
+        let got = classify_line(level, message);
+        let want = match class {
+            // Not failures at all.
+            "app_warning" | "client_closed" | "client_timeout" | "cache_miss" => None,
+            c => match known_class(c) {
+                Some(k) => Some(k),
+                None => {
+                    *missing_classes.entry(c).or_default() += 1;
+                    continue;
+                }
+            },
+        };
+        // info/warn lines are no failures whatever they say.
+        let want = want.filter(|_| matches!(level, "error" | "crit" | "alert" | "emerg"));
+        if got != want {
+            wrong.push(format!(
+                "{source} [{level}] {message}\n    want {want:?}, got {got:?}"
+            ));
+        }
+    }
+    assert!(rows >= 80, "{rows} rows");
+    let gaps: usize = missing_classes.values().sum();
+    eprintln!(
+        "{rows} messages; {} classified as the table says, {} not, {gaps} need classes the classifier lacks: {missing_classes:?}",
+        rows - wrong.len() - gaps,
+        wrong.len()
+    );
+    // Today's agreement, measured when the table landed: it may only grow (issue 14).
+    const MAX_WRONG: usize = 10;
+    const MAX_GAPS: usize = 21;
+    assert!(
+        wrong.len() <= MAX_WRONG && gaps <= MAX_GAPS,
+        "{} rows classified unlike the table (at most {MAX_WRONG}), {gaps} gaps (at most {MAX_GAPS}):\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
