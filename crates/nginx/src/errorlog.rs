@@ -319,6 +319,31 @@ pub enum UpstreamErrorClass {
 }
 
 impl UpstreamErrorClass {
+    /// Every class, in declaration order.
+    pub const ALL: [UpstreamErrorClass; 18] = {
+        use UpstreamErrorClass::*;
+        [
+            NoSuchFile,
+            PermissionDenied,
+            ConnectionRefused,
+            ListenQueueFull,
+            ConnectTimeout,
+            ReadTimeout,
+            Reset,
+            TooBigHeader,
+            InvalidResponse,
+            NoLiveUpstreams,
+            Tls,
+            Dns,
+            NoRoute,
+            PrimaryScriptUnknown,
+            TempFile,
+            TempFileNoSpace,
+            AppError,
+            Other,
+        ]
+    };
+
     /// The class's id as the report's `steps[].classes[].class` names it (its serde name).
     pub fn id(self) -> &'static str {
         use UpstreamErrorClass::*;

@@ -337,6 +337,30 @@ fn error_log_to_syslog_is_read_back_from_the_syslog_file() {
 }
 
 #[test]
+fn class_ids_are_distinct_snake_case_names_of_every_class() {
+    let ids: std::collections::HashSet<&str> =
+        UpstreamErrorClass::ALL.iter().map(|c| c.id()).collect();
+    assert_eq!(ids.len(), UpstreamErrorClass::ALL.len());
+    for c in UpstreamErrorClass::ALL {
+        let debug = format!("{c:?}");
+        // The serde name (`rename_all = "snake_case"`): NoSuchFile -> no_such_file.
+        let snake: String = debug
+            .chars()
+            .enumerate()
+            .flat_map(|(i, ch)| {
+                let lower = ch.to_ascii_lowercase();
+                (ch.is_ascii_uppercase() && i > 0)
+                    .then_some('_')
+                    .into_iter()
+                    .chain([lower])
+            })
+            .collect();
+        assert_eq!(c.id(), snake);
+        assert_eq!(known_class(c.id()), Some(c));
+    }
+}
+
+#[test]
 fn resolver_lines_name_their_host() {
     // ngx_http_upstream.c: "%V could not be resolved (%i: %s)" and
     // "no resolver defined to resolve %V", with the request context after a comma.
@@ -382,31 +406,9 @@ fn php_fatal_errors_are_the_applications_and_warnings_no_failure() {
     }
 }
 
-/// The classes of `UpstreamErrorClass`, by id, for the table test.
+/// The class of `UpstreamErrorClass` with this id, for the table test.
 fn known_class(id: &str) -> Option<UpstreamErrorClass> {
-    use UpstreamErrorClass::*;
-    [
-        NoSuchFile,
-        PermissionDenied,
-        ConnectionRefused,
-        ListenQueueFull,
-        ConnectTimeout,
-        ReadTimeout,
-        Reset,
-        TooBigHeader,
-        InvalidResponse,
-        NoLiveUpstreams,
-        Tls,
-        Dns,
-        NoRoute,
-        PrimaryScriptUnknown,
-        TempFile,
-        TempFileNoSpace,
-        AppError,
-        Other,
-    ]
-    .into_iter()
-    .find(|c| c.id() == id)
+    UpstreamErrorClass::ALL.into_iter().find(|c| c.id() == id)
 }
 
 /// testdata/upstream_messages.tsv: every upstream message nginx writes (from its source,
