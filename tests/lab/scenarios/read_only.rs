@@ -60,15 +60,30 @@ fn differences(
     out
 }
 
-#[test]
-fn lab_nginx_t_leaves_no_trace() {
-    let Some(mut lab) = Lab::new("ro-nginx-t") else {
-        return;
-    };
+/// A lab with the python backend on IP:PORT behind nginx, proven to serve 200; None when the
+/// lab cannot run here (skipped, or failed in CI).
+fn healthy_tcp_stack(scenario: &str) -> Option<(Lab, String)> {
+    let mut lab = Lab::new(scenario)?;
     let upstream = tcp_addr(IP, PORT);
     lab.start_http_backend(IP, PORT);
     lab.start_nginx(&lab.proxy_location(&upstream));
     assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
+    Some((lab, upstream))
+}
+
+/// The lab's config with its pid, logs and temp paths relative to nginx's prefix
+/// (/usr/share/nginx on Debian), flat names nginx creates without parent directories.
+fn with_relative_paths(live: &str, root: &str) -> String {
+    live.replace(&format!("pid {root}/nginx.pid;"), "pid why502-lab.pid;")
+        .replace(&format!("{root}/logs/"), "why502-lab-")
+        .replace(&format!("{root}/tmp/"), "why502-lab-tmp-")
+}
+
+#[test]
+fn lab_nginx_t_leaves_no_trace() {
+    let Some((lab, _upstream)) = healthy_tcp_stack("ro-nginx-t") else {
+        return;
+    };
 
     // The edited config: another user, and runtime paths that do not exist yet.
     let root = lab.root().display().to_string();
@@ -89,13 +104,8 @@ fn lab_nginx_t_leaves_no_trace() {
     let conf_arg = conf.display().to_string();
     // And one whose paths are relative to nginx's prefix (/usr/share/nginx on Debian).
     let relative = lab.path("conf/relative.conf");
-    std::fs::write(
-        &relative,
-        live.replace(&format!("pid {root}/nginx.pid;"), "pid why502-lab.pid;")
-            .replace(&format!("{root}/logs/"), "why502-lab-")
-            .replace(&format!("{root}/tmp/"), "why502-lab-tmp-"),
-    )
-    .expect("write the relative config");
+    std::fs::write(&relative, with_relative_paths(&live, &root))
+        .expect("write the relative config");
     let relative_arg = relative.display().to_string();
 
     let watched: Vec<PathBuf> = [
@@ -186,13 +196,9 @@ fn config_check(report: &serde_json::Value) -> serde_json::Value {
 /// audit and must be caught.
 #[test]
 fn lab_strace_agent_and_children_change_nothing() {
-    let Some(mut lab) = Lab::new("ro-strace") else {
+    let Some((mut lab, upstream)) = healthy_tcp_stack("ro-strace") else {
         return;
     };
-    let upstream = tcp_addr(IP, PORT);
-    lab.start_http_backend(IP, PORT);
-    lab.start_nginx(&lab.proxy_location(&upstream));
-    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
     let cwd = lab.root().to_path_buf();
     let mut audits = Vec::new();
     let mut check = |label: &str, audit: crate::harness::SyscallAudit| {
@@ -247,10 +253,7 @@ fn lab_strace_agent_and_children_change_nothing() {
     // Debian), named relative to the working directory. A plain nginx -t would create
     // /usr/share/nginx/logs/… and bind 127.0.0.1:8080, free now.
     lab.stop_nginx();
-    let relative = live
-        .replace(&format!("pid {root}/nginx.pid;"), "pid why502-lab.pid;")
-        .replace(&format!("{root}/logs/"), "why502-lab-")
-        .replace(&format!("{root}/tmp/"), "why502-lab-tmp-");
+    let relative = with_relative_paths(&live, &root);
     assert!(relative.contains("why502-lab-error"), "{relative}");
     std::fs::write(lab.path("conf/relative.conf"), &relative).expect("write");
     let (run, audit) =
@@ -313,13 +316,9 @@ fn lab_strace_agent_and_children_change_nothing() {
 /// ok, and nginx -t passes — no false nginx_config_invalid from a read-only pid file or log.
 #[test]
 fn lab_hardened_unit_diagnoses_a_healthy_stack_as_ok() {
-    let Some(mut lab) = Lab::new("ro-hardened") else {
+    let Some((lab, upstream)) = healthy_tcp_stack("ro-hardened") else {
         return;
     };
-    let upstream = tcp_addr(IP, PORT);
-    lab.start_http_backend(IP, PORT);
-    lab.start_nginx(&lab.proxy_location(&upstream));
-    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/systemd/why502.service");
     let run = lab.run_agent_hardened(&unit, &["--json"]);
     assert_eq!(

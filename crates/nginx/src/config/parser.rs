@@ -723,7 +723,7 @@ impl<'l> Parser<'l> {
                     continue;
                 }
             };
-            if let Some(text) = self.read_include(&loc, &path) {
+            if let Some(text) = self.read_include(&loc, &path, &canonical) {
                 self.open_file(
                     files,
                     tree,
@@ -831,18 +831,17 @@ impl<'l> Parser<'l> {
     }
 
     /// The text of an included file, or `None` after reporting why it could not be read.
-    fn read_include(&mut self, loc: &SourceLoc, path: &Path) -> Option<Vec<u8>> {
+    fn read_include(&mut self, loc: &SourceLoc, path: &Path, canonical: &Path) -> Option<Vec<u8>> {
         if let Some(c) = self.read_cache.get(path) {
             return Some(c.text.clone());
         }
         match read_bounded(path, self.limits.max_file_bytes) {
             Ok(Some(text)) => {
-                let canonical = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
                 self.read_cache.insert(
                     path.to_path_buf(),
                     CachedFile {
                         size: text.len() as u64,
-                        canonical,
+                        canonical: canonical.to_path_buf(),
                         text: text.clone(),
                     },
                 );
