@@ -49,14 +49,30 @@ pub async fn discover(opts: &Options, procs: &ProcessTable) -> Result<NginxSetup
         .as_ref()
         .and_then(|m| m.binary.clone())
         .or_else(discovery::find_binary);
-    let build = match binary.as_deref() {
-        Some(b) => discovery::build_info(b, Duration::from_secs(2)).await,
-        None => None,
+    let build_info = async {
+        match binary.as_deref() {
+            Some(b) => discovery::build_info(b, Duration::from_secs(2)).await,
+            None => None,
+        }
     };
-    let (conf, conf_source) = match (&opts.nginx_conf, &chosen) {
-        (Some(c), _) => (c.clone(), "flag"),
-        (None, Some(Master { conf: Some(c), .. })) => (c.clone(), "master"),
-        _ => match build.as_ref().and_then(|b| b.conf_path.clone()) {
+    // The config named by the flag or the master's -c is parsed while `nginx -V` runs; only
+    // a config found through `nginx -V`'s --conf-path waits for it.
+    let known = match (&opts.nginx_conf, &chosen) {
+        (Some(c), _) => Some((c.clone(), "flag")),
+        (None, Some(Master { conf: Some(c), .. })) => Some((c.clone(), "master")),
+        _ => None,
+    };
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    let (build, parsed_early) = match &known {
+        Some((conf, _)) => {
+            let (build, parsed) = tokio::join!(build_info, parse_within(conf.clone(), deadline));
+            (build, Some(parsed))
+        }
+        None => (build_info.await, None),
+    };
+    let (conf, conf_source) = match known {
+        Some(k) => k,
+        None => match build.as_ref().and_then(|b| b.conf_path.clone()) {
             Some(c) => (c, "nginx -V"),
             None => (PathBuf::from(DEFAULT_CONF), "default"),
         },
@@ -69,16 +85,13 @@ pub async fn discover(opts: &Options, procs: &ProcessTable) -> Result<NginxSetup
             ),
         });
     }
-    // nginx resolves `include` against the directory of the main config.
-    let conf_dir = conf
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("/"));
-    let parsed = parse_config(&conf, &conf_dir, &ParseLimits::default()).map_err(|e| {
-        DiagnoseError::ConfigUnreadable {
-            conf: conf.clone(),
-            reason: e.to_string(),
-        }
+    let parsed = match parsed_early {
+        Some(p) => p,
+        None => parse_within(conf.clone(), deadline).await,
+    }
+    .map_err(|reason| DiagnoseError::ConfigUnreadable {
+        conf: conf.clone(),
+        reason,
     })?;
     let prefix = chosen.as_ref().and_then(|m| m.prefix.clone());
     let nginx_prefix = prefix
@@ -100,6 +113,30 @@ pub async fn discover(opts: &Options, procs: &ProcessTable) -> Result<NginxSetup
         config,
         worker,
     })
+}
+
+/// Parse the config on a blocking thread, within the run's `--timeout`: a config too large
+/// to parse in time is an error the report names, not a run that overstays its budget.
+async fn parse_within(
+    conf: PathBuf,
+    deadline: tokio::time::Instant,
+) -> Result<ParsedConfig, String> {
+    // nginx resolves `include` against the directory of the main config.
+    let conf_dir = conf
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let task = tokio::task::spawn_blocking(move || {
+        parse_config(&conf, &conf_dir, &ParseLimits::default()).map_err(|e| e.to_string())
+    });
+    match tokio::time::timeout_at(deadline, task).await {
+        Ok(Ok(parsed)) => parsed,
+        Ok(Err(e)) => Err(format!("the config parser failed: {e}")),
+        Err(_) => Err(
+            "not parsed within --timeout (a config this large needs a longer --timeout)"
+                .to_string(),
+        ),
+    }
 }
 
 /// Pick the master to diagnose: `--nginx-pid`, else the one running `--nginx-conf`, else the
@@ -156,5 +193,36 @@ fn worker_identity(master: Option<&Master>, config: &NginxConfig) -> WorkerIdent
     WorkerIdentity {
         identity: identity_for(user, group),
         source: format!("{source} ({user})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--timeout` bounds the config parse: a config that cannot be parsed by the deadline
+    /// is an error naming the timeout, not a run that overstays it; in time, it parses.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_parse_is_bounded_by_the_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("nginx.conf");
+        let mut text = String::from("events {}\nhttp {\n");
+        for i in 0..20_000 {
+            text.push_str(&format!(
+                "server {{ listen 80; server_name s{i}.test; location / {{ proxy_pass http://127.0.0.1:{}; }} }}\n",
+                10_000 + i % 1000
+            ));
+        }
+        text.push_str("}\n");
+        std::fs::write(&conf, text).expect("write");
+        let now = tokio::time::Instant::now();
+        let err = parse_within(conf.clone(), now)
+            .await
+            .expect_err("20,000 servers are not parsed in no time");
+        assert!(err.contains("--timeout"), "{err}");
+        let parsed = parse_within(conf, now + Duration::from_secs(60))
+            .await
+            .expect("parsed in time");
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
     }
 }

@@ -151,6 +151,8 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         let budget = opts.timeout.mul_f32(0.5).min(Duration::from_secs(3));
         tokio::spawn(why502_kernel_log::KernelLog::read(since, budget))
     };
+    // What the error-log lines are looked up by; the reader keeps only lines naming one.
+    let log_keys = facts::errorlog::wanted_keys(&targets);
     let error_logs = {
         let files = error_log_files(opts, &setup.config, &compiled_error_log(&setup));
         let log_dirs = host_resources::nginx_paths(
@@ -163,8 +165,9 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
                 .collect::<Vec<_>>(),
         );
         let since = opts.since;
+        let wanted = log_keys.clone();
         (
-            tokio::task::spawn_blocking(move || read_error_logs(files, since)),
+            tokio::task::spawn_blocking(move || read_error_logs(files, since, &wanted)),
             log_dirs,
         )
     };
@@ -276,7 +279,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     sources.narrowed = opts.upstream.is_some() || opts.server_name.is_some();
-    sources.log_keys = facts::errorlog::wanted_keys(&targets);
+    sources.log_keys = log_keys;
     sources.fpm_configs =
         why502_backend::find_php_fpm_configs(&sources.procs, &opts.agent.paths.etc)
             .into_iter()
@@ -587,17 +590,27 @@ const DEFAULT_ERROR_LOG: &str = "/var/log/nginx/error.log";
 fn read_source(
     source: &ErrorLogSource,
     since_epoch: i64,
+    wanted: &facts::errorlog::KeySet,
 ) -> Result<why502_nginx::errorlog::ErrorLogWindow, why502_host::ReadError> {
-    use why502_nginx::errorlog::{read_syslog_window, read_window, WindowLimits};
+    use why502_nginx::errorlog::{read_syslog_window_about, read_window_about, WindowLimits};
+    let about = |l: &why502_nginx::errorlog::LineRef<'_>| facts::errorlog::about_wanted(l, wanted);
     match source {
-        ErrorLogSource::File(path) => read_window(path, since_epoch, WindowLimits::default()),
+        ErrorLogSource::File(path) => {
+            read_window_about(path, since_epoch, WindowLimits::default(), &about)
+        }
         ErrorLogSource::Syslog { file, tag } => {
-            read_syslog_window(file, tag, since_epoch, WindowLimits::default())
+            read_syslog_window_about(file, tag, since_epoch, WindowLimits::default(), &about)
         }
     }
 }
 
-fn read_error_logs(files: Vec<Result<ErrorLogSource, String>>, since: Duration) -> ErrorLogs {
+/// Read every error log's window, keeping the lines about `wanted` (the run's
+/// `facts::errorlog::wanted_keys`) and reload notices.
+fn read_error_logs(
+    files: Vec<Result<ErrorLogSource, String>>,
+    since: Duration,
+    wanted: &facts::errorlog::KeySet,
+) -> ErrorLogs {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -610,7 +623,7 @@ fn read_error_logs(files: Vec<Result<ErrorLogSource, String>>, since: Duration) 
     };
     for f in files {
         match f {
-            Ok(source) => match read_source(&source, since_epoch) {
+            Ok(source) => match read_source(&source, since_epoch, wanted) {
                 // A syslog file holds every program's lines: none of nginx's is no error.
                 Ok(w) if w.bytes_read > 0
                     && w.parsed_lines == 0

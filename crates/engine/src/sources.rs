@@ -49,7 +49,7 @@ pub struct Sources {
     pub referenced: HashSet<String>,
     /// What the error-log index is looked up by: every target's address and block name
     /// (`facts::errorlog::wanted_keys`).
-    pub log_keys: HashSet<String>,
+    pub log_keys: crate::facts::errorlog::KeySet,
     pub config: crate::steps::nginx_config::ConfigSlot,
     pub error_logs: ErrorLogs,
     /// The agent's own config: per-upstream overrides, thresholds, host paths.
@@ -132,7 +132,7 @@ impl Sources {
             worker,
             local_addrs: local_addresses(),
             referenced,
-            log_keys: HashSet::new(),
+            log_keys: Default::default(),
             config: crate::steps::nginx_config::ConfigSlot::ready(config),
             error_logs,
             agent: AgentConfig::default(),

@@ -52,8 +52,14 @@ pub fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), ReadError>
 
 /// Read at most `max` bytes of a regular file (see `open_regular`).
 pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
-    let (file, _) = open_regular(path)?;
-    let mut buf = Vec::new();
+    let (file, meta) = open_regular(path)?;
+    // /proc files report size 0: without room up front, read_to_end starts with a 32-byte
+    // probe and grows, several reads for a 300-byte /proc/N/stat. One page is one read.
+    let room = match meta.len() {
+        0 => 4096,
+        n => n.saturating_add(1),
+    };
+    let mut buf = Vec::with_capacity(usize::try_from(room.min(max)).unwrap_or(4096));
     File::take(file, max)
         .read_to_end(&mut buf)
         .map_err(|source| ReadError::io(path, source))?;

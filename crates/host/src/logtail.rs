@@ -140,11 +140,18 @@ impl<T, F: FnMut(&[u8]) -> LineTake<T>> Scan<T, F> {
             let chunk = &block[..len];
             let mut end = len;
             // Walk the chunk's newlines from the end: each closes the line that follows it.
-            while let Some(nl) = chunk[..end].iter().rposition(|b| *b == b'\n') {
-                let line = join_capped(&chunk[nl + 1..end], &tail, self.limits.max_line);
-                tail.clear();
+            while let Some(nl) = last_newline(&chunk[..end]) {
+                let found = if tail.is_empty() {
+                    // The whole line is in this block: no copy (the common case).
+                    let line = &chunk[nl + 1..end];
+                    self.take_backward(&line[..line.len().min(self.limits.max_line)])
+                } else {
+                    let line = join_capped(&chunk[nl + 1..end], &tail, self.limits.max_line);
+                    tail.clear();
+                    self.take_backward(&line)
+                };
                 end = nl;
-                if self.take_backward(&line) {
+                if found {
                     return Ok(true);
                 }
             }
@@ -238,6 +245,30 @@ pub fn read_line_capped<R: BufRead>(
 
 /// `front ++ back`, keeping only the first `cap` bytes: reading backward, the front is the
 /// line's start, which holds the timestamp and the message.
+/// The last `\n` in `hay`: eight bytes at a time (the zero-byte test of "Bit Twiddling
+/// Hacks"), since std's memrchr is not public for bytes and this loop runs over every byte
+/// of a log's window.
+fn last_newline(hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = LO * b'\n' as u64;
+    let mut chunks = hay.rchunks_exact(8);
+    let mut end = hay.len();
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w) ^ NL;
+        if x.wrapping_sub(LO) & !x & HI != 0 {
+            let at = c.iter().rposition(|b| *b == b'\n');
+            if let Some(i) = at {
+                return Some(end - 8 + i);
+            }
+        }
+        end -= 8;
+    }
+    chunks.remainder().iter().rposition(|b| *b == b'\n')
+}
+
 fn join_capped(front: &[u8], back: &[u8], cap: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity((front.len() + back.len()).min(cap));
     v.extend_from_slice(&front[..front.len().min(cap)]);
@@ -250,6 +281,29 @@ fn join_capped(front: &[u8], back: &[u8], cap: usize) -> Vec<u8> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn last_newline_finds_what_a_byte_scan_finds() {
+        // Every length up to three words, a newline at every place, and none at all; bytes
+        // next to `\n` in value (0x0b, 0x8a) must not be taken for it.
+        for len in 0..24usize {
+            let base: Vec<u8> = (0..len)
+                .map(|i| if i % 2 == 0 { 0x0b } else { 0x8a })
+                .collect();
+            assert_eq!(last_newline(&base), None, "len {len}");
+            for at in 0..len {
+                for second in [None, Some(at / 2)] {
+                    let mut hay = base.clone();
+                    hay[at] = b'\n';
+                    if let Some(s) = second {
+                        hay[s] = b'\n';
+                    }
+                    let want = hay.iter().rposition(|b| *b == b'\n');
+                    assert_eq!(last_newline(&hay), want, "len {len} at {at} {second:?}");
+                }
+            }
+        }
+    }
 
     /// Lines `t=N text`; the window keeps N >= since.
     fn numbered(since: i64) -> impl FnMut(&[u8]) -> LineTake<String> {

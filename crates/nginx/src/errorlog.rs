@@ -80,7 +80,37 @@ pub fn read_window(
     since: i64,
     limits: WindowLimits,
 ) -> Result<ErrorLogWindow, ReadError> {
-    read_window_of(path, since, limits, &|text| Some(text))
+    read_window_of(path, since, limits, &|text| Some(text), &|_| true)
+}
+
+/// What a reader's filter sees of a line, before anything is allocated for it.
+#[derive(Debug, Clone, Copy)]
+pub struct LineRef<'a> {
+    pub message: &'a str,
+}
+
+impl<'a> LineRef<'a> {
+    /// The `upstream: "..."` field (a slice of the message), found when asked: a filter
+    /// that does not need it does not pay for the search.
+    pub fn upstream(&self) -> Option<&'a str> {
+        quoted_field_ref(self.message, UPSTREAM_FIELD)
+    }
+}
+
+/// Which lines a run keeps: `about` says whether an upstream failure concerns what the run
+/// asks about (one of its upstreams). A busy shared log's lines about other sites are then
+/// dropped as they are read, unclassified: memory and the lookups after follow this run's
+/// lines, not the log's traffic.
+pub type LineFilter<'f> = &'f (dyn Fn(&LineRef<'_>) -> bool + Sync);
+
+/// `read_window`, keeping only the upstream failures `about` accepts (and reload notices).
+pub fn read_window_about(
+    path: &Path,
+    since: i64,
+    limits: WindowLimits,
+    about: LineFilter<'_>,
+) -> Result<ErrorLogWindow, ReadError> {
+    read_window_of(path, since, limits, &|text| Some(text), about)
 }
 
 /// `read_window` over a syslog file (`error_log syslog:...` with a syslog daemon writing
@@ -93,15 +123,32 @@ pub fn read_syslog_window(
     since: i64,
     limits: WindowLimits,
 ) -> Result<ErrorLogWindow, ReadError> {
+    read_syslog_window_about(path, tag, since, limits, &|_| true)
+}
+
+/// `read_syslog_window`, keeping only the upstream failures `about` accepts.
+pub fn read_syslog_window_about(
+    path: &Path,
+    tag: &str,
+    since: i64,
+    limits: WindowLimits,
+    about: LineFilter<'_>,
+) -> Result<ErrorLogWindow, ReadError> {
     let plain = format!(" {tag}: ");
     let with_pid = format!(" {tag}[");
-    read_window_of(path, since, limits, &|text| {
-        if let Some((_, rest)) = text.split_once(plain.as_str()) {
-            return Some(rest);
-        }
-        let (_, rest) = text.split_once(with_pid.as_str())?;
-        rest.split_once("]: ").map(|(_, msg)| msg)
-    })
+    read_window_of(
+        path,
+        since,
+        limits,
+        &|text| {
+            if let Some((_, rest)) = text.split_once(plain.as_str()) {
+                return Some(rest);
+            }
+            let (_, rest) = text.split_once(with_pid.as_str())?;
+            rest.split_once("]: ").map(|(_, msg)| msg)
+        },
+        about,
+    )
 }
 
 /// The tag of an `error_log syslog:` spec (`server=unix:/dev/log,tag=web,...`); nginx's
@@ -119,6 +166,7 @@ fn read_window_of(
     since: i64,
     limits: WindowLimits,
     message_of: &dyn Fn(&str) -> Option<&str>,
+    about: LineFilter<'_>,
 ) -> Result<ErrorLogWindow, ReadError> {
     let mut clock = LocalClock::default();
     let mut parsed_lines = 0u64;
@@ -135,7 +183,11 @@ fn read_window_of(
         follow_rotated: true,
     };
     let read = read_tail(path, tail_limits, |raw| {
-        let text = String::from_utf8_lossy(raw);
+        // from_utf8's ASCII fast path first; the lossy walk only for a line that needs it.
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(raw),
+        };
         let Some(line) = message_of(&text).and_then(|t| parse_raw(t, &mut clock)) else {
             return LineTake::Skip;
         };
@@ -148,11 +200,24 @@ fn read_window_of(
             return LineTake::Skip;
         }
         // Keep only what a diagnosis uses, so memory follows the failures, not the traffic.
-        let class = classify_line(line.level, line.message);
-        if limits.keep_all || class.is_some() || is_reload_notice(line.message) {
-            LineTake::Keep(line.to_owned_line(class))
-        } else {
-            LineTake::Skip
+        if limits.keep_all || (line.level == "notice" && is_reload_notice(line.message)) {
+            let class = classify_line(line.level, line.message);
+            return LineTake::Keep(line.to_owned_line(class));
+        }
+        // The cheap tests first: the level, then whether the run asks about the line at all;
+        // only then the classifier's substring searches.
+        if !matches!(line.level, "error" | "crit" | "alert" | "emerg") {
+            return LineTake::Skip;
+        }
+        let view = LineRef {
+            message: line.message,
+        };
+        if !about(&view) {
+            return LineTake::Skip;
+        }
+        match classify(line.message) {
+            Some(class) => LineTake::Keep(line.to_owned_line(Some(class))),
+            None => LineTake::Skip,
         }
     })?;
     Ok(ErrorLogWindow {
@@ -188,7 +253,7 @@ impl RawLine<'_> {
             time: self.time,
             stamp: self.stamp.to_string(),
             level: self.level.to_string(),
-            upstream: quoted_field(self.message, ", upstream: \""),
+            upstream: quoted_field_ref(self.message, UPSTREAM_FIELD).map(str::to_string),
             server: plain_field(self.message, ", server: "),
             message: self.message.to_string(),
             class,
@@ -220,10 +285,12 @@ pub fn is_reload_notice(message: &str) -> bool {
     message.contains("(SIGHUP) received") || message == "reconfiguring"
 }
 
-fn quoted_field(msg: &str, key: &str) -> Option<String> {
+const UPSTREAM_FIELD: &str = ", upstream: \"";
+
+fn quoted_field_ref<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
     let start = msg.find(key)? + key.len();
     let end = msg[start..].find('"')? + start;
-    Some(msg[start..end].to_string())
+    Some(&msg[start..end])
 }
 
 fn plain_field(msg: &str, key: &str) -> Option<String> {

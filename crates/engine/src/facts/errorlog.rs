@@ -3,11 +3,114 @@
 //! `Sources::error_logs`); each upstream only matches against them.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use why502_model::Evidence;
-use why502_nginx::errorlog::{ErrorLogLine, ErrorLogWindow, UpstreamErrorClass};
+use why502_nginx::errorlog::{ErrorLogLine, ErrorLogWindow, LineRef, UpstreamErrorClass};
 
 use crate::targets::{TargetAddr, UpstreamTarget};
+
+/// The run's lookup keys (`wanted_keys`). Every word of every line in the window that could
+/// be an address is looked up here, a dozen per line of a busy log, so the lookup is made
+/// cheap: first the key's length against the lengths the set holds (most words of a line
+/// fail there), then a hash with FxHash's multiply-rotate (hand-written, a few lines, instead
+/// of a dependency) rather than SipHash, whose flood resistance buys nothing for keys the
+/// run itself chose.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: HashSet<String, BuildHasherDefault<KeyHasher>>,
+    /// Bit n: a key of n bytes is in the set (n < 256; longer keys set bit 255).
+    lengths: [u64; 4],
+    /// The set holds a `dns:NAME` key (a resolver line can match) / a `://NAME` key (an
+    /// upstream field can name a block): otherwise a line is not searched for those.
+    has_dns: bool,
+    has_blocks: bool,
+    /// The address and block keys while there are few of them (a `--server-name` run): a line
+    /// can only match a key it holds as a substring, and a few substring searches reject a
+    /// line faster than cutting it into words.
+    few: Option<Vec<String>>,
+    many: bool,
+}
+
+/// Up to this many address keys, lines are screened by substring first.
+const FEW_KEYS: usize = 4;
+
+impl KeySet {
+    fn length_bit(len: usize) -> (usize, u64) {
+        let n = len.min(255);
+        (n / 64, 1 << (n % 64))
+    }
+    pub fn insert(&mut self, key: String) {
+        let (word, bit) = Self::length_bit(key.len());
+        self.lengths[word] |= bit;
+        self.has_dns |= key.starts_with("dns:");
+        self.has_blocks |= key.starts_with("://");
+        if !key.starts_with("dns:") {
+            let few = self.few.get_or_insert_with(Vec::new);
+            if few.len() < FEW_KEYS {
+                few.push(key.clone());
+            } else {
+                // Too many to screen by: `few` stays off for good (see `screened`).
+                self.many = true;
+            }
+        }
+        self.keys.insert(key);
+    }
+    pub fn contains(&self, key: &str) -> bool {
+        let (word, bit) = Self::length_bit(key.len());
+        self.lengths[word] & bit != 0 && self.keys.contains(key)
+    }
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+    /// `false` when no address or block key of the set occurs in `text` (so none can
+    /// match); `true` when one does, or when there are too many keys to screen by.
+    fn screened(&self, text: &str) -> bool {
+        match &self.few {
+            Some(few) if !self.many => few.iter().any(|k| text.contains(k.as_str())),
+            Some(_) => true,
+            None => false,
+        }
+    }
+}
+
+impl FromIterator<String> for KeySet {
+    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
+        let mut set = KeySet::default();
+        for k in iter {
+            set.insert(k);
+        }
+        set
+    }
+}
+
+/// FxHash (rustc's): fast on the short strings addresses are.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn write_u8(&mut self, b: u8) {
+        self.write(&[b]);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// The error logs of the run, read once: each a window or the reason it could not be read.
 #[derive(Debug, Default)]
@@ -31,7 +134,7 @@ impl ErrorLogs {
     /// The index of the lines that name one of `wanted` (the run's upstream addresses, and
     /// `://NAME` for its upstream blocks), built by the first caller: every caller of a run
     /// passes the same set.
-    fn index(&self, wanted: &HashSet<String>) -> &LineIndex {
+    fn index(&self, wanted: &KeySet) -> &LineIndex {
         self.index.get_or_init(|| {
             let mut index = LineIndex::new();
             let mut keys = Vec::new();
@@ -41,8 +144,8 @@ impl ErrorLogs {
                         continue;
                     }
                     keys.clear();
-                    match_keys(l, &mut keys);
-                    keys.retain(|k| wanted.contains(*k));
+                    match_keys(l.upstream.as_deref(), &l.message, &mut keys);
+                    keys.retain(|k| wanted.contains(k));
                     keys.sort_unstable();
                     keys.dedup();
                     for k in &keys {
@@ -68,44 +171,72 @@ impl ErrorLogs {
 /// holds one); within a word, a `host:port` holds no `/`, so it is a `/`-separated piece up
 /// to one of its `:` or its end; a `unix:` path runs from `unix:` to one of its `/` or `:` or
 /// the word's end. Only pieces holding a `:` can be needles.
-fn match_keys<'a>(l: &'a ErrorLogLine, keys: &mut Vec<&'a str>) {
-    for hay in l
-        .upstream
-        .iter()
-        .map(String::as_str)
-        .chain([l.message.as_str()])
-    {
+fn match_keys<'a>(upstream: Option<&'a str>, message: &'a str, keys: &mut Vec<&'a str>) {
+    // The field as the reader sees it is a slice of the message, quoted there: the message's
+    // words are its words, so it is not scanned twice.
+    let field = upstream.filter(|f| !slice_within(f, message));
+    for hay in field.into_iter().chain([message]) {
         // Only words holding a `:` can be addresses: find the colons (a few per line), then
         // the word around each, instead of cutting the whole message into words.
         let bytes = hay.as_bytes();
         let cut = |b: &u8| matches!(b, b' ' | b'"' | b',');
         let mut from = 0;
-        while let Some(off) = bytes[from..].iter().position(|&b| b == b':') {
+        // `find(char)` is a memchr, not a byte loop: this runs on every line of a busy log.
+        while let Some(off) = hay[from..].find(':') {
             let colon = from + off;
             let start = bytes[..colon].iter().rposition(cut).map_or(0, |p| p + 1);
             let end = bytes[colon..]
                 .iter()
                 .position(cut)
                 .map_or(bytes.len(), |p| colon + p);
+            from = end;
+            // A word whose one colon ends it (`client:`, `(2:`) gives only pieces ending in
+            // `:`, and no address does (nginx reads a pass's `unix:/path:` up to that colon).
+            if end == colon + 1 {
+                continue;
+            }
             // A word right after `,` cannot start a needle (the rule wants `/`, ` ` or `"`).
             let after_comma = start > 0 && bytes[start - 1] == b',';
             word_keys(&hay[start..end], !after_comma, keys);
-            from = end;
         }
     }
-    if let Some(rest) = l
-        .upstream
-        .as_deref()
-        .and_then(|f| f.split_once("://"))
-        .map(|(_, r)| r)
-    {
+    if let Some((field, rest)) = upstream.and_then(|f| f.split_once("://").map(|(_, r)| (f, r))) {
         // `names_block`: the name is followed by the end, `/` or `:`.
         let name_end = rest.find(['/', ':']).unwrap_or(rest.len());
-        let field = l.upstream.as_deref().unwrap_or_default();
         let start = field.len() - rest.len();
         // Kept as a slice of the field, prefixed in the lookup by `block_key`.
         keys.push(&field[start - 3..start + name_end]);
     }
+}
+
+/// Is `inner` a slice of `outer`'s memory (not merely equal text)?
+fn slice_within(inner: &str, outer: &str) -> bool {
+    let o = outer.as_bytes().as_ptr_range();
+    let i = inner.as_bytes().as_ptr_range();
+    o.start <= i.start && i.end <= o.end
+}
+
+/// Does a line name one of `wanted` (the run's `wanted_keys`)? The error-log reader keeps
+/// only such lines, by the same rule the index is built by.
+pub fn about_wanted(line: &LineRef<'_>, wanted: &KeySet) -> bool {
+    if wanted.screened(line.message) && names_a_key(line, wanted) {
+        return true;
+    }
+    wanted.has_dns
+        && why502_nginx::errorlog::resolved_name(line.message)
+            .is_some_and(|n| wanted.contains(&dns_key(n)))
+}
+
+fn names_a_key(line: &LineRef<'_>, wanted: &KeySet) -> bool {
+    let mut keys = Vec::new();
+    // The field matters here only for a block name; its words are the message's.
+    let field = if wanted.has_blocks {
+        line.upstream()
+    } else {
+        None
+    };
+    match_keys(field, line.message, &mut keys);
+    keys.iter().any(|k| wanted.contains(k))
 }
 
 /// The lookup key of an upstream block named `name`: what `match_keys` gives for
@@ -173,7 +304,7 @@ impl ClassSeen {
 }
 
 /// The keys `seen` looks targets up by: their addresses and their upstream blocks' names.
-pub fn wanted_keys(targets: &[UpstreamTarget]) -> HashSet<String> {
+pub fn wanted_keys(targets: &[UpstreamTarget]) -> KeySet {
     targets
         .iter()
         .flat_map(|t| {
@@ -186,7 +317,7 @@ pub fn wanted_keys(targets: &[UpstreamTarget]) -> HashSet<String> {
 
 /// Every class nginx logged about this upstream in the window, the newest last. `wanted` is
 /// the run's `wanted_keys` (the same set for every target of a run).
-pub fn seen(target: &UpstreamTarget, logs: &ErrorLogs, wanted: &HashSet<String>) -> Vec<ClassSeen> {
+pub fn seen(target: &UpstreamTarget, logs: &ErrorLogs, wanted: &KeySet) -> Vec<ClassSeen> {
     let keys: Vec<String> = needles(target)
         .into_iter()
         .chain(target.name.as_deref().map(block_key))
@@ -434,6 +565,92 @@ mod tests {
             1,
             "the block `app`, not `app2`"
         );
+    }
+
+    /// The reader's filter (`about_wanted`, on the raw line) keeps exactly the lines the
+    /// whole-address rule matches for the run's targets: screened by substring for a run of
+    /// one target, cut into words for a run of many; resolver lines by host name.
+    #[test]
+    fn the_reader_keeps_what_a_scan_of_every_line_finds() {
+        let lines = [
+            ("fastcgi://unix:/run/php/a.sock:", "connect() to unix:/run/php/a.sock failed (2: No such file or directory) while connecting to upstream"),
+            ("fastcgi://unix:/run/php/a.sock.old:", "connect() to unix:/run/php/a.sock.old failed (111: Connection refused) while connecting to upstream"),
+            ("http://127.0.0.1:8000/", "connect() failed (111: Connection refused) while connecting to upstream"),
+            ("http://127.0.0.1:80/api", "upstream timed out (110: Connection timed out) while reading response header from upstream"),
+            ("http://10.0.0.5:8080/", "connect() to 10.0.0.5:8080 failed (113: No route to host) while connecting to upstream"),
+            ("http://app/", "no live upstreams while connecting to upstream"),
+            ("http://app2:81/", "upstream sent too big header while reading response header from upstream"),
+        ];
+        let mut clock = why502_nginx::errorlog::LocalClock::default();
+        let mut parsed: Vec<ErrorLogLine> = lines
+            .iter()
+            .map(|(up, msg)| {
+                let text = format!("2026/11/21 03:12:09 [error] 7#7: *1 {msg}, client: 10.0.0.9, server: x.test, request: \"GET / HTTP/1.1\", upstream: \"{up}\", host: \"x.test\"");
+                why502_nginx::errorlog::parse_line(&text, &mut clock).expect("nginx's form")
+            })
+            .collect();
+        let resolver = "2026/11/21 03:12:09 [error] 7#7: *2 App3.internal could not be resolved (3: Host not found), client: 10.0.0.9, server: x.test, request: \"GET / HTTP/1.1\", host: \"x.test\"";
+        parsed
+            .push(why502_nginx::errorlog::parse_line(resolver, &mut clock).expect("nginx's form"));
+        let unix = |p: &str| target(TargetAddr::Unix(p.into()));
+        let tcp = |h: &str, port: u16| {
+            target(TargetAddr::Tcp {
+                host: h.into(),
+                port,
+            })
+        };
+        let mut named = tcp("127.0.0.1", 8001);
+        named.name = Some("app".into());
+        let targets = [
+            unix("/run/php/a.sock"),
+            unix("/run/php/a.so"),
+            unix("/run/php/a.sock.old"),
+            tcp("127.0.0.1", 8000),
+            tcp("127.0.0.1", 800),
+            tcp("127.0.0.1", 80),
+            tcp("10.0.0.5", 8080),
+            tcp("app2", 81),
+            tcp("app3.internal", 80),
+            named,
+        ];
+        let oracle = |ts: &[UpstreamTarget], l: &ErrorLogLine| {
+            ts.iter().any(|t| {
+                needles(t).iter().any(|n| mentions(l, n))
+                    || names_block(l, t)
+                    || why502_nginx::errorlog::resolved_name(&l.message)
+                        .is_some_and(|n| needles(t).contains(&dns_key(n)))
+            })
+        };
+        let kept = |ts: &[UpstreamTarget]| -> Vec<bool> {
+            let wanted = wanted_keys(ts);
+            parsed
+                .iter()
+                .map(|l| {
+                    about_wanted(
+                        &LineRef {
+                            message: &l.message,
+                        },
+                        &wanted,
+                    )
+                })
+                .collect()
+        };
+        // One target at a time (a few keys: screened by substring first).
+        for t in &targets {
+            let one = std::slice::from_ref(t);
+            assert!(wanted_keys(one).len() <= FEW_KEYS, "{}", t.address);
+            let want: Vec<bool> = parsed.iter().map(|l| oracle(one, l)).collect();
+            assert_eq!(kept(one), want, "{}", t.address);
+        }
+        // All of them (too many keys to screen by).
+        let want: Vec<bool> = parsed.iter().map(|l| oracle(&targets, l)).collect();
+        assert!(wanted_keys(&targets).len() > FEW_KEYS);
+        assert_eq!(kept(&targets), want);
+        // The run that asks about nothing here keeps nothing.
+        let elsewhere = [unix("/run/php/elsewhere.sock")];
+        assert_eq!(kept(&elsewhere), vec![false; parsed.len()]);
+        // And each line is kept by someone: the fixture tests the rule, not an empty set.
+        assert!(want.iter().all(|k| *k), "{want:?}");
     }
 
     #[test]

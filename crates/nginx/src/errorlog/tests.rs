@@ -467,3 +467,53 @@ fn the_table_of_nginx_upstream_messages() {
         wrong.join("\n")
     );
 }
+
+/// A run keeps only the upstream failures its filter asks about, reload notices, and no
+/// warn/info line, whatever the filter says; the filter sees the upstream field as a slice of
+/// the message.
+#[test]
+fn a_filtered_window_keeps_only_what_the_run_asks_about() {
+    let mine = r#"connect() to unix:/run/php/mine.sock failed (2: No such file or directory) while connecting to upstream, client: 10.0.0.1, server: a.test, request: "GET / HTTP/1.1", upstream: "fastcgi://unix:/run/php/mine.sock:", host: "a.test""#;
+    let theirs = r#"connect() to unix:/run/php/theirs.sock failed (2: No such file or directory) while connecting to upstream, client: 10.0.0.1, server: b.test, request: "GET / HTTP/1.1", upstream: "fastcgi://unix:/run/php/theirs.sock:", host: "b.test""#;
+    let lines = vec![
+        line_at("2026/11/21 03:00:00", mine),
+        line_at("2026/11/21 03:00:01", theirs),
+        "2026/11/21 03:00:02 [notice] 1#1: signal 1 (SIGHUP) received from 99, reconfiguring"
+            .to_string(),
+        format!("2026/11/21 03:00:03 [warn] 1#1: *2 {mine}"),
+        line_at("2026/11/21 03:00:04", theirs),
+        line_at("2026/11/21 03:00:05", mine),
+    ];
+    let f = write_log(&lines);
+    let asked = std::sync::Mutex::new(Vec::new());
+    let about = |l: &LineRef<'_>| {
+        let field = l.upstream();
+        if let (Some(field), Ok(mut asked)) = (field, asked.lock()) {
+            asked.push(field.to_string());
+        }
+        l.message.contains("/run/php/mine.sock")
+    };
+    let w = read_window_about(f.path(), 0, WindowLimits::default(), &about).expect("read");
+    let kept: Vec<(&str, Option<UpstreamErrorClass>)> = w
+        .lines
+        .iter()
+        .map(|l| (l.stamp.as_str(), l.class))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("2026/11/21 03:00:00", Some(UpstreamErrorClass::NoSuchFile)),
+            ("2026/11/21 03:00:02", None),
+            ("2026/11/21 03:00:05", Some(UpstreamErrorClass::NoSuchFile)),
+        ]
+    );
+    // The filter was asked about the four error lines only (not the notice or the warn).
+    let asked = asked.into_inner().expect("lock");
+    assert_eq!(asked.len(), 4, "{asked:?}");
+    assert!(asked
+        .iter()
+        .all(|f| f.starts_with("fastcgi://unix:/run/php/")));
+    // The unfiltered reader keeps every upstream failure.
+    let all = read_window(f.path(), 0, WindowLimits::default()).expect("read");
+    assert_eq!(all.lines.len(), 5);
+}
