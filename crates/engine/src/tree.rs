@@ -57,6 +57,8 @@ pub const TREE: &[TreeStep] = &[
             CauseId::DiskFull,
             // PHP's fatal errors in FastCGI stderr: the application's.
             CauseId::AppError,
+            // connect() failed (1: Operation not permitted): a rule on nginx's output path.
+            CauseId::FirewallBlocked,
             CauseId::Unknown,
         ],
         explains: &[],

@@ -382,12 +382,25 @@ pub enum UpstreamErrorClass {
     /// The application failed: `FastCGI sent in stderr: "PHP message: PHP Fatal error: …"`
     /// (uncaught errors, memory limit, max execution time, parse errors).
     AppError,
+    /// The backend does not speak the protocol nginx talks to it (FastCGI, HTTP/2), or broke
+    /// its framing: `unsupported FastCGI protocol version: 72` is an HTTP server answering
+    /// `fastcgi_pass`.
+    ProtocolError,
+    /// connect() failed (1: Operation not permitted): a local packet filter (an OUTPUT rule)
+    /// or a security policy refused nginx's own connect.
+    ConnectNotPermitted,
+    /// connect() failed (99: Cannot assign requested address): nginx ran out of local ports
+    /// to connect from (many short connections in TIME_WAIT, no keepalive to the upstream).
+    LocalPortsExhausted,
+    /// nginx could not form the upstream from a variable (`no port in upstream`, `invalid
+    /// URL prefix`): its config, a 500, not the backend.
+    ConfigError,
     Other,
 }
 
 impl UpstreamErrorClass {
     /// Every class, in declaration order.
-    pub const ALL: [UpstreamErrorClass; 18] = {
+    pub const ALL: [UpstreamErrorClass; 22] = {
         use UpstreamErrorClass::*;
         [
             NoSuchFile,
@@ -407,6 +420,10 @@ impl UpstreamErrorClass {
             TempFile,
             TempFileNoSpace,
             AppError,
+            ProtocolError,
+            ConnectNotPermitted,
+            LocalPortsExhausted,
+            ConfigError,
             Other,
         ]
     };
@@ -432,6 +449,10 @@ impl UpstreamErrorClass {
             TempFile => "temp_file",
             TempFileNoSpace => "temp_file_no_space",
             AppError => "app_error",
+            ProtocolError => "protocol_error",
+            ConnectNotPermitted => "connect_not_permitted",
+            LocalPortsExhausted => "local_ports_exhausted",
+            ConfigError => "config_error",
             Other => "other",
         }
     }
@@ -448,20 +469,24 @@ impl UpstreamErrorClass {
                 "listen queue full (11: Resource temporarily unavailable): all workers busy"
             }
             ConnectTimeout => "connect timed out (110): packets dropped on the way (firewall?)",
-            ReadTimeout => "upstream timed out reading the response",
+            ReadTimeout => "upstream timed out (after connecting: sending, handshaking or reading)",
             Reset => "connection reset or closed before a complete response",
             TooBigHeader => "response header bigger than nginx's buffer",
             InvalidResponse => "malformed response",
             NoLiveUpstreams => "no live upstreams: every server marked failed",
             Tls => "TLS handshake or certificate failure",
             Dns => "host name does not resolve",
-            NoRoute => "no route to host (113)",
+            NoRoute => "no route to the backend (113: No route to host, or 101: Network is unreachable)",
             PrimaryScriptUnknown => {
                 "FastCGI \"Primary script unknown\": a 404 for a missing script, not a 502"
             }
             TempFile => "nginx could not write its own temp file",
             TempFileNoSpace => "nginx's temp file hit a full filesystem (28)",
             AppError => "the application's fatal error (PHP, in FastCGI stderr)",
+            ProtocolError => "the backend does not speak the protocol nginx expects (FastCGI, HTTP/2 framing)",
+            ConnectNotPermitted => "connect not permitted (1: Operation not permitted): a local packet filter or policy",
+            LocalPortsExhausted => "no local port left to connect from (99: Cannot assign requested address)",
+            ConfigError => "nginx could not form the upstream address from its config (a 500)",
             Other => "other upstream error",
         }
     }
@@ -482,6 +507,9 @@ pub fn classify_line(level: &str, message: &str) -> Option<UpstreamErrorClass> {
 /// handshake, a missing static file) have neither.
 fn about_upstream(m: &str) -> bool {
     m.contains("upstream")
+        || m.contains("while resolving")
+        || m.contains(" is not enough for cache key")
+        || m.starts_with("invalid URL prefix in ")
         || m.contains("while reading response header")
         || m.contains("connect() to ")
         || m.contains("connect() failed")
@@ -564,8 +592,16 @@ pub fn classify(message: &str) -> Option<UpstreamErrorClass> {
     }
     // What PHP wrote to stderr is the application's: a fatal error is its failure; warnings,
     // notices and deprecations are not failures at all.
-    if m.starts_with("FastCGI sent in stderr") && !m.contains("Primary script unknown") {
+    if m.starts_with("FastCGI sent in stderr")
+        && !m.contains("Primary script unknown")
+        && !m.contains("Unable to open primary script")
+    {
         return PHP_FATAL.iter().any(|f| m.contains(f)).then_some(AppError);
+    }
+    // After a 101 the connection is a tunnel (WebSocket): its close or idle timeout ends
+    // that tunnel, and no 502 is sent. Removing a temp file after the response is clean-up.
+    if m.contains("while proxying upgraded connection") || m.starts_with("unlink() \"") {
+        return None;
     }
     let class = if let Some(errno) = temp_file_errno(m) {
         if errno == 28 {
@@ -573,16 +609,29 @@ pub fn classify(message: &str) -> Option<UpstreamErrorClass> {
         } else {
             TempFile
         }
-    } else if m.contains("Primary script unknown") {
+    } else if temp_file_path(m).is_some() && m.contains(" has written only ") {
+        // A short write to nginx's own file (ngx_write_chain_to_file): its filesystem is full.
+        TempFileNoSpace
+    } else if m.contains("while resolving") {
+        // The resolver's own socket (`resolver: 127.0.0.1:53`), whatever the errno says.
+        Dns
+    } else if m.contains("Primary script unknown") || m.contains("Unable to open primary script") {
         PrimaryScriptUnknown
     } else if m.contains("no live upstreams") {
         NoLiveUpstreams
     } else if m.contains("too big header")
         || m.contains("too big trailers")
         || m.contains("too large http2 header")
+        // The cache key must fit in proxy_buffer_size, like the header: the same fix.
+        || m.contains(" is not enough for cache key")
     {
         TooBigHeader
+    } else if is_protocol_error(m) {
+        ProtocolError
+    } else if m.starts_with("no port in upstream ") || m.starts_with("invalid URL prefix in ") {
+        ConfigError
     } else if m.contains("SSL_do_handshake()")
+        || m.contains("while SSL handshaking to upstream")
         || m.contains("SSL certificate verify")
         || m.contains("upstream SSL")
         || m.starts_with("SSL_read() failed (SSL:")
@@ -598,12 +647,21 @@ pub fn classify(message: &str) -> Option<UpstreamErrorClass> {
         NoSuchFile
     } else if m.contains("(13: Permission denied)") {
         PermissionDenied
-    } else if m.contains("(111: Connection refused)") {
+    } else if m.contains(": Connection refused)") {
+        // 111 on Linux; 61 on the BSDs (`kevent() reported that connect() failed`).
         ConnectionRefused
+    } else if m.contains("(1: Operation not permitted) while connecting") {
+        ConnectNotPermitted
+    } else if m.contains("(99: Cannot assign requested address) while connecting") {
+        LocalPortsExhausted
     } else if m.contains("(11: Resource temporarily unavailable)") {
         ListenQueueFull
     } else if m.contains("(110: Connection timed out) while connecting") {
         ConnectTimeout
+    } else if is_io_failure(m) && m.contains("(110: Connection timed out)") {
+        // recv()/send() failing with ETIMEDOUT: TCP gave up on a connection whose peer
+        // vanished (retransmissions unanswered), not nginx's read timeout.
+        Reset
     } else if m.contains("timed out") && m.contains("upstream") {
         ReadTimeout
     } else if m.contains("(104: Connection reset by peer)")
@@ -629,10 +687,101 @@ pub fn classify(message: &str) -> Option<UpstreamErrorClass> {
         InvalidResponse
     } else if m.contains("(113: No route to host)") || m.contains("(101: Network is unreachable)") {
         NoRoute
-    } else if m.contains("upstream") {
+    } else if m.contains("upstream") || m.contains(" is not enough for cache key") {
         Other
     } else {
         return None;
     };
     Some(class)
+}
+
+/// A system call on the connection failed (as opposed to nginx's own timer firing).
+fn is_io_failure(m: &str) -> bool {
+    [
+        "recv() failed (",
+        "send() failed (",
+        "writev() failed (",
+        "readv() failed (",
+    ]
+    .iter()
+    .any(|op| m.starts_with(op))
+}
+
+/// What nginx writes when the bytes back are not the protocol it speaks to this upstream:
+/// FastCGI records (ngx_http_fastcgi_module.c) and HTTP/2 frames (grpc, proxy_v2).
+fn is_protocol_error(m: &str) -> bool {
+    const SIGNS: &[&str] = &[
+        "upstream sent unexpected FastCGI record",
+        "upstream sent unsupported FastCGI protocol version",
+        "upstream sent invalid FastCGI record type",
+        "upstream sent unexpected FastCGI request id",
+        "upstream sent too large http2 frame",
+        "upstream sent unexpected http2 frame",
+        "upstream sent frame for unknown stream",
+        "upstream sent unexpected push promise frame",
+        "upstream sent invalid http2 table index",
+        "frame with invalid length",
+        "upstream violated stream flow control",
+        "upstream sent too many ping frames",
+    ];
+    SIGNS
+        .iter()
+        .any(|s| m.starts_with(s) || (s.starts_with("frame") && m.contains(s)))
+}
+
+/// The phase of the request a message names (`while connecting to upstream`, …), in the
+/// table's words: `connecting`, `sending request`, `SSL handshaking`, `reading response
+/// header`, `reading upstream`, `resolving`, or `other`.
+pub fn phase(message: &str) -> &'static str {
+    const PHASES: &[(&str, &str)] = &[
+        ("while connecting to upstream", "connecting"),
+        ("while sending request to upstream", "sending request"),
+        ("while sending to upstream", "sending request"),
+        ("while SSL handshaking to upstream", "SSL handshaking"),
+        (
+            "while reading response header from upstream",
+            "reading response header",
+        ),
+        ("while reading upstream", "reading upstream"),
+        ("while resolving", "resolving"),
+        (" could not be resolved (", "resolving"),
+        ("no resolver defined to resolve ", "resolving"),
+    ];
+    PHASES
+        .iter()
+        .find(|(text, _)| message.contains(text))
+        .map(|(_, p)| *p)
+        .unwrap_or("other")
+}
+
+/// The errno a message quotes, as nginx writes it: `(111: Connection refused)`.
+pub fn errno(message: &str) -> Option<(u32, &str)> {
+    let mut rest = message;
+    while let Some(open) = rest.find('(') {
+        let after = &rest[open + 1..];
+        if let Some((num, tail)) = after.split_once(": ") {
+            if let (Ok(n), Some((text, _))) = (num.parse::<u32>(), tail.split_once(')')) {
+                return Some((n, text));
+            }
+        }
+        rest = after;
+    }
+    None
+}
+
+/// The class's description with what this line says: the phase it failed in and the errno
+/// it quotes (`upstream timed out while SSL handshaking (110: Connection timed out)`).
+pub fn describe_line(class: UpstreamErrorClass, message: &str) -> String {
+    let mut text = class.describe().to_string();
+    let phase = phase(message);
+    if phase != "other" {
+        text.push_str(&format!(", while {phase}"));
+    }
+    if let Some((n, what)) = errno(message) {
+        let quoted = format!("({n}: {what})");
+        if !text.contains(&quoted) {
+            text.push_str(&format!(" {quoted}"));
+        }
+    }
+    text
 }

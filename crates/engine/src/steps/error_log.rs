@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use why502_model::{CauseId, Outcome, Status, StepId, Verdict};
-use why502_nginx::errorlog::UpstreamErrorClass;
+use why502_nginx::errorlog::{describe_line, UpstreamErrorClass};
 
 use super::{JudgeCx, StepFinding};
 use crate::facts::{ClassSeen, TargetFacts};
@@ -63,7 +63,7 @@ pub fn judge(_target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
     let parts: Vec<String> = classes
         .iter()
         .rev()
-        .map(|c| format!("{} ({})", c.class.describe(), c.when()))
+        .map(|c| format!("{} ({})", describe_line(c.class, &c.last.message), c.when()))
         .collect();
     let mut f = StepFinding::new(
         Outcome::Warn,
@@ -141,7 +141,7 @@ pub fn unexplained(
     };
     let summary = format!(
         "nginx logged {} for this upstream ({}; {tense}) and no probe explains it away: {meaning}",
-        c.class.describe(),
+        describe_line(c.class, &c.last.message),
         c.when()
     );
     Some((
@@ -183,7 +183,7 @@ fn recovered(facts: &TargetFacts, now: SystemTime) -> Option<(Status, Verdict)> 
             cause,
             summary: format!(
                 "nginx logged {} for this upstream {} ({} ago), none since; the backend answers now: it recovered, or it flaps",
-                c.class.describe(),
+                describe_line(c.class, &c.last.message),
                 c.when(),
                 humantime::format_duration(age(c))
             ),
@@ -214,6 +214,72 @@ fn cleared(c: &ClassSeen, target: &UpstreamTarget, socket_ctime: Option<i64>) ->
     }
 }
 
+/// The protocol a pass speaks to its backend, for the words of a protocol error.
+fn protocol_of(t: &UpstreamTarget) -> &'static str {
+    match t.references.first().map(|r| r.directive.as_str()) {
+        Some("fastcgi_pass") => "FastCGI",
+        Some("grpc_pass") => "gRPC (HTTP/2)",
+        Some("uwsgi_pass") => "uwsgi",
+        Some("scgi_pass") => "SCGI",
+        _ => "the protocol nginx speaks to it",
+    }
+}
+
+/// Every cause a logged class may end in: what the error_log step names for it (`meaning`,
+/// `recovered`) and what the steps after it conclude from the same failure (a refusal is a
+/// stopped backend or a stale socket; a denial a socket mode or a security module). One
+/// declaration; the table of nginx's own messages (nginx/testdata/upstream_messages.tsv) is
+/// checked against it, and `meaning` may not leave it.
+pub fn causes_of(class: UpstreamErrorClass) -> &'static [CauseId] {
+    use CauseId as C;
+    use UpstreamErrorClass::*;
+    match class {
+        NoSuchFile => &[
+            C::BackendDown,
+            C::SocketMissing,
+            C::AddressMismatch,
+            C::Unknown,
+        ],
+        PermissionDenied => &[
+            C::SocketPermission,
+            C::SelinuxDenied,
+            C::ApparmorDenied,
+            C::Unknown,
+        ],
+        ConnectionRefused => &[
+            C::BackendDown,
+            C::SocketStale,
+            C::FirewallBlocked,
+            C::Unknown,
+        ],
+        ListenQueueFull => &[C::PoolExhausted],
+        ConnectTimeout => &[C::FirewallBlocked, C::Unknown],
+        ReadTimeout => &[C::UpstreamTimeout],
+        // A close mid-response: the backend's doing, its worker's death (a fatal error, an
+        // OOM kill), a pool that closes what it cannot serve, or a backend going away.
+        Reset => &[
+            C::UpstreamReset,
+            C::AppError,
+            C::OomKilled,
+            C::PoolExhausted,
+            C::BackendDown,
+        ],
+        TooBigHeader => &[C::UpstreamHeaderTooBig],
+        InvalidResponse | ProtocolError => &[C::UpstreamInvalidResponse],
+        NoLiveUpstreams => &[C::BackendDown],
+        Tls => &[C::UpstreamTls],
+        Dns => &[C::UpstreamDns],
+        NoRoute => &[C::FirewallBlocked, C::Unknown],
+        // A 404 (or 403) php-fpm answers itself: no 502 to explain.
+        PrimaryScriptUnknown => &[C::None],
+        TempFile => &[C::NginxTempPath],
+        TempFileNoSpace => &[C::DiskFull, C::InodesExhausted],
+        AppError => &[C::AppError],
+        ConnectNotPermitted => &[C::FirewallBlocked],
+        LocalPortsExhausted | ConfigError | Other => &[C::Unknown],
+    }
+}
+
 /// The cause a class stands for, what it means here (with nginx's limit where one applies),
 /// and the fix.
 fn meaning(c: &ClassSeen, t: &UpstreamTarget) -> (CauseId, String, String) {
@@ -221,10 +287,42 @@ fn meaning(c: &ClassSeen, t: &UpstreamTarget) -> (CauseId, String, String) {
     let s = &t.settings;
     let secs = |d: Duration| humantime::format_duration(d).to_string();
     match c.class {
-        ListenQueueFull | NoLiveUpstreams => (
+        ListenQueueFull => (
             CauseId::PoolExhausted,
             "the backend's workers were all busy and its listen queue full".to_string(),
             CauseId::PoolExhausted.fix().to_string(),
+        ),
+        NoLiveUpstreams => (
+            CauseId::BackendDown,
+            "nginx had marked every server of the upstream block failed (max_fails within fail_timeout) after the errors logged before it: those say why".to_string(),
+            "Read the errors logged just before `no live upstreams` for this block's servers; each server comes back after fail_timeout once it answers.".to_string(),
+        ),
+        ProtocolError => (
+            CauseId::UpstreamInvalidResponse,
+            format!(
+                "the backend does not speak {} (e.g. `fastcgi_pass` to an HTTP server, `grpc_pass` to an HTTP/1 port)",
+                protocol_of(t)
+            ),
+            format!(
+                "Point {} at a backend that speaks {}, or use the pass that matches what listens there.",
+                t.references.first().map(|r| format!("{} ({}:{})", r.directive, r.file, r.line)).unwrap_or_else(|| "the pass".to_string()),
+                protocol_of(t)
+            ),
+        ),
+        ConnectNotPermitted => (
+            CauseId::FirewallBlocked,
+            "the kernel refused nginx's own connect (1: Operation not permitted): a local packet-filter rule on the output path, or a policy (BPF, Landlock, seccomp) confining nginx".to_string(),
+            "Find the rule that rejects nginx's outgoing connection: `nft list ruleset` (output chain), `iptables -S OUTPUT`; or the policy confining nginx.".to_string(),
+        ),
+        LocalPortsExhausted => (
+            CauseId::Unknown,
+            "nginx found no local port to connect from (99: Cannot assign requested address): its short connections to the backend hold the ephemeral ports in TIME_WAIT".to_string(),
+            "Keep connections to the backend open: an `upstream` block with `keepalive 32;`, and `proxy_http_version 1.1;` with `proxy_set_header Connection \"\";`; or widen net.ipv4.ip_local_port_range.".to_string(),
+        ),
+        ConfigError => (
+            CauseId::Unknown,
+            "nginx could not form the upstream address from a variable in its config (`no port in upstream`, `invalid URL prefix`): a 500 from the config, not the backend".to_string(),
+            "Make the pass's variable always give a full address (scheme, host and port), or give a `resolver` and a port.".to_string(),
         ),
         ReadTimeout => (
             CauseId::UpstreamTimeout,
@@ -296,7 +394,12 @@ fn meaning(c: &ClassSeen, t: &UpstreamTarget) -> (CauseId, String, String) {
             ),
             CauseId::AppError.fix().to_string(),
         ),
-        NoSuchFile | ConnectionRefused | NoRoute | PrimaryScriptUnknown | Other => (
+        PrimaryScriptUnknown => (
+            CauseId::None,
+            "php-fpm found no script to run and answered 404 itself: not a 502".to_string(),
+            "Check SCRIPT_FILENAME (`$document_root$fastcgi_script_name`) and the root.".to_string(),
+        ),
+        NoSuchFile | ConnectionRefused | NoRoute | Other => (
             CauseId::Unknown,
             "no probe of this version explains it".to_string(),
             CauseId::Unknown.fix().to_string(),
@@ -307,6 +410,69 @@ fn meaning(c: &ClassSeen, t: &UpstreamTarget) -> (CauseId, String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `meaning` names, for every class, a cause `causes_of` declares for it.
+    #[test]
+    fn each_class_means_a_cause_it_declares() {
+        let t = target(TargetAddr::Unix("/run/php/x.sock".into()));
+        for class in UpstreamErrorClass::ALL {
+            let mut l = error_line("fastcgi://unix:/run/php/x.sock:", "upstream failed");
+            l.class = Some(class);
+            let seen = ClassSeen {
+                class,
+                count: 1,
+                first: l.clone(),
+                last: l,
+                last_source: "test".into(),
+            };
+            let (cause, meaning, fix) = meaning(&seen, &t);
+            assert!(
+                causes_of(class).contains(&cause),
+                "{class:?} means {cause:?}, not among {:?}",
+                causes_of(class)
+            );
+            assert!(!meaning.is_empty() && !fix.is_empty(), "{class:?}");
+            // And the tree declares it for this step (a 404 names no cause at all).
+            let declared = crate::tree::TREE
+                .iter()
+                .find(|s| s.id == StepId::ErrorLog)
+                .map(|s| s.causes)
+                .unwrap_or_default();
+            assert!(
+                cause == CauseId::None || declared.contains(&cause),
+                "{class:?}: error_log may not name {cause:?}"
+            );
+        }
+    }
+
+    /// Every message of the table of nginx's own (nginx/testdata/upstream_messages.tsv):
+    /// the cause the table's expert gives is one its class may end in, and a line that is
+    /// no failure (class none) is one the table gives no cause.
+    #[test]
+    fn the_table_of_nginx_messages_agrees_with_the_catalog() {
+        let text = include_str!("../../../nginx/testdata/upstream_messages.tsv");
+        let mut rows = 0;
+        let mut wrong = Vec::new();
+        for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+            let f: Vec<&str> = line.split('\t').collect();
+            let (source, level, message, cause) = (f[0], f[2], f[3], f[6]);
+            rows += 1;
+            assert!(
+                why502_model::CAUSES.iter().any(|c| c.name == cause),
+                "{source}: cause {cause} is not in the catalog"
+            );
+            let class = why502_nginx::errorlog::classify_line(level, message);
+            let allowed: Vec<&str> = match class {
+                Some(c) => causes_of(c).iter().map(|c| c.as_str()).collect(),
+                None => vec!["none"],
+            };
+            if !allowed.contains(&cause) {
+                wrong.push(format!("{source} {message}\n    {class:?} may end in {allowed:?}, the table says {cause}"));
+            }
+        }
+        assert!(rows >= 80);
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
     use crate::facts::errorlog::{seen, wanted_keys, ErrorLogs};
     use crate::facts::Reach;
     use crate::test_support::{error_line, target};
