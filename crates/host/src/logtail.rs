@@ -25,7 +25,17 @@ pub struct TailLimits {
     pub max_items: usize,
     /// Follow into `path.1` and `path.N.gz`.
     pub follow_rotated: bool,
+    /// Is this physical line the continuation of the entry before it? nginx writes what a
+    /// backend sent to stderr as is, newlines included (a PHP fatal error's stack trace), so
+    /// the entry's `upstream:` field sits lines below its stamp. With this set, `take` sees
+    /// each entry whole: its first line and continuations joined with a space, capped at
+    /// `max_line` bytes, at most `MAX_CONTINUATIONS` of them; continuations with no first
+    /// line in the file are dropped.
+    pub continuation: Option<fn(&[u8]) -> bool>,
 }
+
+/// Continuation lines joined to one entry, at most.
+pub const MAX_CONTINUATIONS: usize = 64;
 
 impl Default for TailLimits {
     fn default() -> Self {
@@ -34,6 +44,7 @@ impl Default for TailLimits {
             max_line: 8 * 1024,
             max_items: 100_000,
             follow_rotated: true,
+            continuation: None,
         }
     }
 }
@@ -73,6 +84,7 @@ pub fn read_tail<T>(
         newest_first: Vec::new(),
         bytes_read: 0,
         truncated: false,
+        pending: Vec::new(),
     };
     let mut rotated = Vec::new();
     let mut passed_since = scan.backward(path)?;
@@ -116,11 +128,15 @@ struct Scan<T, F> {
     newest_first: Vec<T>,
     bytes_read: u64,
     truncated: bool,
+    /// Reading backward: the continuation lines met since the last entry, newest first.
+    pending: Vec<Vec<u8>>,
 }
 
 impl<T, F: FnMut(&[u8]) -> LineTake<T>> Scan<T, F> {
     /// Read a plain file from its end in blocks; `true` once a line older than the window is met.
     fn backward(&mut self, path: &Path) -> Result<bool, ReadError> {
+        // Continuations at the top of a newer file have no first line here.
+        self.pending.clear();
         let io = |source| ReadError::io(path, source);
         let (mut file, meta) = open_regular(path)?;
         let mut pos = meta.len();
@@ -161,7 +177,34 @@ impl<T, F: FnMut(&[u8]) -> LineTake<T>> Scan<T, F> {
     }
 
     fn take_backward(&mut self, raw: &[u8]) -> bool {
-        match (self.take)(strip_cr(raw)) {
+        let raw = strip_cr(raw);
+        if let Some(is_continuation) = self.limits.continuation {
+            if raw.is_empty() {
+                // The end of the file's last line, or a blank line inside an entry.
+                return false;
+            }
+            if is_continuation(raw) {
+                // pending[0] is the entry's last line (its `upstream:` field, for nginx); past
+                // the cap the newest of the rest give way, so the lines right after the
+                // first line stay.
+                if self.pending.len() >= MAX_CONTINUATIONS {
+                    self.pending.remove(1);
+                }
+                self.pending.push(raw.to_vec());
+                return false;
+            }
+            if let Some((last, middle)) = self.pending.split_first() {
+                let middle: Vec<&[u8]> = middle.iter().rev().map(Vec::as_slice).collect();
+                let entry = join_entry(raw, &middle, last, self.limits.max_line);
+                self.pending.clear();
+                return self.take_entry(&entry);
+            }
+        }
+        self.take_entry(raw)
+    }
+
+    fn take_entry(&mut self, raw: &[u8]) -> bool {
+        match (self.take)(raw) {
             LineTake::Older => true,
             LineTake::Skip => false,
             LineTake::Keep(item) => {
@@ -182,6 +225,10 @@ impl<T, F: FnMut(&[u8]) -> LineTake<T>> Scan<T, F> {
         let mut in_window: Vec<T> = Vec::new();
         let mut passed_since = false;
         let mut line = Vec::new();
+        // With continuations: the entry's first line, the lines after it, and its last line.
+        let mut entry: Vec<u8> = Vec::new();
+        let mut middle: Vec<Vec<u8>> = Vec::new();
+        let mut last: Option<Vec<u8>> = None;
         loop {
             line.clear();
             let n = read_line_capped(&mut reader, &mut line, self.limits.max_line)
@@ -194,8 +241,43 @@ impl<T, F: FnMut(&[u8]) -> LineTake<T>> Scan<T, F> {
                 self.truncated = true;
                 break;
             }
-            let raw = line.strip_suffix(b"\n").unwrap_or(&line);
-            match (self.take)(strip_cr(raw)) {
+            let raw = strip_cr(line.strip_suffix(b"\n").unwrap_or(&line));
+            match self.limits.continuation {
+                Some(_) if raw.is_empty() => continue,
+                Some(is_continuation) if is_continuation(raw) => {
+                    if !entry.is_empty() {
+                        if let Some(before) = last.replace(raw.to_vec()) {
+                            if middle.len() + 1 < MAX_CONTINUATIONS {
+                                middle.push(before);
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Some(_) => {
+                    // A new entry: the one before it is whole now.
+                    let head = std::mem::replace(&mut entry, raw.to_vec());
+                    let whole = whole_entry(&head, &mut middle, &mut last, self.limits.max_line);
+                    if !whole.is_empty() {
+                        match (self.take)(&whole) {
+                            LineTake::Older => passed_since = true,
+                            LineTake::Skip => {}
+                            LineTake::Keep(item) => in_window.push(item),
+                        }
+                    }
+                    continue;
+                }
+                None => {}
+            }
+            match (self.take)(raw) {
+                LineTake::Older => passed_since = true,
+                LineTake::Skip => {}
+                LineTake::Keep(item) => in_window.push(item),
+            }
+        }
+        let whole = whole_entry(&entry, &mut middle, &mut last, self.limits.max_line);
+        if !whole.is_empty() {
+            match (self.take)(&whole) {
                 LineTake::Older => passed_since = true,
                 LineTake::Skip => {}
                 LineTake::Keep(item) => in_window.push(item),
@@ -210,6 +292,45 @@ impl<T, F: FnMut(&[u8]) -> LineTake<T>> Scan<T, F> {
             .extend(in_window.into_iter().rev().take(room));
         Ok(passed_since)
     }
+}
+
+/// An entry read forward, whole: its first line and continuations joined (see `join_entry`);
+/// the continuation buffers are emptied for the next entry.
+fn whole_entry(
+    head: &[u8],
+    middle: &mut Vec<Vec<u8>>,
+    last: &mut Option<Vec<u8>>,
+    cap: usize,
+) -> Vec<u8> {
+    let entry = match last.take() {
+        Some(l) => {
+            let m: Vec<&[u8]> = middle.iter().map(Vec::as_slice).collect();
+            join_entry(head, &m, &l, cap)
+        }
+        None => head.to_vec(),
+    };
+    middle.clear();
+    entry
+}
+
+/// `head`, the `middle` continuations (in file order) and the `last` one, joined with spaces
+/// within `cap` bytes: the head and the last line first, then as many of the middle as fit.
+fn join_entry(head: &[u8], middle: &[&[u8]], last: &[u8], cap: usize) -> Vec<u8> {
+    let mut entry = head[..head.len().min(cap)].to_vec();
+    let reserve = (1 + last.len()).min(cap.saturating_sub(entry.len()));
+    for c in middle {
+        if entry.len() + 1 + c.len() + reserve > cap {
+            break;
+        }
+        entry.push(b' ');
+        entry.extend_from_slice(c);
+    }
+    if entry.len() < cap {
+        entry.push(b' ');
+        entry.extend_from_slice(last);
+        entry.truncate(cap);
+    }
+    entry
 }
 
 fn strip_cr(raw: &[u8]) -> &[u8] {
@@ -243,8 +364,6 @@ pub fn read_line_capped<R: BufRead>(
     }
 }
 
-/// `front ++ back`, keeping only the first `cap` bytes: reading backward, the front is the
-/// line's start, which holds the timestamp and the message.
 /// The last `\n` in `hay`: eight bytes at a time (the zero-byte test of "Bit Twiddling
 /// Hacks"), since std's memrchr is not public for bytes and this loop runs over every byte
 /// of a log's window.
@@ -269,6 +388,8 @@ fn last_newline(hay: &[u8]) -> Option<usize> {
     chunks.remainder().iter().rposition(|b| *b == b'\n')
 }
 
+/// `front ++ back`, keeping only the first `cap` bytes: reading backward, the front is the
+/// line's start, which holds the timestamp and the message.
 fn join_capped(front: &[u8], back: &[u8], cap: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity((front.len() + back.len()).min(cap));
     v.extend_from_slice(&front[..front.len().min(cap)]);
@@ -281,6 +402,81 @@ fn join_capped(front: &[u8], back: &[u8], cap: usize) -> Vec<u8> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// Continuation lines (here: not starting with `t=`) join the entry above them, read
+    /// backward from a plain file and forward from a rotated .gz alike; one with no entry
+    /// above it in its file is dropped.
+    #[test]
+    fn continuations_join_their_entry_in_both_directions() {
+        fn cont(raw: &[u8]) -> bool {
+            !raw.starts_with(b"t=")
+        }
+        let text = "  orphan\nt=1 head one\n  more\n  and more\nt=2 head two\nt=3 three\n  tail\n";
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.log");
+        std::fs::write(&p, text).unwrap();
+        let gz = dir.path().join("x.log.1.gz");
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap();
+        let limits = TailLimits {
+            continuation: Some(cont),
+            follow_rotated: false,
+            ..TailLimits::default()
+        };
+        let want = [
+            "t=1 head one   more   and more",
+            "t=2 head two",
+            "t=3 three   tail",
+        ];
+        let r = read_tail(&p, limits, numbered(0)).unwrap();
+        assert_eq!(r.items, want);
+        let mut scan = Scan {
+            limits,
+            take: numbered(0),
+            newest_first: Vec::new(),
+            bytes_read: 0,
+            truncated: false,
+            pending: Vec::new(),
+        };
+        scan.forward_gz(&gz).unwrap();
+        let mut forward = scan.newest_first;
+        forward.reverse();
+        assert_eq!(forward, want);
+        // Without the rule every physical line stands alone.
+        let r = read_tail(
+            &p,
+            TailLimits {
+                follow_rotated: false,
+                ..TailLimits::default()
+            },
+            numbered(0),
+        )
+        .unwrap();
+        assert_eq!(r.items, ["t=1 head one", "t=2 head two", "t=3 three"]);
+        // An entry with many continuations stays within max_line.
+        let long: String = std::iter::once("t=9 x".to_string())
+            .chain((0..500).map(|i| format!("  line {i}")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&p, long + "\n").unwrap();
+        let capped = TailLimits {
+            max_line: 100,
+            ..limits
+        };
+        let r = read_tail(&p, capped, numbered(0)).unwrap();
+        assert_eq!(r.items.len(), 1);
+        assert!(r.items[0].len() <= 100, "{}", r.items[0]);
+        assert!(
+            r.items[0].starts_with("t=9 x   line 0   line 1 "),
+            "{}",
+            r.items[0]
+        );
+        assert!(r.items[0].ends_with("   line 499"), "{}", r.items[0]);
+    }
 
     #[test]
     fn last_newline_finds_what_a_byte_scan_finds() {

@@ -80,7 +80,14 @@ pub fn read_window(
     since: i64,
     limits: WindowLimits,
 ) -> Result<ErrorLogWindow, ReadError> {
-    read_window_of(path, since, limits, &|text| Some(text), &|_| true)
+    read_window_of(
+        path,
+        since,
+        limits,
+        &|text| Some(text),
+        &|_| true,
+        Some(unstamped),
+    )
 }
 
 /// What a reader's filter sees of a line, before anything is allocated for it.
@@ -110,7 +117,25 @@ pub fn read_window_about(
     limits: WindowLimits,
     about: LineFilter<'_>,
 ) -> Result<ErrorLogWindow, ReadError> {
-    read_window_of(path, since, limits, &|text| Some(text), about)
+    read_window_of(
+        path,
+        since,
+        limits,
+        &|text| Some(text),
+        about,
+        Some(unstamped),
+    )
+}
+
+/// A physical line of an error-log file without nginx's stamp (`2026/11/21 03:12:09 [`): the
+/// continuation of the entry above it, as what a backend wrote to stderr with newlines is.
+fn unstamped(raw: &[u8]) -> bool {
+    let shape = b"dddd/dd/dd dd:dd:dd [";
+    raw.len() < shape.len()
+        || !raw.iter().zip(shape).all(|(b, s)| match s {
+            b'd' => b.is_ascii_digit(),
+            other => b == other,
+        })
 }
 
 /// `read_window` over a syslog file (`error_log syslog:...` with a syslog daemon writing
@@ -148,6 +173,8 @@ pub fn read_syslog_window_about(
             rest.split_once("]: ").map(|(_, msg)| msg)
         },
         about,
+        // A syslog line is a message of its own.
+        None,
     )
 }
 
@@ -167,6 +194,7 @@ fn read_window_of(
     limits: WindowLimits,
     message_of: &dyn Fn(&str) -> Option<&str>,
     about: LineFilter<'_>,
+    continuation: Option<fn(&[u8]) -> bool>,
 ) -> Result<ErrorLogWindow, ReadError> {
     let mut clock = LocalClock::default();
     let mut parsed_lines = 0u64;
@@ -181,6 +209,7 @@ fn read_window_of(
         max_line: limits.max_line,
         max_items: limits.max_lines,
         follow_rotated: true,
+        continuation,
     };
     let read = read_tail(path, tail_limits, |raw| {
         // from_utf8's ASCII fast path first; the lossy walk only for a line that needs it.

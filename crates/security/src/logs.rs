@@ -97,6 +97,7 @@ pub fn default_limits() -> TailLimits {
         max_line: 8 * 1024,
         max_items: 10_000,
         follow_rotated: true,
+        continuation: None,
     }
 }
 

@@ -266,6 +266,50 @@ impl Lab {
         })
     }
 
+    /// GET `path` through nginx as a client that reads nothing for `pause` and then all of
+    /// it: nginx must spool what the socket buffers cannot hold. Returns (HTTP status, whether
+    /// the chunked body ended with its last chunk, bytes read); a response that stalls for
+    /// 3 s counts as cut (nginx 1.22 leaves the client waiting after a failed temp write).
+    pub fn slow_reader_through_nginx(&self, path: &str, pause: Duration) -> (u16, bool, usize) {
+        let (host, port) = super::nginx::NGINX_LISTEN
+            .rsplit_once(':')
+            .unwrap_or(("127.0.0.1", "8080"));
+        let script = format!(
+            "import socket, time\n\
+             s = socket.create_connection(('{host}', {port}))\n\
+             s.sendall(b'GET {path} HTTP/1.1\\r\\nHost: lab.test\\r\\nConnection: close\\r\\n\\r\\n')\n\
+             time.sleep({})\n\
+             s.settimeout(3)\n\
+             head, tail, n = b'', b'', 0\n\
+             while True:\n\
+             \x20   try: b = s.recv(1 << 20)\n\
+             \x20   except socket.timeout: break\n\
+             \x20   if not b: break\n\
+             \x20   if len(head) < 64: head = (head + b)[:64]\n\
+             \x20   tail = (tail + b)[-16:]\n\
+             \x20   n += len(b)\n\
+             status = head.split(b' ', 2)[1].decode() if head.count(b' ') >= 2 else '0'\n\
+             print(status, 'complete' if tail.endswith(b'\\r\\n0\\r\\n\\r\\n') else 'cut', n)\n",
+            pause.as_secs_f64()
+        );
+        let out = run_capped(
+            self.netns.command(&self.tools.python3, &["-c", &script]),
+            pause + CURL_CAP,
+        );
+        let fields: Vec<&str> = out.stdout.split_whitespace().collect();
+        match fields.as_slice() {
+            [status, end, bytes] => (
+                status.parse().unwrap_or(0),
+                *end == "complete",
+                bytes.parse().unwrap_or(0),
+            ),
+            _ => panic!(
+                "lab: the slow reader printed {:?}; stderr: {}",
+                out.stdout, out.stderr
+            ),
+        }
+    }
+
     /// Starts `count` GETs of `path` through nginx at once, in the background, and returns
     /// without waiting: slow requests that keep the backend's workers busy while a scenario
     /// proves and diagnoses what that does. Each curl gives up after `max_time`; dropping the

@@ -139,3 +139,69 @@ fn lab_php_fpm_status_page_read_when_healthy() {
         ),
     );
 }
+
+/// A PHP script that SIGKILLs its own worker before answering: nginx loses the response
+/// (`recv() failed (104: Connection reset by peer) while reading response header`, a 502:
+/// what nginx 1.22 logs for a FastCGI socket closed by a dying worker) and php-fpm logs the child's death
+/// by signal 9. No kernel OOM kill exists for that pid, so the cause is the application's
+/// (`app_error`, naming the signal), not `oom_killed`.
+#[test]
+fn lab_php_worker_that_kills_itself_is_the_application() {
+    let Some(mut lab) = Lab::new("fpm-self-sigkill") else {
+        return;
+    };
+    let socket = lab.path("run/php-fpm.sock");
+    lab.start_php_fpm(PhpFpmPool::unix(&socket));
+    lab.start_nginx(&lab.fastcgi_location(&socket));
+    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
+    lab.write_php_script("<?php posix_kill(getmypid(), 9);\n");
+    lab.prove_502("(104: Connection reset by peer) while reading response header");
+    assert!(
+        poll_until(Duration::from_secs(3), || lab
+            .php_fpm_logged("www", "exited on signal 9 (SIGKILL)")
+            .then_some(()))
+        .is_some(),
+        "php-fpm did not log the worker's death\n{}",
+        lab.php_fpm_log_text()
+    );
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    run.assert(
+        &Expect::report("break", 2).upstream(
+            UpstreamExpect::at(&unix_addr(&socket))
+                .step("backend_log")
+                .cause("app_error")
+                .summary_contains("SIGKILL")
+                .evidence_contains("exited on signal 9"),
+        ),
+    );
+}
+
+/// A PHP fatal error php-fpm answers itself (a 500 page): the application's error, quoted,
+/// but no 502 — a warning (exit 1), never a break.
+#[test]
+fn lab_php_fatal_error_answered_with_500_is_not_a_502() {
+    let Some(mut lab) = Lab::new("fpm-fatal-500") else {
+        return;
+    };
+    let socket = lab.path("run/php-fpm.sock");
+    lab.start_php_fpm(PhpFpmPool::unix(&socket));
+    lab.start_nginx(&lab.fastcgi_location(&socket));
+    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
+    lab.write_php_script("<?php why502_no_such_function();\n");
+    lab.prove_status(
+        500,
+        "PHP Fatal error:  Uncaught Error: Call to undefined function",
+    );
+
+    let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    run.assert(
+        &Expect::report("warning", 1).upstream(
+            UpstreamExpect::at(&unix_addr(&socket))
+                .status("warning")
+                .cause("app_error")
+                .summary_contains("not a 502")
+                .evidence_contains("why502_no_such_function"),
+        ),
+    );
+}

@@ -12,4 +12,5 @@ mod read_only;
 mod resources;
 mod security;
 mod tcp;
+mod temp_path;
 mod tls_dns;

@@ -73,7 +73,15 @@ fn window_keeps_only_lines_since_and_stops_early() {
     let f = write_log(&lines);
     let w = read_window(f.path(), epoch("2026/11/21 02:00:00"), all_lines()).expect("read");
     let msgs: Vec<&str> = w.lines.iter().map(|l| l.message.as_str()).collect();
-    assert_eq!(msgs, ["new 1", "new 2", "new 3"]);
+    // The unstamped line continues the entry above it (see a_multi_line_php_fatal_is_one_entry).
+    assert_eq!(
+        msgs,
+        [
+            "new 1 a continuation line without a stamp",
+            "new 2",
+            "new 3"
+        ]
+    );
     let size = std::fs::metadata(f.path()).expect("meta").len();
     assert!(
         w.bytes_read < size / 4,
@@ -550,4 +558,49 @@ fn the_report_docs_list_every_class() {
             c.id()
         );
     }
+}
+
+/// nginx writes FastCGI stderr as PHP sent it, newlines included: a fatal error's stack trace
+/// puts the `upstream:` field lines below the stamp. The reader joins the entry, so the line
+/// is classified, attributed and quoted whole.
+#[test]
+fn a_multi_line_php_fatal_is_one_entry() {
+    let lines = vec![
+        line_at("2026/11/21 03:00:00", "connect() to unix:/run/php/other.sock failed (111: Connection refused) while connecting to upstream, client: 10.0.0.1, server: b, request: \"GET / HTTP/1.1\", upstream: \"fastcgi://unix:/run/php/other.sock:\", host: \"b\""),
+        line_at("2026/11/21 03:00:01", "FastCGI sent in stderr: \"PHP message: PHP Fatal error:  Uncaught Error: Call to undefined function nope() in /var/www/index.php:1"),
+        "Stack trace:".to_string(),
+        "#0 {main}".to_string(),
+        "  thrown in /var/www/index.php on line 1\" while reading response header from upstream, client: 10.0.0.1, server: a, request: \"GET / HTTP/1.1\", upstream: \"fastcgi://unix:/run/php/x.sock:\", host: \"a\"".to_string(),
+        line_at("2026/11/21 03:00:02", "upstream timed out (110: Connection timed out) while reading response header from upstream, client: 10.0.0.1, server: a, request: \"GET / HTTP/1.1\", upstream: \"fastcgi://unix:/run/php/x.sock:\", host: \"a\""),
+    ];
+    let f = write_log(&lines);
+    let w = read_window(f.path(), 0, WindowLimits::default()).expect("read");
+    let got: Vec<(Option<UpstreamErrorClass>, Option<&str>)> = w
+        .lines
+        .iter()
+        .map(|l| (l.class, l.upstream.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                Some(UpstreamErrorClass::ConnectionRefused),
+                Some("fastcgi://unix:/run/php/other.sock:")
+            ),
+            (
+                Some(UpstreamErrorClass::AppError),
+                Some("fastcgi://unix:/run/php/x.sock:")
+            ),
+            (
+                Some(UpstreamErrorClass::ReadTimeout),
+                Some("fastcgi://unix:/run/php/x.sock:")
+            ),
+        ]
+    );
+    let php = php_message(&w.lines[1].message).expect("the PHP message");
+    assert!(
+        php.starts_with("PHP Fatal error:  Uncaught Error: Call to undefined function nope()")
+            && php.contains("Stack trace: #0 {main}"),
+        "{php}"
+    );
 }
