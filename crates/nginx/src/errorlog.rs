@@ -570,6 +570,11 @@ pub fn php_message(message: &str) -> Option<&str> {
     )
 }
 
+/// The request a line names (`request: "GET /cart.php HTTP/1.1"` → `GET /cart.php HTTP/1.1`).
+pub fn request_field(message: &str) -> Option<&str> {
+    quoted_field_ref(message, ", request: \"")
+}
+
 /// The host name a resolver line is about: `backend.internal could not be resolved (3: Host
 /// not found)` and `no resolver defined to resolve backend.internal` (ngx_http_upstream.c)
 /// carry no port and no `upstream:` field, only the name as the pass wrote it.

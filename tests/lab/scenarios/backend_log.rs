@@ -171,7 +171,8 @@ fn lab_php_worker_that_kills_itself_is_the_application() {
             UpstreamExpect::at(&unix_addr(&socket))
                 .step("backend_log")
                 .cause("app_error")
-                .summary_contains("SIGKILL")
+                .summary_contains("not the OOM killer")
+                .summary_contains("nginx lost `GET / HTTP/1.1`")
                 .evidence_contains("exited on signal 9"),
         ),
     );

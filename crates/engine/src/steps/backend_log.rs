@@ -66,12 +66,28 @@ pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
         .join(", ");
     if let Some(s) = summaries.iter().find(|s| s.class.breaks_requests()) {
         let (cause, claims) = confirmed_cause(s, cx);
-        let mut f = StepFinding::broken(
-            cause,
-            format!("{}: {}", who_or_logs(&log.who, &read), s.sentence()),
-        )
-        .with_fix(fix_text(s.class, &fix_cx))
-        .with_evidence(read.clone(), s.newest.clone());
+        let mut summary = format!("{}: {}", who_or_logs(&log.who, &read), s.sentence());
+        let mut fix = fix_text(s.class, &fix_cx);
+        let mut lost = None;
+        if s.class.needs_kernel_confirmation() && cause == CauseId::AppError {
+            // A SIGKILL the kernel's OOM killer did not send: the request nginx lost then
+            // is the one that did it (or was running when something else sent kill -9).
+            lost = lost_request_near(s.last_seen, cx);
+            summary.push_str(&format!(
+                "; the kernel log has no OOM kill of pid {}, so not the OOM killer: the script itself (posix_kill, a crash handler) or another process sent SIGKILL",
+                s.newest_pid.map_or("?".to_string(), |p| p.to_string())
+            ));
+            if let Some((request, _)) = &lost {
+                summary.push_str(&format!("; nginx lost `{request}` then"));
+                fix = format!("Find what kills the worker running `{request}`: the script's own code (posix_kill, exec of kill), or a watchdog outside php-fpm. {fix}");
+            }
+        }
+        let mut f = StepFinding::broken(cause, summary)
+            .with_fix(fix)
+            .with_evidence(read.clone(), s.newest.clone());
+        if let Some((_, seen)) = lost {
+            f.evidence.push(seen.evidence());
+        }
         f.claims = claims;
         return f;
     }
@@ -141,6 +157,20 @@ fn confirmed_cause(s: &ClassSummary, cx: &JudgeCx<'_>) -> (CauseId, Vec<super::K
         Some(k) => (CauseId::OomKilled, vec![(k.pid, k.time)]),
         None => (CauseId::AppError, Vec::new()),
     }
+}
+
+/// The request nginx lost (a connection closed mid-response, logged for this upstream)
+/// within a few seconds of `when`: its `request:` field and the line.
+fn lost_request_near(when: i64, cx: &JudgeCx<'_>) -> Option<(String, crate::facts::ClassSeen)> {
+    cx.facts
+        .logged
+        .iter()
+        .filter(|c| c.class == why502_nginx::errorlog::UpstreamErrorClass::Reset)
+        .filter(|c| (c.last.time - when).abs() <= 5)
+        .find_map(|c| {
+            why502_nginx::errorlog::request_field(&c.last.message)
+                .map(|r| (r.to_string(), c.clone()))
+        })
 }
 
 fn who_or_logs(who: &str, read: &str) -> String {

@@ -385,13 +385,52 @@ fn a_log_never_written_is_nothing_logged_and_a_sigkill_needs_the_kernel() {
             3003,
         )]),
     };
-    check(
+    let f = check(
         StepId::BackendLog,
         &t,
         &sources,
         &fpm_log(&["www"], vec![killed.clone()]),
         None,
         (Outcome::Break, Some(CauseId::AppError)),
+    );
+    assert!(
+        f.summary.contains("no OOM kill of pid 3003"),
+        "{}",
+        f.summary
+    );
+    // With nginx's lost request next to the kill, the verdict names it and quotes the line.
+    let mut facts = fpm_log(&["www"], vec![killed.clone()]);
+    let mut lost = crate::test_support::error_line(
+        "fastcgi://unix:/run/php/www.sock:",
+        "recv() failed (104: Connection reset by peer) while reading response header from upstream, client: 10.0.0.1, server: a, request: \"GET /cart.php HTTP/1.1\", upstream: \"fastcgi://unix:/run/php/www.sock:\"",
+    );
+    lost.time = (NOW - 59) as i64;
+    facts.logged = vec![crate::facts::ClassSeen {
+        class: why502_nginx::errorlog::UpstreamErrorClass::Reset,
+        count: 1,
+        first: lost.clone(),
+        last: lost,
+        last_source: "/var/log/nginx/error.log @ then".into(),
+    }];
+    let f = check(
+        StepId::BackendLog,
+        &t,
+        &sources,
+        &facts,
+        None,
+        (Outcome::Break, Some(CauseId::AppError)),
+    );
+    assert!(
+        f.summary.contains("nginx lost `GET /cart.php HTTP/1.1`"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.evidence
+            .iter()
+            .any(|e| e.detail.contains("(104: Connection reset by peer)")),
+        "{:?}",
+        f.evidence
     );
     let sources = sources_with_kills(vec![kill(3003, 61, "/")]);
     let f = check(
