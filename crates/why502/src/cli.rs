@@ -30,6 +30,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = TreeFormat::Text)]
         format: TreeFormat,
     },
+    /// Answer panels over HTTP on a unix socket: GET /v1/report (?server_name=, ?upstream=,
+    /// ?all=1, ?since=), /v1/health, /metrics, /v1/causes, /v1/tree.
+    #[command(
+        after_help = "Example:\n  why502 serve --socket /run/why502.sock --group www-admin\n  curl --unix-socket /run/why502.sock 'http://x/v1/report?server_name=shop.example'\n\nConcurrent requests for the same question share one diagnosis, and its answer is reused for --cache. SIGTERM finishes the requests in flight and removes the socket. Under systemd socket activation (LISTEN_FDS) the socket passed in is used and left in place."
+    )]
+    Serve(ServeArgs),
     /// List every cause id with its title, step and fix.
     Causes {
         /// Machine-readable list.
@@ -104,6 +110,74 @@ pub struct DiagnoseArgs {
     pub verbose: bool,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Unix socket to listen on; refused if the path exists and is not a stale socket
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Permissions of the socket, octal
+    #[arg(long, value_name = "OCTAL", default_value = "0660", value_parser = parse_mode)]
+    pub mode: u32,
+    /// Group that owns the socket (its members may connect with mode 0660) [default: the agent's own group]
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// How long a diagnosis answers for again before a new one runs
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub cache: Duration,
+    /// Connections served at once; more wait to be accepted
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_connections: usize,
+    /// nginx main config to read [default: autodetected, as diagnose]
+    #[arg(long, value_name = "PATH")]
+    pub nginx_conf: Option<PathBuf>,
+    /// Diagnose this nginx master when the host runs several
+    #[arg(long, value_name = "PID")]
+    pub nginx_pid: Option<u32>,
+    /// nginx error log(s) to read, repeatable [default: every error_log in the config]
+    #[arg(long, value_name = "PATH")]
+    pub error_log: Vec<PathBuf>,
+    /// How far back log evidence counts, unless a request says ?since=
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub since: Duration,
+    /// Time budget of one diagnosis
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Agent config file (TOML) [default: /etc/why502/why502.toml if present]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The diagnose flags every request starts from.
+    pub fn diagnose_args(&self) -> DiagnoseArgs {
+        DiagnoseArgs {
+            nginx_conf: self.nginx_conf.clone(),
+            nginx_pid: self.nginx_pid,
+            error_log: self.error_log.clone(),
+            since: self.since,
+            upstream: None,
+            server_name: None,
+            all: false,
+            timeout: self.timeout,
+            json: true,
+            format: Format::Json,
+            config: self.config.clone(),
+            no_color: true,
+            quiet: false,
+            verbose: false,
+        }
+    }
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("{s:?} is not an octal mode (e.g. 0660)"))?;
+    if m > 0o777 {
+        return Err(format!("{s} is more than 0777"));
+    }
+    Ok(m)
+}
+
 impl DiagnoseArgs {
     pub fn format(&self) -> Format {
         if self.json {
@@ -114,7 +188,7 @@ impl DiagnoseArgs {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 15m, 2h)"))?;
     if d.is_zero() {
         return Err("must be more than zero".to_string());

@@ -1,7 +1,8 @@
-//! `why502`: the command line, the renderers, and (later) `serve`.
+//! `why502`: the command line, the renderers, and `serve`.
 
 mod cli;
 mod render;
+mod serve;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
             render::catalog::text()
         }),
         Some(Command::Diagnose(args)) => diagnose(&args),
+        Some(Command::Serve(args)) => serve::run(&args),
         None => diagnose(&cli.diagnose),
     }
 }
@@ -98,18 +100,7 @@ fn diagnose(args: &DiagnoseArgs) -> ExitCode {
             eprintln!("why502: {e:#}");
             match format {
                 Format::Json => {
-                    // Every answer parses the same way: a panel reads status and error.
-                    let v = serde_json::json!({
-                        "schema": why502_model::SCHEMA,
-                        "status": Status::Unknown,
-                        "host": why502_engine::hostname(),
-                        "started_at": humantime::format_rfc3339_seconds(started_at).to_string(),
-                        "duration_ms": started.elapsed().as_millis() as u64,
-                        "error": format!("{e:#}"),
-                        "upstreams": [],
-                        "host_checks": [],
-                        "notes": [format!("could not diagnose: {e:#}")],
-                    });
+                    let v = error_json(&format!("{e:#}"), started, started_at);
                     print(&format!("{v:#}\n"));
                 }
                 Format::Nagios => {
@@ -125,14 +116,35 @@ fn diagnose(args: &DiagnoseArgs) -> ExitCode {
     }
 }
 
-fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
+/// What a run that could not diagnose answers in JSON: the report's own head (schema, status,
+/// host, times), so every answer parses the same way and a panel reads status and error.
+pub(crate) fn error_json(
+    error: &str,
+    started: std::time::Instant,
+    started_at: std::time::SystemTime,
+) -> serde_json::Value {
+    serde_json::json!({
+        "schema": why502_model::SCHEMA,
+        "status": Status::Unknown,
+        "host": why502_engine::hostname(),
+        "started_at": humantime::format_rfc3339_seconds(started_at).to_string(),
+        "duration_ms": started.elapsed().as_millis() as u64,
+        "error": error,
+        "upstreams": [],
+        "host_checks": [],
+        "notes": [format!("could not diagnose: {error}")],
+    })
+}
+
+/// The engine's options from the command line.
+pub(crate) fn options(args: &DiagnoseArgs) -> anyhow::Result<Options> {
     // Paths given on the command line mean what they mean in the shell that typed them: nginx
     // would resolve a relative -c against its own prefix instead.
     let cwd = std::env::current_dir().context("cannot tell the working directory")?;
     let absolute = |p: &std::path::PathBuf| cwd.join(p);
     let config = args.config.as_ref().map(absolute);
     let (agent, _) = why502_engine::AgentConfig::load(config.as_deref())?;
-    let opts = Options {
+    Ok(Options {
         nginx_conf: args.nginx_conf.as_ref().map(absolute),
         nginx_pid: args.nginx_pid,
         error_logs: args.error_log.iter().map(absolute).collect(),
@@ -143,7 +155,11 @@ fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
         timeout: args.timeout,
         agent,
         ..Options::default()
-    };
+    })
+}
+
+fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
+    let opts = options(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -167,6 +167,14 @@ impl Lab {
         run
     }
 
+    /// `ip netns exec NS why502 <args...>` (no implied `diagnose`), capped like `run_agent`.
+    #[track_caller]
+    pub fn run_agent_raw(&self, args: &[&str]) -> AgentRun {
+        let argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let cmd = self.netns.command(&agent_bin(), &argv);
+        run_agent_command(cmd, argv, AGENT_CAP)
+    }
+
     /// The pids of every process the lab started and of their descendants (nginx and php-fpm
     /// workers), now.
     pub fn stack_pids(&self) -> Vec<u32> {

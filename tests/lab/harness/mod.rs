@@ -19,6 +19,7 @@ mod process;
 mod python;
 mod requirements;
 mod resources;
+mod serve;
 mod syscall_audit;
 mod tls_dns;
 mod users;
@@ -53,6 +54,8 @@ pub use process::{read_all, tail};
 pub use requirements::find_program;
 #[allow(unused_imports)]
 pub use resources::{MemoryCgroup, TmpfsMount};
+#[allow(unused_imports)]
+pub use serve::{closed_within, raw_exchange, serve_socket_path, slowloris, ServeAnswer};
 #[allow(unused_imports)]
 pub use syscall_audit::SyscallAudit;
 #[allow(unused_imports)]

@@ -11,6 +11,7 @@ mod php_fpm;
 mod read_only;
 mod resources;
 mod security;
+mod serve;
 mod tcp;
 mod temp_path;
 mod tls_dns;

@@ -88,6 +88,26 @@ pub fn markdown() -> String {
     )
 }
 
+/// The tree as JSON (`serve`'s `/v1/tree`): each step with its question, method, the
+/// commands an admin would run, the causes it may name and the breaks it explains.
+pub fn json() -> String {
+    let steps: Vec<serde_json::Value> = TREE
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "step": s.id,
+                "question": s.question,
+                "method": s.method,
+                "by_hand": s.by_hand,
+                "causes": s.causes,
+                "explains": s.explains,
+            })
+        })
+        .collect();
+    let v = serde_json::json!({ "steps": steps, "verdict_rules": VERDICT_RULES });
+    serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".to_string()) + "\n"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
