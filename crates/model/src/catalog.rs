@@ -9,7 +9,7 @@ use crate::StepId;
 macro_rules! causes {
     ($( $variant:ident = $id:literal, step: $step:expr, title: $title:literal, fix: $fix:literal, docs: $docs:literal; )*) => {
         /// A stable, snake_case cause id. Panels and alert rules key on these: never rename.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum CauseId { $( $variant, )* }
 

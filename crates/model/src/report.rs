@@ -7,7 +7,7 @@ use crate::{CauseId, Outcome, Status, StepId};
 pub const SCHEMA: &str = "why502.report.v1";
 
 /// A fact a verdict rests on, with where it was read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Evidence {
     /// `/var/log/nginx/error.log:1289`, `/proc/net/unix`, `stat /run/php/x.sock`...
     pub source: String,
@@ -24,7 +24,7 @@ impl Evidence {
 }
 
 /// The result of one step for one upstream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepReport {
     pub step: StepId,
     pub outcome: Outcome,
@@ -35,6 +35,7 @@ pub struct StepReport {
         serialize_with = "cause_or_none",
         deserialize_with = "none_is_no_cause"
     )]
+    #[schemars(with = "CauseId")]
     pub cause: Option<CauseId>,
     pub summary: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,7 +48,7 @@ pub struct StepReport {
 }
 
 /// One class of failure nginx logged about an upstream (`steps[].classes`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LoggedClass {
     /// The error-log class (`connection_refused`, `read_timeout`, `temp_file`...).
     pub class: String,
@@ -71,7 +72,7 @@ fn none_is_no_cause<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cau
 }
 
 /// The one answer for an upstream: the step that broke (or the last that ran) and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Verdict {
     pub step: StepId,
     pub cause: CauseId,
@@ -81,7 +82,7 @@ pub struct Verdict {
 }
 
 /// Where nginx's configuration points at an upstream.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reference {
     pub file: String,
     pub line: u32,
@@ -92,7 +93,7 @@ pub struct Reference {
     pub directive: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     Http,
@@ -102,7 +103,7 @@ pub enum Protocol {
     Grpc,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UpstreamReport {
     /// `unix:/run/php/php8.2-fpm.sock` or `127.0.0.1:9000` (`[::1]:9000`, `backend.internal:3000`).
     pub address: String,
@@ -119,7 +120,7 @@ pub struct UpstreamReport {
 }
 
 /// A host-wide finding not tied to one upstream (nginx -t, disk, OOM kills of others).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HostCheck {
     pub step: StepId,
     pub outcome: Outcome,
@@ -131,7 +132,7 @@ pub struct HostCheck {
 }
 
 /// An nginx master found on the host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MasterSummary {
     pub pid: u32,
     pub binary: Option<String>,
@@ -140,7 +141,7 @@ pub struct MasterSummary {
     pub same_netns: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NginxInfo {
     pub binary: Option<String>,
     pub conf: String,
@@ -161,7 +162,7 @@ pub struct NginxInfo {
     pub changed_since_load: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     pub schema: String,
     pub status: Status,
@@ -180,7 +181,7 @@ pub struct Report {
 }
 
 /// One phase of a run and its wall time in microseconds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Phase {
     pub phase: String,
     pub us: u64,
@@ -201,4 +202,57 @@ impl Report {
             .chain(from_hosts)
             .fold(Status::Ok, Status::worst)
     }
+}
+
+/// What a run that could not diagnose answers in JSON (no nginx found, an unreadable config,
+/// bad flags, a bad query to `serve`): the report's head, the error, and nothing diagnosed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ErrorReport {
+    pub schema: String,
+    /// Always `unknown`.
+    pub status: Status,
+    pub host: String,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub error: String,
+    /// Always empty.
+    pub upstreams: Vec<UpstreamReport>,
+    /// Always empty.
+    pub host_checks: Vec<HostCheck>,
+    pub notes: Vec<String>,
+    /// `serve` only: the HTTP status the error was answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+}
+
+impl ErrorReport {
+    pub fn new(error: String, host: String, started_at: String, duration_ms: u64) -> ErrorReport {
+        ErrorReport {
+            schema: SCHEMA.to_string(),
+            status: Status::Unknown,
+            host,
+            started_at,
+            duration_ms,
+            notes: vec![format!("could not diagnose: {error}")],
+            error,
+            upstreams: Vec::new(),
+            host_checks: Vec::new(),
+            http_status: None,
+        }
+    }
+}
+
+/// Every JSON document why502 answers with: a report, or an error report. The root of the
+/// JSON Schema (docs/report.schema.json).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum ReportDocument {
+    Report(Box<Report>),
+    Error(ErrorReport),
+}
+
+/// The JSON Schema of `ReportDocument`, as committed at docs/report.schema.json.
+pub fn report_schema() -> String {
+    let schema = schemars::schema_for!(ReportDocument);
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
 }

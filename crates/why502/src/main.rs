@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use why502_engine::Options;
-use why502_model::{Report, Status};
+use why502_model::Report;
 
 use cli::{Cli, Command, DiagnoseArgs, Format, TreeFormat};
 
@@ -123,17 +123,13 @@ pub(crate) fn error_json(
     started: std::time::Instant,
     started_at: std::time::SystemTime,
 ) -> serde_json::Value {
-    serde_json::json!({
-        "schema": why502_model::SCHEMA,
-        "status": Status::Unknown,
-        "host": why502_engine::hostname(),
-        "started_at": humantime::format_rfc3339_seconds(started_at).to_string(),
-        "duration_ms": started.elapsed().as_millis() as u64,
-        "error": error,
-        "upstreams": [],
-        "host_checks": [],
-        "notes": [format!("could not diagnose: {error}")],
-    })
+    let e = why502_model::ErrorReport::new(
+        error.to_string(),
+        why502_engine::hostname(),
+        humantime::format_rfc3339_seconds(started_at).to_string(),
+        started.elapsed().as_millis() as u64,
+    );
+    serde_json::to_value(e).unwrap_or_default()
 }
 
 /// The engine's options from the command line.

@@ -147,7 +147,36 @@ pub(super) fn run_agent_command(cmd: Command, argv: Vec<String>, cap: Duration) 
         "why502 did not return within {cap:?} and was killed\n{}",
         run.context()
     );
+    if let Some(v) = &run.json {
+        if let Err(e) = validate_report(v) {
+            panic!("{e}\n{}", run.context());
+        }
+    }
     run
+}
+
+/// Every JSON report the lab sees, diagnosis or error report, must validate against the
+/// committed schema (docs/report.schema.json).
+pub fn validate_report(v: &Value) -> Result<(), String> {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let validator = VALIDATOR.get_or_init(|| {
+        let schema: Value = serde_json::from_str(include_str!("../../../docs/report.schema.json"))
+            .expect("docs/report.schema.json is JSON");
+        jsonschema::validator_for(&schema).expect("docs/report.schema.json is a valid schema")
+    });
+    let errors: Vec<String> = validator
+        .iter_errors(v)
+        .take(10)
+        .map(|e| format!("  at {}: {e}", e.instance_path))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the report does not validate against docs/report.schema.json:\n{}",
+            errors.join("\n")
+        ))
+    }
 }
 
 impl Lab {

@@ -23,13 +23,20 @@ pub struct ServeAnswer {
 }
 
 impl ServeAnswer {
+    /// The body as JSON; a report or error report must validate against the schema.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+        let v: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_else(|e| {
             panic!(
                 "serve answered {} with no JSON ({e}): {}",
                 self.status, self.body
             )
-        })
+        });
+        if v.get("upstreams").is_some() {
+            if let Err(e) = super::agent::validate_report(&v) {
+                panic!("{e}\n{}", self.body);
+            }
+        }
+        v
     }
 }
 

@@ -23,3 +23,43 @@ pub(crate) fn assert_generated_doc_is_fresh(doc: &str, want: &str, test_name: &s
         "docs/{doc} is stale: run `UPDATE_DOCS=1 cargo test -p why502 {test_name}`"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    /// docs/report.schema.json is the schema the report types give (schemars): a field added
+    /// to the types and not to the committed schema fails here.
+    #[test]
+    fn the_committed_schema_is_the_types_schema() {
+        super::assert_generated_doc_is_fresh(
+            "report.schema.json",
+            &why502_model::report_schema(),
+            "the_committed_schema_is_the_types_schema",
+        );
+    }
+
+    /// The committed schema accepts what the agent writes and refuses what the contract does
+    /// not allow (the lab validates every report it sees against it).
+    #[test]
+    fn the_schema_accepts_error_reports_and_refuses_others() {
+        let schema: serde_json::Value =
+            serde_json::from_str(&why502_model::report_schema()).expect("schema is JSON");
+        let v = jsonschema::validator_for(&schema).expect("a valid schema");
+        let ok = crate::error_json(
+            "no nginx",
+            std::time::Instant::now(),
+            std::time::SystemTime::now(),
+        );
+        assert!(v.is_valid(&ok), "{ok:#}");
+        let mut bad_status = ok.clone();
+        bad_status["status"] = "great".into();
+        assert!(!v.is_valid(&bad_status));
+        let mut no_error = ok.clone();
+        if let Some(o) = no_error.as_object_mut() {
+            o.remove("error");
+        }
+        assert!(
+            !v.is_valid(&no_error),
+            "neither an error report nor a report"
+        );
+    }
+}
