@@ -108,6 +108,12 @@ pub struct DiagnoseArgs {
     /// Verbose: every step with its evidence, also for healthy upstreams
     #[arg(short, long)]
     pub verbose: bool,
+    /// Write the report (any format) to PATH instead of stdout, atomically (a temp file in the
+    /// same directory, fsync, rename): the one file the agent writes, for the monitoring timer.
+    /// With --format prometheus, a run that cannot diagnose keeps the file's last good figures
+    /// and sets why502_last_run_success 0
+    #[arg(long, value_name = "PATH")]
+    pub output_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -165,6 +171,7 @@ impl ServeArgs {
             no_color: true,
             quiet: false,
             verbose: false,
+            output_file: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `why502`: the command line, the renderers, and `serve`.
 
 mod cli;
+mod output;
 mod render;
 mod serve;
 
@@ -21,6 +22,30 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
+            // A timer's bad flag still marks its file: the last run failed.
+            if e.use_stderr() {
+                let raw: Vec<String> = std::env::args().collect();
+                if let (Some(file), format) = output::from_raw_args(&raw) {
+                    let format = match format.as_deref() {
+                        Some("json") => Format::Json,
+                        Some("prometheus") => Format::Prometheus,
+                        Some("nagios") => Format::Nagios,
+                        _ => Format::Text,
+                    };
+                    let path = std::path::PathBuf::from(file);
+                    let error = e.kind().to_string();
+                    let text = failure_text(
+                        format,
+                        &format!("bad command line: {error}"),
+                        std::time::Instant::now(),
+                        std::time::SystemTime::now(),
+                        Some(&path),
+                    );
+                    if !text.is_empty() {
+                        emit(Some(&path), &text, UNKNOWN_EXIT);
+                    }
+                }
+            }
             // Help and version are not errors; bad flags are "could not diagnose".
             return if e.use_stderr() {
                 ExitCode::from(UNKNOWN_EXIT)
@@ -83,36 +108,75 @@ fn diagnose(args: &DiagnoseArgs) -> ExitCode {
                 Format::Json => serde_json::to_string_pretty(&report)
                     .map(|s| s + "\n")
                     .unwrap_or_default(),
-                Format::Prometheus => render::metrics::prometheus(&report),
+                Format::Prometheus => {
+                    render::metrics::prometheus(&report)
+                        + &output::last_run(true, std::time::SystemTime::now())
+                }
                 Format::Nagios => render::metrics::nagios(&report),
                 Format::Text => render::text::render(
                     &report,
                     &render::text::Style {
-                        color: use_color(args),
+                        color: args.output_file.is_none() && use_color(args),
                         quiet: args.quiet,
                         verbose: args.verbose,
                     },
                 ),
             };
-            print_then(&rendered, report.status.exit_code() as u8)
+            emit(
+                args.output_file.as_deref(),
+                &rendered,
+                report.status.exit_code() as u8,
+            )
         }
         Err(e) => {
             eprintln!("why502: {e:#}");
-            match format {
-                Format::Json => {
-                    let v = error_json(&format!("{e:#}"), started, started_at);
-                    print(&format!("{v:#}\n"));
-                }
-                Format::Nagios => {
-                    print(&format!("WHY502 UNKNOWN - {e:#}\n"));
-                }
-                Format::Prometheus => {
-                    print("# TYPE why502_status gauge\nwhy502_status 3\n");
-                }
-                Format::Text => {}
-            }
+            let text = failure_text(
+                format,
+                &format!("{e:#}"),
+                started,
+                started_at,
+                args.output_file.as_deref(),
+            );
+            emit(args.output_file.as_deref(), &text, UNKNOWN_EXIT);
             ExitCode::from(UNKNOWN_EXIT)
         }
+    }
+}
+
+/// What a run that could not diagnose answers, in `format`: an error report (JSON), the
+/// UNKNOWN line (Nagios), the last good figures marked failed (Prometheus; `previous` is the
+/// file they are kept in).
+fn failure_text(
+    format: Format,
+    error: &str,
+    started: std::time::Instant,
+    started_at: std::time::SystemTime,
+    previous: Option<&std::path::Path>,
+) -> String {
+    match format {
+        Format::Json => format!("{:#}\n", error_json(error, started, started_at)),
+        Format::Nagios => format!(
+            "WHY502 UNKNOWN - {}\n",
+            error.lines().next().unwrap_or(error)
+        ),
+        Format::Prometheus => output::failed_prometheus(previous, std::time::SystemTime::now()),
+        Format::Text => String::new(),
+    }
+}
+
+/// The answer to stdout, or to `--output-file` (atomically); a write that fails is "could
+/// not diagnose", never a silent success.
+fn emit(file: Option<&std::path::Path>, text: &str, code: u8) -> ExitCode {
+    match file {
+        None if text.is_empty() => ExitCode::from(code),
+        None => print_then(text, code),
+        Some(path) => match output::write_atomically(path, text.as_bytes()) {
+            Ok(()) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("why502: cannot write {}: {e}", path.display());
+                ExitCode::from(UNKNOWN_EXIT)
+            }
+        },
     }
 }
 

@@ -51,7 +51,7 @@ pub use php_fpm::{FpmListen, PhpFpmPool};
 #[allow(unused_imports)]
 pub use process::{read_all, tail};
 #[allow(unused_imports)]
-pub use requirements::find_program;
+pub use requirements::{find_program, promtool_check_metrics};
 #[allow(unused_imports)]
 pub use resources::{MemoryCgroup, TmpfsMount};
 #[allow(unused_imports)]

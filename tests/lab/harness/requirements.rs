@@ -123,3 +123,36 @@ fn find_php_fpm() -> Result<PathBuf, String> {
             .map_err(|_| "no php-fpm* in /usr/sbin and no php-fpm on PATH".to_string()),
     }
 }
+
+/// `promtool check metrics` on `text` (Prometheus's own linter: names, HELP and TYPE, values).
+/// promtool comes with Debian's `prometheus` package, which scripts/test installs; without it
+/// the check is skipped, or fails under CI=true.
+pub fn promtool_check_metrics(text: &str) {
+    let Ok(promtool) = find_program("promtool") else {
+        assert!(
+            !in_ci(),
+            "promtool is missing (apt install prometheus) and CI=true"
+        );
+        eprintln!("SKIP promtool check metrics: promtool not found");
+        return;
+    };
+    use std::io::Write;
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes()).expect("feed promtool");
+    }
+    let out = child.wait_with_output().expect("promtool output");
+    assert!(
+        out.status.success(),
+        "promtool check metrics refuses the figures ({}):\n{}{}\n--- the figures:\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

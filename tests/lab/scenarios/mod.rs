@@ -6,6 +6,7 @@ mod config;
 mod direct_request;
 mod error_log;
 mod history;
+mod monitoring;
 mod non_root;
 mod php_fpm;
 mod read_only;

@@ -86,6 +86,7 @@ fn lab_serve_answers_a_panel_on_a_broken_stack() {
         "50 concurrent requests ran {ran} diagnoses\n{metrics}"
     );
     assert!(metrics.contains("why502_upstream_status{"), "{metrics}");
+    crate::harness::promtool_check_metrics(&metrics);
 
     // A slowloris holds a connection; the others are answered meanwhile, and it is cut off.
     let mut slow = slowloris(&sock);
