@@ -36,6 +36,12 @@ pub enum Command {
         after_help = "Example:\n  why502 serve --socket /run/why502.sock --group www-admin\n  curl --unix-socket /run/why502.sock 'http://x/v1/report?server_name=shop.example'\n\nConcurrent requests for the same question share one diagnosis, and its answer is reused for --cache. SIGTERM finishes the requests in flight and removes the socket. Under systemd socket activation (LISTEN_FDS) the socket passed in is used and left in place."
     )]
     Serve(ServeArgs),
+    /// Write the man page (roff) or a shell's completions to stdout, for packaging.
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+    },
     /// List every cause id with its title, step and fix.
     Causes {
         /// Machine-readable list.
@@ -45,6 +51,14 @@ pub enum Command {
         #[arg(long, conflicts_with = "json")]
         markdown: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Generated {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -70,8 +70,32 @@ fn main() -> ExitCode {
         }),
         Some(Command::Diagnose(args)) => diagnose(&args),
         Some(Command::Serve(args)) => serve::run(&args),
+        Some(Command::Generate { what }) => generate(what),
         None => diagnose(&cli.diagnose),
     }
+}
+
+/// The man page or completions, from the clap definitions (for the .deb).
+fn generate(what: cli::Generated) -> ExitCode {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut out: Vec<u8> = Vec::new();
+    let shell = match what {
+        cli::Generated::Man => {
+            return match clap_mangen::Man::new(cmd).render(&mut out) {
+                Ok(()) => print(&String::from_utf8_lossy(&out)),
+                Err(e) => {
+                    eprintln!("why502: cannot render the man page: {e}");
+                    ExitCode::from(UNKNOWN_EXIT)
+                }
+            };
+        }
+        cli::Generated::Bash => clap_complete::Shell::Bash,
+        cli::Generated::Zsh => clap_complete::Shell::Zsh,
+        cli::Generated::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "why502", &mut out);
+    print(&String::from_utf8_lossy(&out))
 }
 
 /// Write the answer; an answer that could not be written (a full disk, a closed pipe) is

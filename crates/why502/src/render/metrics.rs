@@ -34,6 +34,22 @@ pub fn prometheus(r: &Report) -> String {
             u.status.exit_code()
         );
     }
+    // The words of each verdict that is not ok, for alert annotations (joined on address).
+    let _ = writeln!(
+        o,
+        "# HELP why502_upstream_verdict_info The verdict of an upstream that is not ok: its cause, step and fix (value 1)."
+    );
+    let _ = writeln!(o, "# TYPE why502_upstream_verdict_info gauge");
+    for u in r.upstreams.iter().filter(|u| u.status != Status::Ok) {
+        let _ = writeln!(
+            o,
+            "why502_upstream_verdict_info{{address=\"{}\",step=\"{}\",cause=\"{}\",fix=\"{}\"}} 1",
+            escape(&u.address),
+            u.verdict.step,
+            u.verdict.cause,
+            escape(&u.verdict.fix)
+        );
+    }
     let _ = writeln!(
         o,
         "# HELP why502_host_check Host-wide checks: 0 ok, 1 warning, 2 break, 3 unknown."
@@ -280,6 +296,36 @@ mod tests {
             lines[2]
         );
         assert_eq!(lines[2].matches(" status'=").count(), 60);
+    }
+
+    /// The packaged alerting rules use only metrics the agent writes.
+    #[test]
+    fn the_alert_rules_read_metrics_the_agent_writes() {
+        let rules = include_str!("../../../../packaging/prometheus/why502-rules.yml");
+        let mut ups = vec![upstream(0, Status::Break, CauseId::SocketPermission)];
+        ups.push(upstream(1, Status::Ok, CauseId::None));
+        let text = prometheus(&report(ups))
+            + &crate::output::last_run(true, std::time::SystemTime::UNIX_EPOCH);
+        let mut names: Vec<&str> = rules
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("why502_"))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() >= 5, "{names:?}");
+        for n in names {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("{n}{{")) || l.starts_with(&format!("{n} "))),
+                "the rules use {n}, which the agent does not write:\n{text}"
+            );
+        }
+        // The fix an alert quotes is the verdict's.
+        assert!(text.contains("why502_upstream_verdict_info{address=\"unix:/run/php/site0.sock\",step=\"backend_up\",cause=\"socket_permission\",fix=\"fix\"} 1"), "{text}");
+        assert!(
+            !text.contains("site1.sock\",step"),
+            "an ok upstream has no verdict info:\n{text}"
+        );
     }
 
     #[test]
