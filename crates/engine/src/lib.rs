@@ -73,6 +73,13 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     let mut phases = Phases::new(started);
     phases.mark("process table");
     let setup = discover::discover(opts, &procs).await?;
+    tracing::debug!(
+        conf = %setup.conf.display(),
+        from = setup.conf_source,
+        master = ?setup.master.as_ref().map(|m| m.pid),
+        binary = ?setup.binary,
+        "nginx found"
+    );
     phases.mark("discover (nginx -V, config parse)");
 
     // nginx -t costs several ms: run it while the rest is gathered and walked.
@@ -218,6 +225,19 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         },
     };
     notes.append(&mut error_logs.notes);
+    for w in &error_logs.windows {
+        tracing::debug!(
+            log = %w.source.display(),
+            bytes = w.bytes_read,
+            lines = w.parsed_lines,
+            kept = w.lines.len(),
+            rotated = w.rotated.len(),
+            "error log read"
+        );
+    }
+    for u in &error_logs.unreadable {
+        tracing::warn!("error log not read: {u}");
+    }
     phases.mark("wait for the error logs");
     let conf_shown = setup.conf.display().to_string();
     // A reload replaces the workers, so their start bounds the load time; a SIGHUP logged
@@ -360,6 +380,19 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         changed_since_load: sources.config.wait().await.changed_since_load.clone(),
     };
     let status = Report::compute_status(&upstreams, &host_checks);
+    // What could not be read or was left out: the operator's "why is this unknown".
+    for n in &notes {
+        tracing::warn!("{n}");
+    }
+    for u in &upstreams {
+        tracing::debug!(
+            upstream = %u.address,
+            status = ?u.status,
+            step = %u.verdict.step,
+            cause = %u.verdict.cause,
+            "verdict"
+        );
+    }
     Ok(Report {
         schema: SCHEMA.to_string(),
         status,
@@ -391,6 +424,11 @@ impl Phases {
     /// The phase that ends now.
     fn mark(&mut self, phase: &str) {
         let now = Instant::now();
+        tracing::debug!(
+            phase,
+            ms = now.duration_since(self.last).as_secs_f64() * 1000.0,
+            "phase done"
+        );
         self.done.push(why502_model::Phase {
             phase: phase.to_string(),
             us: now.duration_since(self.last).as_micros() as u64,

@@ -119,9 +119,10 @@ pub struct DiagnoseArgs {
     /// Quiet: only the one-line verdict per broken upstream
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Verbose: every step with its evidence, also for healthy upstreams
-    #[arg(short, long)]
-    pub verbose: bool,
+    /// Verbose: every step with its evidence, also for healthy upstreams, and what the agent
+    /// could not read on stderr; -vv also every source it reads and how long each took
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// Write the report (any format) to PATH instead of stdout, atomically (a temp file in the
     /// same directory, fsync, rename): the one file the agent writes, for the monitoring timer.
     /// With --format prometheus, a run that cannot diagnose keeps the file's last good figures
@@ -184,7 +185,7 @@ impl ServeArgs {
             config: self.config.clone(),
             no_color: true,
             quiet: false,
-            verbose: false,
+            verbose: 0,
             output_file: None,
         }
     }

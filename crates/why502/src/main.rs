@@ -122,7 +122,30 @@ fn print_then(s: &str, code: u8) -> ExitCode {
     }
 }
 
+/// The agent's own log on stderr (tracing): warnings with -v, every source read with -vv,
+/// nothing otherwise (the report is the answer; a timer's journal stays quiet). WHY502_LOG
+/// (`warn`, `info`, `debug`) overrides.
+fn init_logging(verbose: u8) {
+    let level = match std::env::var("WHY502_LOG").ok().as_deref() {
+        Some("debug") => tracing::Level::DEBUG,
+        Some("info") => tracing::Level::INFO,
+        Some("warn") => tracing::Level::WARN,
+        _ => match verbose {
+            0 => return,
+            1 => tracing::Level::WARN,
+            _ => tracing::Level::DEBUG,
+        },
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
 fn diagnose(args: &DiagnoseArgs) -> ExitCode {
+    init_logging(args.verbose);
     let format = args.format();
     let started = std::time::Instant::now();
     let started_at = std::time::SystemTime::now();
@@ -142,7 +165,7 @@ fn diagnose(args: &DiagnoseArgs) -> ExitCode {
                     &render::text::Style {
                         color: args.output_file.is_none() && use_color(args),
                         quiet: args.quiet,
-                        verbose: args.verbose,
+                        verbose: args.verbose > 0,
                     },
                 ),
             };
