@@ -22,12 +22,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .unwrap_or_else(|| "why502".to_string());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o644)
             .open(&tmp)?;
+        // 0644 whatever the umask (the unit's is 0077): node_exporter reads the file.
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -117,6 +119,14 @@ mod tests {
         write_atomically(&p, b"one\n").expect("write");
         write_atomically(&p, b"two\n").expect("write again");
         assert_eq!(std::fs::read_to_string(&p).expect("read"), "two\n");
+        // Readable by node_exporter even under the unit's UMask=0077.
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+        let written = write_atomically(&p, b"three\n");
+        nix::sys::stat::umask(old);
+        written.expect("write under umask 0077");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .expect("list")
             .map(|e| e.expect("entry").file_name())
