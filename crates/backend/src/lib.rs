@@ -31,10 +31,11 @@ pub use journal::{
 };
 pub use logs::{
     classify_backend_line, fix_text, read_backend_log, summarize, BackendLogClass, BackendLogEvent,
-    BackendLogWindow, ClassSummary, FixContext,
+    BackendLogWindow, ClassSummary, FixContext, Lifecycle, LifecycleEvent,
 };
 pub use phpfpm::{
     find_php_fpm_configs, judge_fpm_status, parse_fpm_status, parse_fpm_status_json,
-    parse_fpm_status_text, FpmPool, FpmStatus, PhpFpmConfig, StatusJudgement, StatusLevel,
+    parse_fpm_status_text, FpmLogTarget, FpmPool, FpmStatus, PhpFpmConfig, StatusJudgement,
+    StatusLevel,
 };
 pub use units::{read_units, UnitFile, DEFAULT_UNIT_DIRS};

@@ -81,6 +81,8 @@ pub struct HostPaths {
     /// Directories of systemd unit files: what is configured to serve a dead address, and the
     /// unit whose cgroup ties a kill to it.
     pub units: Vec<PathBuf>,
+    /// dpkg's log: packages installed, upgraded or removed, for timelines.
+    pub dpkg_log: PathBuf,
 }
 
 impl Default for HostPaths {
@@ -92,6 +94,7 @@ impl Default for HostPaths {
             kern_log: "/var/log/kern.log".into(),
             syslog: "/var/log/syslog".into(),
             etc: "/etc".into(),
+            dpkg_log: "/var/log/dpkg.log".into(),
             units: why502_backend::DEFAULT_UNIT_DIRS
                 .iter()
                 .map(PathBuf::from)

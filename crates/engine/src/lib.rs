@@ -309,6 +309,12 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             })
             .collect();
     sources.unit_dirs = opts.agent.paths.units.clone();
+    sources.history = history(
+        &sources,
+        &setup.parsed.files,
+        loaded_at,
+        &opts.agent.paths.dpkg_log,
+    );
     sources.kernel = match tokio::time::timeout_at(deadline, kernel).await {
         Ok(Ok(k)) => k,
         _ => why502_kernel_log::KernelLogWindow::Unknown {
@@ -620,6 +626,51 @@ fn last_reload_logged(logs: &ErrorLogs) -> Option<SystemTime> {
         .max()
         .and_then(|t| u64::try_from(t).ok())
         .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t))
+}
+
+/// The host's recent past, read once: nginx's reloads (its error log's notices, its workers'
+/// start), the mtimes of nginx's config files and of every php-fpm config file, dpkg's log.
+fn history(
+    sources: &Sources,
+    nginx_files: &[PathBuf],
+    loaded_at: Option<SystemTime>,
+    dpkg_log: &std::path::Path,
+) -> sources::History {
+    let since = sources.since_epoch;
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    };
+    let mut nginx_reloads: Vec<(i64, String)> = sources
+        .error_logs
+        .windows
+        .iter()
+        .flat_map(|w| {
+            w.lines
+                .iter()
+                .filter(|l| why502_nginx::errorlog::is_reload_notice(&l.message))
+                .map(move |l| (l.time, format!("{} @ {}", w.source.display(), l.stamp)))
+        })
+        .collect();
+    if let Some(t) = loaded_at.map(secs).filter(|t| *t >= since) {
+        if !nginx_reloads.iter().any(|(r, _)| (r - t).abs() <= 2) {
+            nginx_reloads.push((t, "the nginx workers' start time".to_string()));
+        }
+    }
+    let mut file_mtimes = Vec::new();
+    let fpm_files = sources.fpm_configs.iter().flat_map(|c| c.files.iter());
+    for f in nginx_files.iter().chain(fpm_files) {
+        if let Some(m) = std::fs::metadata(f).ok().and_then(|m| m.modified().ok()) {
+            file_mtimes.push((f.clone(), secs(m)));
+        }
+    }
+    let packages = why502_host::read_package_changes(dpkg_log, since).unwrap_or_default();
+    sources::History {
+        nginx_reloads,
+        file_mtimes,
+        packages,
+    }
 }
 
 /// Debian's and nginx.org's compiled-in error log.

@@ -96,6 +96,22 @@ pub struct Sources {
     /// Host names resolved once per run, shared by every step that needs them; keyed by the
     /// name, the port and the `resolver` asked (empty: the system resolver).
     resolved: tokio::sync::Mutex<HashMap<ResolutionKey, Resolution>>,
+    /// The host's recent past, for timelines: read once per run.
+    pub history: History,
+    /// The starts, reloads and stops each backend log holds (filled with `backend_log`).
+    backend_lifecycle: Mutex<HashMap<std::path::PathBuf, Vec<why502_backend::LifecycleEvent>>>,
+}
+
+/// What changed on the host in the window, read once per run (timelines are built from it).
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// nginx (re)loads: the reload notices of its error log, and its workers' start. (time,
+    /// where it was read).
+    pub nginx_reloads: Vec<(i64, String)>,
+    /// Modification times of nginx's config files and of every php-fpm config file read.
+    pub file_mtimes: Vec<(std::path::PathBuf, i64)>,
+    /// dpkg's log over the window (empty when there is none).
+    pub packages: Vec<why502_host::PackageChange>,
 }
 
 /// Held while a direct request runs (see `Sources::request_permit`).
@@ -169,7 +185,18 @@ impl Sources {
             requests: tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT),
             per_master: Mutex::new(HashMap::new()),
             resolved: tokio::sync::Mutex::new(HashMap::new()),
+            history: History::default(),
+            backend_lifecycle: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The starts, reloads and stops `backend_log` found in the log at `path`.
+    pub fn backend_lifecycle(&self, path: &std::path::Path) -> Vec<why502_backend::LifecycleEvent> {
+        let cache = match self.backend_lifecycle.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cache.get(path).cloned().unwrap_or_default()
     }
 
     /// Sources with nothing read, for judging captured facts in tests (no host access).
@@ -223,7 +250,14 @@ impl Sources {
             self.since_epoch,
             why502_host::TailLimits::default(),
         ) {
-            Ok(w) => LogRead::Events(w.events),
+            Ok(w) => {
+                let mut lifecycle = match self.backend_lifecycle.lock() {
+                    Ok(c) => c,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                lifecycle.insert(path.to_path_buf(), w.lifecycle);
+                LogRead::Events(w.events)
+            }
             Err(e) if e.is_not_found() => LogRead::NotWritten,
             Err(e) if e.is_permission_denied() => {
                 let (reason, fix) = crate::facts::unreadable_reason(path, self.as_root);

@@ -144,7 +144,19 @@ pub async fn walk(
         });
     }
     let logged = error_log::unexplained(target, &gathered, SystemTime::now());
-    let (status, verdict) = conclude(&mut steps, logged, sources.as_root);
+    let (status, mut verdict) = conclude(&mut steps, logged, sources.as_root);
+    // Since when, and what changed just before: only for an upstream that is not ok.
+    let timeline = if status == Status::Ok {
+        Vec::new()
+    } else {
+        facts::timeline::gather(target, sources);
+        let (events, decisive) =
+            facts::timeline::build(target, &gathered, sources, &claims, SystemTime::now());
+        if let Some(d) = decisive {
+            verdict.summary = format!("{}; {d}", verdict.summary);
+        }
+        events
+    };
     let report = UpstreamReport {
         address: target.address.clone(),
         name: target.name.clone(),
@@ -154,6 +166,7 @@ pub async fn walk(
         status,
         verdict,
         steps,
+        timeline,
     };
     (report, claims)
 }
@@ -311,6 +324,7 @@ fn timed_out(t: &UpstreamTarget) -> UpstreamReport {
             evidence: Vec::new(),
         },
         steps: Vec::new(),
+        timeline: Vec::new(),
     }
 }
 

@@ -117,6 +117,42 @@ pub struct UpstreamReport {
     pub status: Status,
     pub verdict: Verdict,
     pub steps: Vec<StepReport>,
+    /// For an upstream that is not ok: when its failures began and ended, and what happened
+    /// on the host around then (oldest first). Empty for a healthy upstream.
+    #[serde(default)]
+    pub timeline: Vec<TimelineEvent>,
+}
+
+/// One event of an upstream's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TimelineEvent {
+    /// RFC 3339.
+    pub at: String,
+    pub event: TimelineKind,
+    pub detail: String,
+    /// Where it was read: a log and its stamp, a file's mtime, the process table.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineKind {
+    /// A configuration file of nginx or of the backend was modified.
+    ConfigChanged,
+    /// The backend started, or reloaded and was ready again.
+    BackendStarted,
+    /// The backend stopped (or began a reload).
+    BackendExited,
+    /// nginx reloaded its configuration (or its master started).
+    NginxReloaded,
+    /// A package was installed, upgraded or removed.
+    PackageChanged,
+    /// The kernel OOM-killed one of the backend's processes.
+    OomKill,
+    /// The first failure nginx logged for this upstream in the window.
+    FirstFailure,
+    /// The last one.
+    LastFailure,
 }
 
 /// A host-wide finding not tied to one upstream (nginx -t, disk, OOM kills of others).

@@ -267,6 +267,31 @@ impl Lab {
         );
     }
 
+    /// Reload php-fpm as `systemctl reload` does (SIGUSR2: the master re-executes itself
+    /// with the config on disk, same pid) and wait until it is ready again on `listens`.
+    pub fn reload_php_fpm(&mut self, listens: &[FpmListen]) {
+        let ready_before = self.php_fpm_log_text().matches(READY_MARKER).count();
+        let pid = self
+            .process_mut(PROCESS_LABEL)
+            .map(|p| p.pid())
+            .expect("php-fpm runs");
+        // SAFETY: a plain signal to the master this lab started and has not reaped.
+        unsafe { libc::kill(pid, libc::SIGUSR2) };
+        let log = self.php_fpm_log_path();
+        self.await_ready(
+            PROCESS_LABEL,
+            &format!("not ready again on {listens:?} after SIGUSR2"),
+            |lab| {
+                let sockets_ok = listens.iter().all(|listen| match listen {
+                    FpmListen::Unix(socket) => socket.exists(),
+                    FpmListen::Tcp(_) => true,
+                });
+                sockets_ok && lab.php_fpm_log_text().matches(READY_MARKER).count() > ready_before
+            },
+            |_| format!("php-fpm log:\n{}", tail(&read_log(&log), 4000)),
+        );
+    }
+
     /// Graceful stop (SIGQUIT) and wait for the master to exit; php-fpm
     /// removes its unix socket on the way out.
     pub fn stop_php_fpm(&mut self) {

@@ -15,4 +15,5 @@ mod security;
 mod serve;
 mod tcp;
 mod temp_path;
+mod timeline;
 mod tls_dns;

@@ -35,10 +35,68 @@ pub struct BackendLogEvent {
     pub pid: Option<u32>,
 }
 
+/// A backend's own start, stop or reload, as its log says it (for the timeline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LifecycleEvent {
+    /// Seconds since the epoch.
+    pub time: i64,
+    pub kind: Lifecycle,
+    /// The line, stamp removed, capped.
+    pub message: String,
+    /// php-fpm's `[pool www]`, when the line names one.
+    pub pool: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// Ready to serve: php-fpm `ready to handle connections`, gunicorn `Listening at`, uWSGI
+    /// `*** Operational MODE`.
+    Started,
+    /// php-fpm `Reloading in progress` (SIGUSR2), gunicorn `Handling signal: hup`.
+    Reloading,
+    /// php-fpm `exiting, bye-bye!`, gunicorn `Shutting down: Master`, uWSGI `goodbye to uWSGI`.
+    Stopped,
+}
+
+/// Start, reload and stop lines as php-fpm 8.2, gunicorn and uWSGI word them.
+pub fn lifecycle_of(line: &str) -> Option<Lifecycle> {
+    const STARTED: &[&str] = &[
+        "ready to handle connections",
+        "Listening at: ",
+        "*** Operational MODE",
+    ];
+    const RELOADING: &[&str] = &[
+        "Reloading in progress",
+        "Handling signal: hup",
+        "...gracefully killing workers",
+    ];
+    const STOPPED: &[&str] = &[
+        "exiting, bye-bye!",
+        "Shutting down: Master",
+        "goodbye to uWSGI",
+    ];
+    let any = |needles: &[&str]| needles.iter().any(|n| line.contains(n));
+    if any(STARTED) {
+        Some(Lifecycle::Started)
+    } else if any(RELOADING) {
+        Some(Lifecycle::Reloading)
+    } else if any(STOPPED) {
+        Some(Lifecycle::Stopped)
+    } else {
+        None
+    }
+}
+
+/// Lifecycle lines kept per log, at most (the newest).
+const MAX_LIFECYCLE: usize = 64;
+
 /// The failures of one log inside the window, oldest first.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BackendLogWindow {
     pub source: PathBuf,
+    /// Its starts, reloads and stops inside the window, oldest first.
+    pub lifecycle: Vec<LifecycleEvent>,
     /// Rotated files the window reached back into, newest first.
     pub rotated: Vec<PathBuf>,
     pub events: Vec<BackendLogEvent>,
@@ -69,20 +127,34 @@ pub fn read_backend_log(
     let mut clock = LocalClock::default();
     let mut stamped_lines = 0u64;
     let mut form = None;
+    let mut lifecycle: Vec<LifecycleEvent> = Vec::new();
     let read = read_tail(path, limits, |raw| {
         let text = String::from_utf8_lossy(raw);
         match parse_stamp(&text, &mut clock) {
             Some(s) => {
                 stamped_lines += 1;
                 form.get_or_insert(s.form);
+                if s.time >= since && lifecycle.len() < MAX_LIFECYCLE {
+                    if let Some(kind) = lifecycle_of(s.rest) {
+                        lifecycle.push(LifecycleEvent {
+                            time: s.time,
+                            kind,
+                            message: s.rest.chars().take(MAX_MESSAGE).collect(),
+                            pool: between(s.rest, "[pool ", "]"),
+                        });
+                    }
+                }
                 scan.stamped(s.time, s.rest)
             }
             None => scan.undated(&text),
         }
     })?;
     let (events, kills_after_timeout) = attribute_kills_to_timeouts(read.items);
+    // Read newest first: oldest first, as the events are.
+    lifecycle.reverse();
     Ok(BackendLogWindow {
         source: path.to_path_buf(),
+        lifecycle,
         rotated: read.rotated,
         events,
         kills_after_timeout,

@@ -14,6 +14,7 @@ pub mod drift;
 pub mod errorlog;
 mod probe;
 mod reach;
+pub mod timeline;
 
 use std::net::IpAddr;
 use std::time::Duration;

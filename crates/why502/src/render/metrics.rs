@@ -243,6 +243,7 @@ mod tests {
                 evidence: Vec::new(),
             },
             steps: Vec::new(),
+            timeline: Vec::new(),
         }
     }
 

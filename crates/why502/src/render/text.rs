@@ -209,6 +209,16 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
         );
         let _ = writeln!(out, "      {} {}", st.bold("fix:"), u.verdict.fix);
     }
+    if u.status != Status::Ok && !u.timeline.is_empty() {
+        let _ = writeln!(out, "      {}", st.bold("timeline:"));
+        for e in &u.timeline {
+            let event = serde_json::to_value(e.event)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let _ = writeln!(out, "        {}  {:<15} {}", st.dim(&e.at), event, e.detail);
+        }
+    }
 }
 
 fn protocol_name(p: why502_model::Protocol) -> String {
