@@ -309,6 +309,8 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             })
             .collect();
     sources.unit_dirs = opts.agent.paths.units.clone();
+    sources.access_logs =
+        why502_nginx::accesslog::access_logs(&setup.parsed.directives, &setup.nginx_prefix);
     sources.history = history(
         &sources,
         &setup.parsed.files,

@@ -98,6 +98,14 @@ pub struct Sources {
     resolved: tokio::sync::Mutex<HashMap<ResolutionKey, Resolution>>,
     /// The host's recent past, for timelines: read once per run.
     pub history: History,
+    /// The access logs the config writes, and their windows, each read on first use.
+    pub access_logs: Vec<why502_nginx::accesslog::AccessLogUse>,
+    access_windows: Mutex<
+        HashMap<
+            std::path::PathBuf,
+            Result<std::sync::Arc<why502_nginx::accesslog::AccessWindow>, String>,
+        >,
+    >,
     /// The starts, reloads and stops each backend log holds (filled with `backend_log`).
     backend_lifecycle: Mutex<HashMap<std::path::PathBuf, Vec<why502_backend::LifecycleEvent>>>,
 }
@@ -186,8 +194,29 @@ impl Sources {
             per_master: Mutex::new(HashMap::new()),
             resolved: tokio::sync::Mutex::new(HashMap::new()),
             history: History::default(),
+            access_logs: Vec::new(),
+            access_windows: Mutex::new(HashMap::new()),
             backend_lifecycle: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The window of access log `u`, read once per run (shared by every upstream it serves).
+    pub fn access_window(
+        &self,
+        u: &why502_nginx::accesslog::AccessLogUse,
+    ) -> Result<std::sync::Arc<why502_nginx::accesslog::AccessWindow>, String> {
+        let mut cache = match self.access_windows.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cache
+            .entry(u.path.clone())
+            .or_insert_with(|| {
+                why502_nginx::accesslog::read_access_window(&u.path, &u.format, self.since_epoch)
+                    .map(std::sync::Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
     }
 
     /// The starts, reloads and stops `backend_log` found in the log at `path`.

@@ -157,6 +157,10 @@ pub async fn walk(
         }
         events
     };
+    // How bad: the access log's counts, where someone will look at them.
+    let traffic = (status != Status::Ok || sources.narrowed)
+        .then(|| facts::traffic::for_target(target, sources, SystemTime::now()))
+        .flatten();
     let report = UpstreamReport {
         address: target.address.clone(),
         name: target.name.clone(),
@@ -167,6 +171,7 @@ pub async fn walk(
         verdict,
         steps,
         timeline,
+        traffic,
     };
     (report, claims)
 }
@@ -325,6 +330,7 @@ fn timed_out(t: &UpstreamTarget) -> UpstreamReport {
         },
         steps: Vec::new(),
         timeline: Vec::new(),
+        traffic: None,
     }
 }
 

@@ -121,6 +121,36 @@ pub struct UpstreamReport {
     /// on the host around then (oldest first). Empty for a healthy upstream.
     #[serde(default)]
     pub timeline: Vec<TimelineEvent>,
+    /// What the access log says of its requests over the window: for an upstream that is not
+    /// ok, and for every upstream of a narrowed run (`--server-name`, `--upstream`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
+}
+
+/// Requests, 502s and 504s from nginx's access log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Traffic {
+    /// The seconds the counts cover (the window, or less when the read stopped at its cap).
+    pub window_s: u64,
+    pub requests: u64,
+    pub status_502: u64,
+    pub status_504: u64,
+    /// Minute by minute, oldest first (minutes without requests left out).
+    pub per_minute: Vec<MinuteCounts>,
+    /// `upstream`: the lines whose `$upstream_addr` names this upstream; `server`: the lines
+    /// of the sites that use it (their own access log, or `$host`).
+    pub by: String,
+    /// The access log(s) read.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MinuteCounts {
+    /// The minute's start, RFC 3339.
+    pub at: String,
+    pub requests: u64,
+    pub status_502: u64,
+    pub status_504: u64,
 }
 
 /// One event of an upstream's timeline.

@@ -5,6 +5,7 @@
 //! plus `ParseError`s with file:line; only an unreadable main file is an `Err`. Every file
 //! read is bounded.
 
+pub mod accesslog;
 pub mod check;
 pub mod config;
 pub mod discovery;

@@ -141,6 +141,11 @@ impl Lab {
         self.netns.name()
     }
 
+    /// `program args...` to run inside the namespace (explicit argv, no shell).
+    pub fn netns_command(&self, program: &Path, args: &[&str]) -> std::process::Command {
+        self.netns.command(program, args)
+    }
+
     /// The temp dir every file of this stack lives in.
     pub fn root(&self) -> &Path {
         &self.root

@@ -42,6 +42,9 @@ pub enum Misbehaviour {
     Slow,
     /// Accepts, reads the request and never sends a byte (until the lab stops it).
     Tarpit,
+    /// Every other connection answered 200, the rest closed without a word: half of the
+    /// requests through nginx get 502.
+    Half,
 }
 
 impl Misbehaviour {
@@ -54,6 +57,7 @@ impl Misbehaviour {
             Misbehaviour::NotHttp => "not-http",
             Misbehaviour::Slow => "slow",
             Misbehaviour::Tarpit => "tarpit",
+            Misbehaviour::Half => "half",
         }
     }
 }
@@ -75,7 +79,9 @@ BIG_HEADER = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
 GARBAGE = b"HTTP/1.1 200 OK\r\n\x00\x01garbage\r\n\r\n"
 NOT_HTTP = b"\x00\x01garbage\r\n\r\n"
 SLOW_SECONDS = 3.0
-BEHAVIOURS = ("big-header", "close", "garbage", "not-http", "slow", "tarpit")
+BEHAVIOURS = ("big-header", "close", "garbage", "not-http", "slow", "tarpit", "half")
+COUNTER = [0]
+COUNTER_LOCK = threading.Lock()
 
 
 def read_request(conn):
@@ -100,6 +106,12 @@ def handle(conn, behaviour):
         elif behaviour == "slow":
             time.sleep(SLOW_SECONDS)
             conn.sendall(OK)
+        elif behaviour == "half":
+            with COUNTER_LOCK:
+                COUNTER[0] += 1
+                n = COUNTER[0]
+            if n % 2 == 0:
+                conn.sendall(OK)
         elif behaviour == "tarpit":
             # Hold the connection open without a byte; the daemon thread dies with the process.
             time.sleep(3600)

@@ -17,3 +17,4 @@ mod tcp;
 mod temp_path;
 mod timeline;
 mod tls_dns;
+mod traffic;

@@ -15,6 +15,7 @@ pub mod errorlog;
 mod probe;
 mod reach;
 pub mod timeline;
+pub mod traffic;
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -13,5 +13,6 @@ mod variables;
 mod tests;
 
 pub use model::*;
+pub(crate) use parser::resolve_against;
 pub use parser::{parse_config, parse_config_text, ConfigReadError, ParseLimits};
 pub use units::{parse_size, parse_time};

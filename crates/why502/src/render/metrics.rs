@@ -50,6 +50,38 @@ pub fn prometheus(r: &Report) -> String {
             escape(&u.verdict.fix)
         );
     }
+    // The access log's counts over the window, where the report has them.
+    let with_traffic: Vec<_> = r
+        .upstreams
+        .iter()
+        .filter_map(|u| u.traffic.as_ref().map(|t| (u, t)))
+        .collect();
+    if !with_traffic.is_empty() {
+        for (metric, help) in [
+            (
+                "why502_upstream_window_requests",
+                "Requests the access log shows for the upstream over the window.",
+            ),
+            ("why502_upstream_window_502", "Of those, answered 502."),
+            ("why502_upstream_window_504", "Of those, answered 504."),
+        ] {
+            let _ = writeln!(o, "# HELP {metric} {help}");
+            let _ = writeln!(o, "# TYPE {metric} gauge");
+            for (u, t) in &with_traffic {
+                let v = match metric {
+                    "why502_upstream_window_requests" => t.requests,
+                    "why502_upstream_window_502" => t.status_502,
+                    _ => t.status_504,
+                };
+                let _ = writeln!(
+                    o,
+                    "{metric}{{address=\"{}\",by=\"{}\"}} {v}",
+                    escape(&u.address),
+                    t.by
+                );
+            }
+        }
+    }
     let _ = writeln!(
         o,
         "# HELP why502_host_check Host-wide checks: 0 ok, 1 warning, 2 break, 3 unknown."
@@ -244,6 +276,7 @@ mod tests {
             },
             steps: Vec::new(),
             timeline: Vec::new(),
+            traffic: None,
         }
     }
 

@@ -209,6 +209,24 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
         );
         let _ = writeln!(out, "      {} {}", st.bold("fix:"), u.verdict.fix);
     }
+    if let Some(t) = u
+        .traffic
+        .as_ref()
+        .filter(|_| u.status != Status::Ok || st.verbose)
+    {
+        let _ = writeln!(
+            out,
+            "      {} {} request(s), {} × 502, {} × 504 in the last {} (by {}, {})  {}",
+            st.bold("traffic:"),
+            t.requests,
+            t.status_502,
+            t.status_504,
+            humantime::format_duration(std::time::Duration::from_secs(t.window_s)),
+            t.by,
+            t.source,
+            sparkline(&t.per_minute)
+        );
+    }
     if u.status != Status::Ok && !u.timeline.is_empty() {
         let _ = writeln!(out, "      {}", st.bold("timeline:"));
         for e in &u.timeline {
@@ -219,6 +237,27 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
             let _ = writeln!(out, "        {}  {:<15} {}", st.dim(&e.at), event, e.detail);
         }
     }
+}
+
+/// 502s and 504s per minute over the last 30 minutes with requests, one block each (a space
+/// for a minute without failures).
+fn sparkline(minutes: &[why502_model::MinuteCounts]) -> String {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let tail = &minutes[minutes.len().saturating_sub(30)..];
+    let bad: Vec<u64> = tail.iter().map(|m| m.status_502 + m.status_504).collect();
+    let max = bad.iter().copied().max().unwrap_or(0);
+    if max == 0 {
+        return String::new();
+    }
+    bad.iter()
+        .map(|&b| {
+            if b == 0 {
+                ' '
+            } else {
+                BLOCKS[((b * 7) / max) as usize]
+            }
+        })
+        .collect()
 }
 
 fn protocol_name(p: why502_model::Protocol) -> String {
