@@ -73,6 +73,19 @@ fn lab_timeline_names_the_pool_edit_and_reload_before_the_first_502() {
         changed <= reloading && reloading <= reloaded && reloaded <= first,
         "{events:#?}"
     );
+    // The pool that moved is the one named, not its neighbour (equally alike by name; its
+    // socket is the newest).
+    assert_eq!(
+        u["verdict"]["cause"],
+        "address_mismatch",
+        "{}",
+        run.context()
+    );
+    let fix = u["verdict"]["fix"].as_str().unwrap_or_default();
+    assert!(
+        fix.contains(&moved.display().to_string()) && !fix.contains("bystander"),
+        "{fix}"
+    );
     let summary = u["verdict"]["summary"].as_str().unwrap_or_default();
     assert!(
         summary.contains("the failures began") && summary.contains("php-fpm.conf modified"),

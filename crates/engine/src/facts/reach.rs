@@ -97,6 +97,8 @@ pub struct Candidate {
     pub address: String,
     /// For TCP listeners: the address and port.
     pub tcp: Option<(IpAddr, u16)>,
+    /// A unix socket's change time (seconds since the epoch): when it was made.
+    pub ctime: Option<i64>,
 }
 
 pub(super) async fn gather(target: &UpstreamTarget, cx: &GatherCx<'_>, facts: &mut TargetFacts) {
@@ -195,10 +197,19 @@ pub(super) fn gather_elsewhere(
         .filter(|(_, address, _)| !src.referenced.contains(address))
         .filter_map(|(inode, address, tcp)| {
             let owner = owners.get(&inode)?.clone();
-            is_backend_like(&owner.name).then_some(Candidate {
+            if !is_backend_like(&owner.name) {
+                return None;
+            }
+            use std::os::unix::fs::MetadataExt;
+            let ctime = address
+                .strip_prefix("unix:")
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| m.ctime());
+            Some(Candidate {
                 owner,
                 address,
                 tcp,
+                ctime,
             })
         })
         .collect();

@@ -291,7 +291,13 @@ fn candidates(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> Vec<Candidate> {
             (score, c.clone())
         })
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.address.cmp(&b.1.address)));
+    // Equally alike: the newest socket first (a pool whose `listen` just moved made its
+    // socket at the reload; its neighbours' are older), then by address.
+    out.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(b.1.ctime.cmp(&a.1.ctime))
+            .then(a.1.address.cmp(&b.1.address))
+    });
     out.into_iter().map(|(_, c)| c).collect()
 }
 
