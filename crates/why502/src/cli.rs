@@ -71,6 +71,13 @@ pub enum TreeFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
     Json,
@@ -113,10 +120,16 @@ pub struct DiagnoseArgs {
     /// Agent config file (TOML) [default: /etc/why502/why502.toml if present]
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// No colour, even on a terminal (NO_COLOR is honoured too)
+    /// No colour, even on a terminal (NO_COLOR is honoured too); same as --color never
     #[arg(long)]
     pub no_color: bool,
-    /// Quiet: only the one-line verdict per broken upstream
+    /// Colour: auto (on a terminal, unless NO_COLOR), always, never
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Columns the text report wraps at [default: the terminal's width, else 80]
+    #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..))]
+    pub width: Option<u16>,
+    /// Quiet: only the last line (the state, the counts, the first causes with their sites)
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Verbose: every step with its evidence, also for healthy upstreams, and what the agent
@@ -184,6 +197,8 @@ impl ServeArgs {
             format: Format::Json,
             config: self.config.clone(),
             no_color: true,
+            color: ColorChoice::Never,
+            width: None,
             quiet: false,
             verbose: 0,
             output_file: None,

@@ -166,6 +166,7 @@ fn diagnose(args: &DiagnoseArgs) -> ExitCode {
                         color: args.output_file.is_none() && use_color(args),
                         quiet: args.quiet,
                         verbose: args.verbose > 0,
+                        width: text_width(args),
                     },
                 ),
             };
@@ -293,5 +294,25 @@ fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
 }
 
 fn use_color(args: &DiagnoseArgs) -> bool {
-    !args.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+    match args.color {
+        _ if args.no_color => false,
+        cli::ColorChoice::Never => false,
+        cli::ColorChoice::Always => true,
+        cli::ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+        }
+    }
+}
+
+/// `--width`, else the terminal's columns when stdout is one, else 80.
+fn text_width(args: &DiagnoseArgs) -> usize {
+    if let Some(w) = args.width {
+        return usize::from(w);
+    }
+    if std::io::stdout().is_terminal() {
+        if let Some((terminal_size::Width(w), _)) = terminal_size::terminal_size() {
+            return usize::from(w).max(40);
+        }
+    }
+    80
 }

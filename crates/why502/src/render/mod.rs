@@ -3,6 +3,8 @@
 //! about terminals and output formats.
 
 pub mod catalog;
+#[cfg(test)]
+pub mod fixtures;
 pub mod metrics;
 pub mod text;
 pub mod tree;

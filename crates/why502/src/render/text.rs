@@ -10,6 +10,71 @@ pub struct Style {
     pub color: bool,
     pub quiet: bool,
     pub verbose: bool,
+    /// Columns to wrap at (the terminal's, else 80 or `--width`).
+    pub width: usize,
+}
+
+/// More healthy upstreams than this collapse into one line per site (unless -v).
+const COLLAPSE_OVER: usize = 5;
+
+/// Cut `text` into lines of at most `first` columns (the first) and `rest` (the others),
+/// at spaces; a word longer than a line (a path, a quoted log line's token) is never split:
+/// it gets a line of its own, however long.
+pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let limit = if lines.is_empty() { first } else { rest }.max(10);
+        let wlen = word.chars().count();
+        let clen = cur.chars().count();
+        if !cur.is_empty() && clen + 1 + wlen > limit {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
+
+/// Write `body` after `prefix` (of `prefix_cols` visible columns), wrapped at the style's
+/// width, continuation lines indented by `hang` columns.
+fn emit(out: &mut String, st: &Style, prefix: &str, prefix_cols: usize, body: &str, hang: usize) {
+    let width = st.width.max(40);
+    let lines = wrap(
+        body,
+        width.saturating_sub(prefix_cols),
+        width.saturating_sub(hang),
+    );
+    let pad = " ".repeat(hang);
+    for (i, l) in lines.iter().enumerate() {
+        if i == 0 {
+            let _ = writeln!(out, "{prefix}{l}");
+        } else {
+            let _ = writeln!(out, "{pad}{l}");
+        }
+    }
+}
+
+/// The site an upstream serves first (its first server_name), else its address.
+fn site(u: &UpstreamReport) -> String {
+    u.referenced_by
+        .iter()
+        .find_map(|r| r.server_name.clone())
+        .unwrap_or_else(|| u.address.clone())
+}
+
+fn rank(s: Status) -> u8 {
+    match s {
+        Status::Break => 0,
+        Status::Unknown => 1,
+        Status::Warning => 2,
+        Status::Ok => 3,
+    }
 }
 
 impl Style {
@@ -59,39 +124,57 @@ fn outcome_mark(st: &Style, o: Outcome) -> String {
 pub fn render(report: &Report, st: &Style) -> String {
     let mut out = String::new();
     if st.quiet {
-        for u in report.upstreams.iter().filter(|u| u.status != Status::Ok) {
-            let _ = writeln!(
-                out,
-                "{} {}: {} — {}",
-                status_mark(st, u.status),
-                u.address,
-                u.verdict.cause,
-                u.verdict.summary
-            );
-        }
-        for h in report
-            .host_checks
-            .iter()
-            .filter(|h| matches!(h.outcome, Outcome::Break | Outcome::Warn | Outcome::Unknown))
-        {
-            let _ = writeln!(
-                out,
-                "{} host {}: {} — {}",
-                outcome_mark(st, h.outcome),
-                h.step,
-                h.cause,
-                h.summary
-            );
-        }
+        out.push_str(&last_line(report, st));
+        out.push('\n');
         return out;
     }
     header(&mut out, report, st);
-    for u in &report.upstreams {
+    // Worst first: the break a person came for is the first thing on the screen.
+    let mut ups: Vec<&UpstreamReport> = report.upstreams.iter().collect();
+    ups.sort_by_key(|u| rank(u.status));
+    let ok: Vec<&UpstreamReport> = ups
+        .iter()
+        .copied()
+        .filter(|u| u.status == Status::Ok)
+        .collect();
+    let collapse = !st.verbose && ok.len() > COLLAPSE_OVER;
+    for u in &ups {
+        if collapse && u.status == Status::Ok {
+            continue;
+        }
         upstream(&mut out, u, st);
     }
+    if collapse {
+        let mut sites: Vec<String> = ok.iter().map(|u| site(u)).collect();
+        sites.sort();
+        sites.dedup();
+        let shown: Vec<&str> = sites.iter().take(6).map(String::as_str).collect();
+        let more = if sites.len() > shown.len() {
+            format!(", +{} more", sites.len() - shown.len())
+        } else {
+            String::new()
+        };
+        emit(
+            &mut out,
+            st,
+            &format!("{} ", status_mark(st, Status::Ok)),
+            6,
+            &format!(
+                "{} upstream(s) ok on {} site(s): {}{more} (-v shows each)",
+                ok.len(),
+                sites.len(),
+                shown.join(", ")
+            ),
+            6,
+        );
+    }
     let _ = writeln!(out);
+    // Host checks: one line each (evidence and fix with -v), after the upstreams.
     for h in &report.host_checks {
-        let show = matches!(h.outcome, Outcome::Break | Outcome::Warn) || st.verbose;
+        let bad = matches!(h.outcome, Outcome::Break | Outcome::Warn | Outcome::Unknown);
+        if !bad && !st.verbose {
+            continue;
+        }
         let row = Row {
             lead: "host  ",
             evidence_indent: 8,
@@ -100,15 +183,22 @@ pub fn render(report: &Report, st: &Style) -> String {
             summary: &h.summary,
             evidence: &h.evidence,
         };
-        row.write(&mut out, st, show);
-        if show {
+        row.write(&mut out, st, st.verbose);
+        if st.verbose {
             if let Some(fix) = &h.fix {
-                let _ = writeln!(out, "        {} {fix}", st.bold("fix:"));
+                emit(
+                    &mut out,
+                    st,
+                    &format!("        {} ", st.bold("fix:")),
+                    13,
+                    fix,
+                    13,
+                );
             }
         }
     }
     for n in &report.notes {
-        let _ = writeln!(out, "{}", st.dim(&format!("note: {n}")));
+        emit(&mut out, st, &st.dim("note: "), 6, n, 6);
     }
     if st.verbose && !report.phases.is_empty() {
         let phases: Vec<String> = report
@@ -116,10 +206,68 @@ pub fn render(report: &Report, st: &Style) -> String {
             .iter()
             .map(|p| format!("{} {:.1} ms", p.phase, p.us as f64 / 1000.0))
             .collect();
-        let _ = writeln!(out, "{}", st.dim(&format!("time: {}", phases.join(" · "))));
+        emit(&mut out, st, "time: ", 6, &phases.join(" · "), 6);
     }
-    footer(&mut out, report, st);
+    let _ = writeln!(out);
+    out.push_str(&last_line(report, st));
+    out.push('\n');
     out
+}
+
+/// The line that answers: the state, the counts, and the first causes with their sites.
+/// `why502 -q` prints it alone.
+pub fn last_line(r: &Report, st: &Style) -> String {
+    let total = r.upstreams.len();
+    let count = |s: Status| r.upstreams.iter().filter(|u| u.status == s).count();
+    let mut bad: Vec<&UpstreamReport> = r
+        .upstreams
+        .iter()
+        .filter(|u| u.status != Status::Ok)
+        .collect();
+    bad.sort_by_key(|u| rank(u.status));
+    let causes: Vec<String> = bad
+        .iter()
+        .take(3)
+        .map(|u| format!("{} ({})", u.verdict.cause, site(u)))
+        .collect();
+    let more = bad.len().saturating_sub(3);
+    let listed = if causes.is_empty() {
+        String::new()
+    } else if more > 0 {
+        format!(": {}, +{more} more", causes.join(", "))
+    } else {
+        format!(": {}", causes.join(", "))
+    };
+    let host: Vec<String> = r
+        .host_checks
+        .iter()
+        .filter(|h| h.cause != why502_model::CauseId::None)
+        .map(|h| format!("host {}", h.cause))
+        .collect();
+    let host_part = if host.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", host.join(", "))
+    };
+    let text = match r.status {
+        Status::Ok => st.green(&format!("OK {total} upstream(s), no break")),
+        Status::Break => st.red(&format!(
+            "BREAK {} of {total} upstream(s){listed}{host_part}",
+            count(Status::Break)
+        )),
+        Status::Unknown => st.yellow(&format!(
+            "UNKNOWN {} of {total} upstream(s) could not be looked at{listed}{host_part}",
+            count(Status::Unknown)
+        )),
+        Status::Warning if bad.is_empty() => {
+            st.yellow(&format!("WARNING {total} upstream(s) ok{host_part}"))
+        }
+        Status::Warning => st.yellow(&format!(
+            "WARNING {} of {total} upstream(s){listed}{host_part}",
+            count(Status::Warning)
+        )),
+    };
+    format!("{text}  {}", st.dim(&format!("({} ms)", r.duration_ms)))
 }
 
 fn header(out: &mut String, r: &Report, st: &Style) {
@@ -128,25 +276,33 @@ fn header(out: &mut String, r: &Report, st: &Style) {
         .master_pid
         .map(|p| format!("master pid {p}"))
         .unwrap_or_else(|| "no running master".to_string());
-    let _ = writeln!(
+    emit(
         out,
-        "{} on {} — nginx {}, {} ({}), workers as {}",
-        st.bold("why502"),
-        r.host,
-        master,
-        n.conf,
-        n.conf_source,
-        n.worker_user.as_deref().unwrap_or("?")
+        st,
+        &format!("{} ", st.bold("why502")),
+        7,
+        &format!(
+            "on {} — nginx {}, {} ({}), workers as {}",
+            r.host,
+            master,
+            n.conf,
+            n.conf_source,
+            n.worker_user.as_deref().unwrap_or("?")
+        ),
+        7,
     );
     if !n.other_masters.is_empty() {
         let others: Vec<String> = n.other_masters.iter().map(|m| m.pid.to_string()).collect();
-        let _ = writeln!(
+        emit(
             out,
-            "{}",
-            st.dim(&format!(
+            st,
+            "",
+            0,
+            &format!(
                 "other nginx masters (choose with --nginx-pid): {}",
                 others.join(", ")
-            ))
+            ),
+            2,
         );
     }
     let _ = writeln!(out);
@@ -171,17 +327,19 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
         .as_deref()
         .map(|n| format!(" [upstream {n}]"))
         .unwrap_or_default();
-    let _ = writeln!(
+    emit(
         out,
-        "{} {}{} {}",
-        status_mark(st, u.status),
-        st.bold(&u.address),
-        name,
-        st.dim(&format!(
-            "({}; {})",
+        st,
+        &format!("{} ", status_mark(st, u.status)),
+        6,
+        &format!(
+            "{}{} ({}; {})",
+            u.address,
+            name,
             protocol_name(u.protocol),
             refs.join("; ")
-        )),
+        ),
+        6,
     );
     let show_all = st.verbose || u.status != Status::Ok;
     let mut not_reached = Vec::new();
@@ -193,11 +351,13 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
         step_line(out, s, st, show_all);
     }
     if u.status == Status::Break && !not_reached.is_empty() {
-        let _ = writeln!(
+        emit(
             out,
-            "      {} {}",
-            st.dim("·    "),
-            st.dim(&format!("not reached: {}", not_reached.join(", ")))
+            st,
+            &format!("      {} ", st.dim("·    ")),
+            12,
+            &format!("not reached: {}", not_reached.join(", ")),
+            12,
         );
     }
     if u.status == Status::Break {
@@ -207,24 +367,36 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
             st.red("cause:"),
             st.bold(u.verdict.cause.as_str())
         );
-        let _ = writeln!(out, "      {} {}", st.bold("fix:"), u.verdict.fix);
+        emit(
+            out,
+            st,
+            &format!("      {} ", st.bold("fix:")),
+            11,
+            &u.verdict.fix,
+            11,
+        );
     }
     if let Some(t) = u
         .traffic
         .as_ref()
         .filter(|_| u.status != Status::Ok || st.verbose)
     {
-        let _ = writeln!(
+        emit(
             out,
-            "      {} {} request(s), {} × 502, {} × 504 in the last {} (by {}, {})  {}",
-            st.bold("traffic:"),
-            t.requests,
-            t.status_502,
-            t.status_504,
-            humantime::format_duration(std::time::Duration::from_secs(t.window_s)),
-            t.by,
-            t.source,
-            sparkline(&t.per_minute)
+            st,
+            &format!("      {} ", st.bold("traffic:")),
+            15,
+            &format!(
+                "{} request(s), {} × 502, {} × 504 in the last {} (by {}, {}) {}",
+                t.requests,
+                t.status_502,
+                t.status_504,
+                humantime::format_duration(std::time::Duration::from_secs(t.window_s)),
+                t.by,
+                t.source,
+                sparkline(&t.per_minute)
+            ),
+            15,
         );
     }
     if u.status != Status::Ok && !u.timeline.is_empty() {
@@ -234,7 +406,15 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            let _ = writeln!(out, "        {}  {:<15} {}", st.dim(&e.at), event, e.detail);
+            // 8 + 20 (the time) + 2 + 15 + 1 columns before the detail.
+            emit(
+                out,
+                st,
+                &format!("        {}  {:<15} ", st.dim(&e.at), event),
+                8 + e.at.chars().count() + 2 + 16,
+                &e.detail,
+                46,
+            );
         }
     }
 }
@@ -293,53 +473,241 @@ struct Row<'a> {
 
 impl Row<'_> {
     fn write(&self, out: &mut String, st: &Style, show_evidence: bool) {
-        let _ = writeln!(
-            out,
-            "{}{} {:<15} {}",
+        let prefix = format!(
+            "{}{} {:<15} ",
             self.lead,
             outcome_mark(st, self.outcome),
-            self.step,
-            self.summary
+            self.step
         );
+        // The summary hangs under itself: lead, mark, step column.
+        let cols = self.lead.len() + 6 + self.step.len().max(15) + 1;
+        emit(out, st, &prefix, cols, self.summary, cols);
         if show_evidence {
             let pad = " ".repeat(self.evidence_indent);
             for e in self.evidence {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    st.dim(&format!("{pad}{}: {}", e.source, e.detail))
-                );
+                let text = format!("{}: {}", e.source, e.detail);
+                for (i, l) in wrap(
+                    &text,
+                    st.width.max(40).saturating_sub(self.evidence_indent),
+                    st.width.max(40).saturating_sub(self.evidence_indent + 2),
+                )
+                .iter()
+                .enumerate()
+                {
+                    let indent = if i == 0 {
+                        pad.clone()
+                    } else {
+                        format!("{pad}  ")
+                    };
+                    let _ = writeln!(out, "{}", st.dim(&format!("{indent}{l}")));
+                }
             }
         }
     }
 }
 
-fn footer(out: &mut String, r: &Report, st: &Style) {
-    let broken = r
-        .upstreams
-        .iter()
-        .filter(|u| u.status == Status::Break)
-        .count();
-    let line = match r.status {
-        Status::Ok => st.green(&format!(
-            "OK: no break found on {} upstream(s)",
-            r.upstreams.len()
-        )),
-        Status::Warning => st.yellow("WARNING: no break now, but a risk (see above)"),
-        Status::Unknown => st.yellow("UNKNOWN: some steps could not look (see above)"),
-        Status::Break => st.red(&format!(
-            "BREAK: {broken} of {} upstream(s) broken{}",
-            r.upstreams.len(),
-            if broken == 0 {
-                " — see host checks"
-            } else {
-                ""
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::fixtures::{report, upstream};
+    use why502_model::{CauseId, Evidence, HostCheck, Outcome, StepId, StepReport};
+
+    const FIX: &str = "In the php-fpm pool that listens on /run/php/php8.2-fpm-with-a-long-name.sock, set `listen.owner = www-data`, `listen.group = www-data`, `listen.mode = 0660`, then restart php-fpm.";
+    const LONG_PATH: &str = "/srv/www/клиенты/a-very-long-site-name.example.com/releases/20261201-1234567/var/run/php-fpm/pool-with-a-name-nobody-could-wrap.sock";
+
+    fn broken(i: usize) -> UpstreamReport {
+        let mut u = upstream(i, Status::Break, CauseId::SocketPermission);
+        u.verdict.fix = FIX.into();
+        u.steps = vec![
+            StepReport {
+                step: StepId::ErrorLog,
+                outcome: Outcome::Warn,
+                cause: Some(CauseId::SocketPermission),
+                summary: "nginx logged 12 error(s) about this upstream in the last 1h: permission denied connecting (13), while connecting".into(),
+                fix: None,
+                evidence: vec![Evidence::new(
+                    "/var/log/nginx/error.log @ 2026/11/21 13:32:16",
+                    format!("connect() to unix:{LONG_PATH} failed (13: Permission denied) while connecting to upstream, client: 203.0.113.7"),
+                )],
+                duration_ms: 1,
+                classes: None,
+            },
+            StepReport {
+                step: StepId::BackendUp,
+                outcome: Outcome::Break,
+                cause: Some(CauseId::SocketPermission),
+                summary: format!("www-data cannot connect to {LONG_PATH} (srw------- root:root): no write permission for it"),
+                fix: None,
+                evidence: Vec::new(),
+                duration_ms: 1,
+                classes: None,
+            },
+        ];
+        u
+    }
+
+    fn style(width: usize) -> Style {
+        Style {
+            color: false,
+            quiet: false,
+            verbose: false,
+            width,
+        }
+    }
+
+    /// No line is wider than the width unless it is one word that cannot be cut; no word of
+    /// the fix is split across lines.
+    fn assert_fits(out: &str, width: usize) {
+        for l in out.lines() {
+            if l.chars().count() > width {
+                assert!(
+                    !l.trim_start().contains(' '),
+                    "a {}-column line at width {width} has spaces to wrap at:\n{l}",
+                    l.chars().count()
+                );
             }
-        )),
-    };
-    let _ = writeln!(
-        out,
-        "\n{line}  {}",
-        st.dim(&format!("({} ms)", r.duration_ms))
-    );
+        }
+        let words: Vec<&str> = out.split_whitespace().collect();
+        for w in FIX.split(' ') {
+            assert!(words.contains(&w), "the fix's word {w:?} was split:\n{out}");
+        }
+    }
+
+    #[test]
+    fn sixty_sites_one_break_at_80_and_120_columns() {
+        let mut ups: Vec<UpstreamReport> = (0..60)
+            .map(|i| upstream(i, Status::Ok, CauseId::None))
+            .collect();
+        ups[37] = broken(37);
+        let r = report(ups);
+        for width in [80, 120] {
+            let out = render(&r, &style(width));
+            assert_fits(&out, width);
+            let lines: Vec<&str> = out.lines().collect();
+            assert!(lines.len() < 30, "{} lines:\n{out}", lines.len());
+            // The broken site first, the healthy ones in one line.
+            let first_upstream = lines
+                .iter()
+                .position(|l| l.starts_with("BREAK") || l.starts_with("OK"))
+                .expect("an upstream");
+            assert!(
+                lines[first_upstream].starts_with("BREAK unix:/run/php/site37.sock"),
+                "{out}"
+            );
+            assert_eq!(
+                lines.iter().filter(|l| l.starts_with("OK ")).count(),
+                1,
+                "{out}"
+            );
+            assert!(out.contains("59 upstream(s) ok on 59 site(s)"), "{out}");
+            // A path too long for a line is whole on its own.
+            assert!(out.contains(LONG_PATH), "{out}");
+            let last = lines.last().expect("a last line");
+            assert!(
+                last.starts_with("BREAK 1 of 60 upstream(s): socket_permission (site37.example)"),
+                "{last}"
+            );
+        }
+    }
+
+    #[test]
+    fn quiet_is_the_last_line_alone_and_color_only_when_asked() {
+        let r = report(vec![broken(1), upstream(2, Status::Ok, CauseId::None)]);
+        let q = render(
+            &r,
+            &Style {
+                quiet: true,
+                ..style(80)
+            },
+        );
+        assert_eq!(q.lines().count(), 1, "{q}");
+        assert!(
+            q.starts_with("BREAK 1 of 2 upstream(s): socket_permission (site1.example)"),
+            "{q}"
+        );
+        assert!(!render(&r, &style(80)).contains('\x1b'));
+        assert!(render(
+            &r,
+            &Style {
+                color: true,
+                ..style(80)
+            }
+        )
+        .contains("\x1b["));
+        // -v shows every upstream, none collapsed.
+        let many = report(
+            (0..10)
+                .map(|i| upstream(i, Status::Ok, CauseId::None))
+                .collect(),
+        );
+        let v = render(
+            &many,
+            &Style {
+                verbose: true,
+                ..style(80)
+            },
+        );
+        assert_eq!(
+            v.lines().filter(|l| l.starts_with("OK    unix:")).count(),
+            10,
+            "{v}"
+        );
+        let quiet_ok = render(
+            &many,
+            &Style {
+                quiet: true,
+                ..style(80)
+            },
+        );
+        assert!(
+            quiet_ok.starts_with("OK 10 upstream(s), no break"),
+            "{quiet_ok}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_host_warnings_are_named_in_the_last_line() {
+        let mut u = upstream(3, Status::Unknown, CauseId::Unknown);
+        u.verdict.summary = "cannot read nginx's error log".into();
+        let mut r = report(vec![u, upstream(4, Status::Ok, CauseId::None)]);
+        r.host_checks.push(HostCheck {
+            step: StepId::Resources,
+            outcome: Outcome::Warn,
+            cause: CauseId::OomKilled,
+            summary:
+                "the kernel OOM-killed 3 process(es) in the window that no upstream depends on"
+                    .into(),
+            fix: Some("Memory is short.".into()),
+            evidence: vec![Evidence::new("/dev/kmsg", "Killed process 1 (python3)")],
+        });
+        r.status = Report::compute_status(&r.upstreams, &r.host_checks);
+        let out = render(&r, &style(80));
+        let last = out.lines().last().unwrap_or_default();
+        assert!(last.starts_with("UNKNOWN 1 of 2 upstream(s) could not be looked at: unknown (site3.example); host oom_killed"), "{last}");
+        // The host warning is one line without -v: no evidence, no fix.
+        assert!(out.contains("host  warn  resources"), "{out}");
+        assert!(!out.contains("Killed process 1"), "{out}");
+        let v = render(
+            &r,
+            &Style {
+                verbose: true,
+                ..style(80)
+            },
+        );
+        assert!(
+            v.contains("Killed process 1") && v.contains("Memory is short."),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn wrap_keeps_words_whole() {
+        assert_eq!(wrap("aaaa bbbb cccc", 10, 10), ["aaaa bbbb", "cccc"]);
+        assert_eq!(
+            wrap("aaaa bbbb cccc dddd", 10, 12),
+            ["aaaa bbbb", "cccc dddd"]
+        );
+        assert_eq!(wrap(LONG_PATH, 20, 20), [LONG_PATH]);
+        assert_eq!(wrap("", 10, 10), [""]);
+    }
 }
