@@ -64,7 +64,20 @@ pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
         .map(|f| f.path.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    if let Some(s) = summaries.iter().find(|s| s.class.breaks_requests()) {
+    // What makes nginx answer 502 (a killed request, a dead worker, a full pool) outranks
+    // what php-fpm can answer itself (a fatal error is a 500 page unless the worker died):
+    // both in the window, the first is the 502s' cause, whichever came last.
+    let may_be_answered = |c: BackendLogClass| {
+        matches!(
+            c,
+            BackendLogClass::Fatal | BackendLogClass::MemoryLimit | BackendLogClass::AppError
+        )
+    };
+    if let Some(s) = summaries
+        .iter()
+        .filter(|s| s.class.breaks_requests())
+        .min_by_key(|s| (may_be_answered(s.class), std::cmp::Reverse(s.last_seen)))
+    {
         let (cause, claims) = confirmed_cause(s, cx);
         let mut summary = format!("{}: {}", who_or_logs(&log.who, &read), s.sentence());
         let mut fix = fix_text(s.class, &fix_cx);

@@ -517,3 +517,56 @@ fn the_check_catches_an_undeclared_cause() {
         f.cause
     );
 }
+
+/// A request php-fpm killed at request_terminate_timeout (a 502) and, a second later, a PHP
+/// fatal error php-fpm answered itself (a 500): the 502s' cause is the timeout, whichever
+/// came last. (The lab met the fatal a second after the kill and named app_error.)
+#[test]
+fn a_killed_request_outranks_a_later_fatal_error() {
+    let sources = Sources::for_tests();
+    let t = unix_target("/run/php/www.sock");
+    let mut timeout = fpm_event("www", BackendLogClass::RequestTimeout, 3001);
+    timeout.message = "WARNING: [pool www] child 3001, script '/srv/slow.php' (request: \"GET /slow\") execution timed out (1.0 sec), terminating".into();
+    let mut fatal = fpm_event("www", BackendLogClass::Fatal, 3002);
+    fatal.time += 1;
+    fatal.message = "WARNING: [pool www] child 3002 said into stderr: \"NOTICE: PHP message: PHP Fatal error:  Uncaught Error\"".into();
+    for order in [
+        vec![timeout.clone(), fatal.clone()],
+        vec![fatal.clone(), timeout.clone()],
+    ] {
+        let log = LogFileRead {
+            path: "/var/log/php8.2-fpm.log".into(),
+            role: LogRole::FpmErrorLog,
+            read: LogRead::Events(order),
+        };
+        let f = check(
+            StepId::BackendLog,
+            &t,
+            &sources,
+            &fpm_log(&["www"], vec![log]),
+            None,
+            (Outcome::Break, Some(CauseId::UpstreamTimeout)),
+        );
+        assert!(
+            f.evidence
+                .iter()
+                .any(|e| e.detail.contains("execution timed out")),
+            "{:?}",
+            f.evidence
+        );
+    }
+    // A fatal error alone still breaks: it may be a worker's death.
+    let log = LogFileRead {
+        path: "/var/log/php8.2-fpm.log".into(),
+        role: LogRole::FpmErrorLog,
+        read: LogRead::Events(vec![fatal]),
+    };
+    check(
+        StepId::BackendLog,
+        &t,
+        &sources,
+        &fpm_log(&["www"], vec![log]),
+        None,
+        (Outcome::Break, Some(CauseId::AppError)),
+    );
+}

@@ -208,7 +208,10 @@ pub fn render(report: &Report, st: &Style) -> String {
             .collect();
         emit(&mut out, st, "time: ", 6, &phases.join(" · "), 6);
     }
-    let _ = writeln!(out);
+    // One blank line before the answer, however much came after the upstreams.
+    if !out.ends_with("\n\n") {
+        let _ = writeln!(out);
+    }
     out.push_str(&last_line(report, st));
     out.push('\n');
     out
