@@ -85,8 +85,10 @@ pub enum Format {
     Nagios,
 }
 
+/// What both `diagnose` and `serve` look at: which nginx, its logs, the window, the budget and
+/// the agent's config.
 #[derive(Debug, Clone, Args)]
-pub struct DiagnoseArgs {
+pub struct HostArgs {
     /// nginx main config to read [default: the running master's -c, else `nginx -V`'s --conf-path, else /etc/nginx/nginx.conf]
     #[arg(long, value_name = "PATH")]
     pub nginx_conf: Option<PathBuf>,
@@ -96,9 +98,21 @@ pub struct DiagnoseArgs {
     /// nginx error log(s) to read, repeatable [default: every error_log in the config]
     #[arg(long, value_name = "PATH")]
     pub error_log: Vec<PathBuf>,
-    /// How far back log evidence counts, e.g. 15m, 2h
+    /// How far back log evidence counts, e.g. 15m, 2h (serve: unless a request says ?since=)
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub since: Duration,
+    /// Total time budget for the run; no single probe may hang it
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Agent config file (TOML) [default: /etc/why502/why502.toml if present]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DiagnoseArgs {
+    #[command(flatten)]
+    pub host: HostArgs,
     /// Diagnose only this upstream: unix:/run/x.sock, 127.0.0.1:9000, or an upstream block name
     #[arg(long, value_name = "ADDR|NAME")]
     pub upstream: Option<String>,
@@ -108,18 +122,12 @@ pub struct DiagnoseArgs {
     /// Do not stop at the first break: run every step and report them all
     #[arg(long)]
     pub all: bool,
-    /// Total time budget for the run; no single probe may hang it
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub timeout: Duration,
     /// Machine-readable report on stdout (same as --format json)
     #[arg(long)]
     pub json: bool,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Agent config file (TOML) [default: /etc/why502/why502.toml if present]
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
     /// No colour, even on a terminal (NO_COLOR is honoured too); same as --color never
     #[arg(long)]
     pub no_color: bool,
@@ -161,41 +169,20 @@ pub struct ServeArgs {
     /// Connections served at once; more wait to be accepted
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_connections: usize,
-    /// nginx main config to read [default: autodetected, as diagnose]
-    #[arg(long, value_name = "PATH")]
-    pub nginx_conf: Option<PathBuf>,
-    /// Diagnose this nginx master when the host runs several
-    #[arg(long, value_name = "PID")]
-    pub nginx_pid: Option<u32>,
-    /// nginx error log(s) to read, repeatable [default: every error_log in the config]
-    #[arg(long, value_name = "PATH")]
-    pub error_log: Vec<PathBuf>,
-    /// How far back log evidence counts, unless a request says ?since=
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
-    pub since: Duration,
-    /// Time budget of one diagnosis
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// Agent config file (TOML) [default: /etc/why502/why502.toml if present]
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub host: HostArgs,
 }
 
 impl ServeArgs {
     /// The diagnose flags every request starts from.
     pub fn diagnose_args(&self) -> DiagnoseArgs {
         DiagnoseArgs {
-            nginx_conf: self.nginx_conf.clone(),
-            nginx_pid: self.nginx_pid,
-            error_log: self.error_log.clone(),
-            since: self.since,
+            host: self.host.clone(),
             upstream: None,
             server_name: None,
             all: false,
-            timeout: self.timeout,
             json: true,
             format: Format::Json,
-            config: self.config.clone(),
             no_color: true,
             color: ColorChoice::Never,
             width: None,
@@ -248,7 +235,7 @@ mod tests {
         let cli = Cli::try_parse_from(["why502", "--json", "--since", "15m"]).expect("parse");
         assert!(cli.command.is_none());
         assert_eq!(cli.diagnose.format(), Format::Json);
-        assert_eq!(cli.diagnose.since, Duration::from_secs(900));
+        assert_eq!(cli.diagnose.host.since, Duration::from_secs(900));
     }
 
     #[test]

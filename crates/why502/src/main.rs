@@ -250,17 +250,17 @@ pub(crate) fn options(args: &DiagnoseArgs) -> anyhow::Result<Options> {
     // would resolve a relative -c against its own prefix instead.
     let cwd = std::env::current_dir().context("cannot tell the working directory")?;
     let absolute = |p: &std::path::PathBuf| cwd.join(p);
-    let config = args.config.as_ref().map(absolute);
+    let config = args.host.config.as_ref().map(absolute);
     let (agent, _) = why502_engine::AgentConfig::load(config.as_deref())?;
     Ok(Options {
-        nginx_conf: args.nginx_conf.as_ref().map(absolute),
-        nginx_pid: args.nginx_pid,
-        error_logs: args.error_log.iter().map(absolute).collect(),
-        since: args.since,
+        nginx_conf: args.host.nginx_conf.as_ref().map(absolute),
+        nginx_pid: args.host.nginx_pid,
+        error_logs: args.host.error_log.iter().map(absolute).collect(),
+        since: args.host.since,
         upstream: args.upstream.clone(),
         server_name: args.server_name.clone(),
         all: args.all,
-        timeout: args.timeout,
+        timeout: args.host.timeout,
         agent,
         ..Options::default()
     })
@@ -277,7 +277,7 @@ fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
         // The engine bounds every probe by the deadline; this outer cap is the guarantee that
         // the process answers within --timeout (plus a little to render) whatever happens.
         tokio::time::timeout(
-            args.timeout + std::time::Duration::from_millis(500),
+            args.host.timeout + std::time::Duration::from_millis(500),
             why502_engine::diagnose(&opts),
         )
         .await
@@ -288,7 +288,7 @@ fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
         Ok(r) => Ok(r?),
         Err(_) => anyhow::bail!(
             "the diagnosis did not finish within --timeout {:?}",
-            args.timeout
+            args.host.timeout
         ),
     }
 }

@@ -506,18 +506,18 @@ async fn diagnose(state: &State, q: &Question) -> Answer {
     args.upstream = q.upstream.clone();
     args.all = q.all;
     if let Some(s) = q.since {
-        args.since = s;
+        args.host.since = s;
     }
     let outcome = match crate::options(&args) {
         Ok(opts) => tokio::time::timeout(
-            args.timeout + Duration::from_millis(500),
+            args.host.timeout + Duration::from_millis(500),
             why502_engine::diagnose(&opts),
         )
         .await
         .map_err(|_| {
             anyhow::anyhow!(
                 "the diagnosis did not finish within --timeout {:?}",
-                args.timeout
+                args.host.timeout
             )
         })
         .and_then(|r| r.map_err(anyhow::Error::from)),

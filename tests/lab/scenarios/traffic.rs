@@ -31,6 +31,18 @@ fn within_5_percent(got: u64, want: u64) -> bool {
     got.abs_diff(want) * 20 <= want.max(1)
 }
 
+/// The agent's traffic is counted `by` as said, within 5 % of awk's lines and 502s.
+fn assert_agrees(t: &serde_json::Value, by: &str, lines: u64, bad: u64) {
+    assert_eq!(t["by"], by, "{t:#}");
+    let req = t["requests"].as_u64().unwrap_or(0);
+    let b502 = t["status_502"].as_u64().unwrap_or(0);
+    assert!(
+        within_5_percent(req, lines),
+        "agent {req} requests, awk {lines}"
+    );
+    assert!(within_5_percent(b502, bad), "agent {b502} 502s, awk {bad}");
+}
+
 fn traffic_of(lab: &Lab, upstream: &str) -> serde_json::Value {
     let run = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
     let report = run.json.clone().expect("a JSON report");
@@ -78,16 +90,7 @@ fn lab_traffic_counts_the_access_log_per_upstream_and_per_site() {
         "awk saw {lines} lines, {bad} 502s"
     );
     let t = traffic_of(&lab, &upstream);
-    assert_eq!(t["by"], "upstream", "{t:#}");
-    let (req, b502) = (
-        t["requests"].as_u64().unwrap_or(0),
-        t["status_502"].as_u64().unwrap_or(0),
-    );
-    assert!(
-        within_5_percent(req, lines),
-        "agent {req} requests, awk {lines}"
-    );
-    assert!(within_5_percent(b502, bad), "agent {b502} 502s, awk {bad}");
+    assert_agrees(&t, "upstream", lines, bad);
     assert!(
         !t["per_minute"].as_array().is_none_or(|m| m.is_empty()),
         "{t:#}"
@@ -101,16 +104,7 @@ fn lab_traffic_counts_the_access_log_per_upstream_and_per_site() {
     // combined: ip - user [date zone] "GET /r1 HTTP/1.1" status bytes ...
     let (lines, bad) = awk_counts(&combined, 9);
     let t = traffic_of(&lab, &upstream);
-    assert_eq!(t["by"], "server", "{t:#}");
-    let (req, b502) = (
-        t["requests"].as_u64().unwrap_or(0),
-        t["status_502"].as_u64().unwrap_or(0),
-    );
-    assert!(
-        within_5_percent(req, lines),
-        "agent {req} requests, awk {lines}"
-    );
-    assert!(within_5_percent(b502, bad), "agent {b502} 502s, awk {bad}");
+    assert_agrees(&t, "server", lines, bad);
 
     // And in the text a person reads.
     let text = lab.run_agent(&["--nginx-conf", &lab.nginx_conf_arg()]);
