@@ -30,7 +30,7 @@ use why502_model::{MasterSummary, NginxInfo, Report, SCHEMA};
 use why502_nginx::check::{check_config, ConfigCheck};
 
 pub use agent_config::AgentConfig;
-pub use options::Options;
+pub use options::{Options, Progress};
 pub use targets::{TargetAddr, UpstreamTarget};
 pub use tree::{TreeStep, TREE};
 pub use walk::VERDICT_RULES;
@@ -357,7 +357,14 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         .and_then(Result::ok);
     let sources = Arc::new(sources);
     phases.mark("php-fpm configs, units, kernel log, firewall, security");
-    let (upstreams, claimed) = walk::walk_all(targets, sources.clone(), opts.all, deadline).await;
+    let (upstreams, claimed) = walk::walk_all(
+        targets,
+        sources.clone(),
+        opts.all,
+        deadline,
+        opts.progress.clone(),
+    )
+    .await;
     phases.mark("walk every upstream");
     let mut host_checks = sources.config.wait().await.host_checks();
     phases.mark("then wait for nginx -t");

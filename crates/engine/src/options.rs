@@ -1,4 +1,6 @@
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agent_config::AgentConfig;
@@ -18,6 +20,15 @@ pub struct Options {
     pub proc_root: PathBuf,
     /// The agent's own config (`--config`): overrides, thresholds, host paths.
     pub agent: AgentConfig,
+    /// Where the walk counts its upstreams (total, done), for a progress line.
+    pub progress: Option<Arc<Progress>>,
+}
+
+/// How far a run's walk is: upstreams to walk and walked.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub total: AtomicUsize,
+    pub done: AtomicUsize,
 }
 
 impl Default for Options {
@@ -33,6 +44,7 @@ impl Default for Options {
             timeout: Duration::from_secs(10),
             proc_root: PathBuf::from("/proc"),
             agent: AgentConfig::default(),
+            progress: None,
         }
     }
 }

@@ -31,7 +31,12 @@ pub async fn walk_all(
     sources: Arc<Sources>,
     all: bool,
     deadline: Instant,
+    progress: Option<std::sync::Arc<crate::options::Progress>>,
 ) -> (Vec<UpstreamReport>, Vec<KillRef>) {
+    use std::sync::atomic::Ordering;
+    if let Some(p) = &progress {
+        p.total.store(targets.len(), Ordering::Relaxed);
+    }
     let mut set = JoinSet::new();
     for (i, t) in targets.iter().cloned().enumerate() {
         let sources = sources.clone();
@@ -45,6 +50,9 @@ pub async fn walk_all(
             if let Ok((i, (report, claimed))) = joined {
                 done[i] = Some(report);
                 claims.extend(claimed);
+            }
+            if let Some(p) = &progress {
+                p.done.fetch_add(1, Ordering::Relaxed);
             }
         }
     })

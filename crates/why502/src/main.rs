@@ -267,7 +267,16 @@ pub(crate) fn options(args: &DiagnoseArgs) -> anyhow::Result<Options> {
 }
 
 fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
-    let opts = options(args)?;
+    let mut opts = options(args)?;
+    // A person waiting at a terminal sees how far a long run is; pipes, JSON, the timer and
+    // `--output-file` never get the line.
+    let progress = (args.format() == Format::Text
+        && args.output_file.is_none()
+        && !args.quiet
+        && std::io::stderr().is_terminal())
+    .then(|| std::sync::Arc::new(why502_engine::Progress::default()));
+    opts.progress = progress.clone();
+    let _line = progress.map(ProgressLine::start);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -290,6 +299,58 @@ fn run(args: &DiagnoseArgs) -> anyhow::Result<Report> {
             "the diagnosis did not finish within --timeout {:?}",
             args.host.timeout
         ),
+    }
+}
+
+/// The progress line on stderr: shown once a run has taken a second, updated a few times a
+/// second (`why502: 12/60 upstreams`), erased when dropped, before the report is printed.
+struct ProgressLine {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressLine {
+    fn start(p: std::sync::Arc<why502_engine::Progress>) -> ProgressLine {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let mut shown = false;
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if started.elapsed() < std::time::Duration::from_secs(1) {
+                    continue;
+                }
+                let (done, total) = (
+                    p.done.load(Ordering::Relaxed),
+                    p.total.load(Ordering::Relaxed),
+                );
+                let text = if total == 0 {
+                    "why502: reading nginx's config and the host…".to_string()
+                } else {
+                    format!("why502: {done}/{total} upstreams walked…")
+                };
+                eprint!("\r\x1b[K{text}");
+                shown = true;
+            }
+            if shown {
+                eprint!("\r\x1b[K");
+            }
+        });
+        ProgressLine {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ProgressLine {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

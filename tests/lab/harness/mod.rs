@@ -28,8 +28,8 @@ mod wait;
 // The whole API is re-exported even where no scenario uses it yet.
 #[allow(unused_imports)]
 pub use agent::{
-    find_causes, find_upstream, findings, mentions_file_line, AgentRun, Expect, StepExpect,
-    UpstreamExpect,
+    agent_bin, find_causes, find_upstream, findings, mentions_file_line, AgentRun, Expect,
+    StepExpect, UpstreamExpect,
 };
 #[allow(unused_imports)]
 pub use cli::CliSandbox;

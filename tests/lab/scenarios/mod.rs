@@ -11,6 +11,7 @@ mod non_root;
 mod php_fpm;
 mod read_only;
 mod resources;
+mod screen;
 mod security;
 mod serve;
 mod tcp;

@@ -27,6 +27,13 @@ pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
         let limit = if lines.is_empty() { first } else { rest }.max(10);
         let wlen = word.chars().count();
         let clen = cur.chars().count();
+        // A first word too long for the first line but not for the next: start on the next
+        // (the prefix stands alone) rather than run past the edge.
+        if lines.is_empty() && cur.is_empty() && wlen > limit && wlen <= rest {
+            lines.push(String::new());
+            cur.push_str(word);
+            continue;
+        }
         if !cur.is_empty() && clen + 1 + wlen > limit {
             lines.push(std::mem::take(&mut cur));
         }
@@ -217,7 +224,8 @@ pub fn render(report: &Report, st: &Style) -> String {
     out
 }
 
-/// The line that answers: the state, the counts, and the first causes with their sites.
+/// The line that answers: the state, the counts, and the first causes with their sites, in
+/// one line of the width (fewer causes named, then no run time, when it would not fit).
 /// `why502 -q` prints it alone.
 pub fn last_line(r: &Report, st: &Style) -> String {
     let total = r.upstreams.len();
@@ -230,17 +238,8 @@ pub fn last_line(r: &Report, st: &Style) -> String {
     bad.sort_by_key(|u| rank(u.status));
     let causes: Vec<String> = bad
         .iter()
-        .take(3)
         .map(|u| format!("{} ({})", u.verdict.cause, site(u)))
         .collect();
-    let more = bad.len().saturating_sub(3);
-    let listed = if causes.is_empty() {
-        String::new()
-    } else if more > 0 {
-        format!(": {}, +{more} more", causes.join(", "))
-    } else {
-        format!(": {}", causes.join(", "))
-    };
     let host: Vec<String> = r
         .host_checks
         .iter()
@@ -252,25 +251,63 @@ pub fn last_line(r: &Report, st: &Style) -> String {
     } else {
         format!("; {}", host.join(", "))
     };
-    let text = match r.status {
-        Status::Ok => st.green(&format!("OK {total} upstream(s), no break")),
-        Status::Break => st.red(&format!(
-            "BREAK {} of {total} upstream(s){listed}{host_part}",
-            count(Status::Break)
-        )),
-        Status::Unknown => st.yellow(&format!(
-            "UNKNOWN {} of {total} upstream(s) could not be looked at{listed}{host_part}",
-            count(Status::Unknown)
-        )),
-        Status::Warning if bad.is_empty() => {
-            st.yellow(&format!("WARNING {total} upstream(s) ok{host_part}"))
+    let text = |named: usize| -> String {
+        let more = causes.len().saturating_sub(named);
+        let listed = match (named.min(causes.len()), more) {
+            (0, 0) => String::new(),
+            (0, m) => format!(": +{m} cause(s)"),
+            (n, 0) => format!(": {}", causes[..n].join(", ")),
+            (n, m) => format!(": {}, +{m} more", causes[..n].join(", ")),
+        };
+        match r.status {
+            Status::Ok => format!("OK {total} upstream(s), no break{host_part}"),
+            Status::Break => format!(
+                "BREAK {} of {total} upstream(s){listed}{host_part}",
+                count(Status::Break)
+            ),
+            Status::Unknown => format!(
+                "UNKNOWN {} of {total} upstream(s){listed}{host_part}",
+                count(Status::Unknown)
+            ),
+            Status::Warning if bad.is_empty() => {
+                format!("WARNING {total} upstream(s) ok{host_part}")
+            }
+            Status::Warning => format!(
+                "WARNING {} of {total} upstream(s){listed}{host_part}",
+                count(Status::Warning)
+            ),
         }
-        Status::Warning => st.yellow(&format!(
-            "WARNING {} of {total} upstream(s){listed}{host_part}",
-            count(Status::Warning)
-        )),
     };
-    format!("{text}  {}", st.dim(&format!("({} ms)", r.duration_ms)))
+    let time = format!("  ({} ms)", r.duration_ms);
+    let width = st.width.max(40);
+    let fits = |t: &str, extra: usize| t.chars().count() + extra <= width;
+    // The most causes that fit with the run time; else without it; else the first alone.
+    let mut chosen = None;
+    for with_time in [true, false] {
+        let extra = if with_time { time.chars().count() } else { 0 };
+        for named in (1..=causes.len().clamp(1, 3)).rev() {
+            let t = text(named);
+            if fits(&t, extra) {
+                chosen = Some((t, with_time));
+                break;
+            }
+        }
+        if chosen.is_some() {
+            break;
+        }
+    }
+    // Nothing fits with a site named: the counts alone.
+    let (t, with_time) = chosen.unwrap_or_else(|| (text(0), false));
+    let painted = match r.status {
+        Status::Ok => st.green(&t),
+        Status::Break => st.red(&t),
+        Status::Unknown | Status::Warning => st.yellow(&t),
+    };
+    if with_time {
+        format!("{painted}{}", st.dim(&time))
+    } else {
+        painted
+    }
 }
 
 fn header(out: &mut String, r: &Report, st: &Style) {
@@ -410,13 +447,14 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
             // 8 + 20 (the time) + 2 + 15 + 1 columns before the detail.
+            // Continuation lines under the time: a detail is mostly a path.
             emit(
                 out,
                 st,
                 &format!("        {}  {:<15} ", st.dim(&e.at), event),
                 8 + e.at.chars().count() + 2 + 16,
                 &e.detail,
-                46,
+                10,
             );
         }
     }
@@ -686,7 +724,19 @@ mod tests {
         r.status = Report::compute_status(&r.upstreams, &r.host_checks);
         let out = render(&r, &style(80));
         let last = out.lines().last().unwrap_or_default();
-        assert!(last.starts_with("UNKNOWN 1 of 2 upstream(s) could not be looked at: unknown (site3.example); host oom_killed"), "{last}");
+        assert!(
+            last.starts_with(
+                "UNKNOWN 1 of 2 upstream(s): unknown (site3.example); host oom_killed"
+            ),
+            "{last}"
+        );
+        // The answer stays one line of the width: the run time goes first.
+        assert!(last.chars().count() <= 80, "{last}");
+        let wide = render(&r, &style(120));
+        assert!(
+            wide.lines().last().unwrap_or_default().ends_with("(42 ms)"),
+            "{wide}"
+        );
         // The host warning is one line without -v: no evidence, no fix.
         assert!(out.contains("host  warn  resources"), "{out}");
         assert!(!out.contains("Killed process 1"), "{out}");
@@ -712,5 +762,10 @@ mod tests {
         );
         assert_eq!(wrap(LONG_PATH, 20, 20), [LONG_PATH]);
         assert_eq!(wrap("", 10, 10), [""]);
+        // A first word that fits only the later lines starts there.
+        assert_eq!(
+            wrap("/a/long/path/name more", 10, 30),
+            ["", "/a/long/path/name more"]
+        );
     }
 }
