@@ -243,6 +243,36 @@ fn lab_history_twenty_pools_share_one_log() {
         }
     }
     run.assert(&expect);
+
+    // The screen of this many-pools host: under 30 lines, the broken pool first, the healthy
+    // ones in one line, the last line naming the cause and the site.
+    let text = lab.run_agent(&["--nginx-conf", &lab.nginx_conf_arg()]);
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    assert!(lines.len() < 30, "{} lines:\n{}", lines.len(), text.stdout);
+    let first = lines
+        .iter()
+        .find(|l| {
+            ["BREAK ", "OK ", "WARN ", "??? "]
+                .iter()
+                .any(|m| l.starts_with(m))
+        })
+        .unwrap_or(&"");
+    assert!(
+        first.starts_with("BREAK") && first.contains(&failing_upstream),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains("19 upstream(s) ok on 1 site(s): lab.test"),
+        "{}",
+        text.stdout
+    );
+    let last = lines.last().unwrap_or(&"");
+    assert!(
+        last.starts_with("BREAK 1 of 20 upstream(s): upstream_timeout (lab.test)"),
+        "{last}"
+    );
 }
 
 /// nginx's error log is a FIFO a log shipper reads. A request got 502 (the shipper has nginx's

@@ -66,6 +66,30 @@ fn lab_screen_in_an_80_column_terminal() {
         piped.stderr
     );
     assert!(!piped.stdout.contains('\x1b') && !piped.stderr.contains('\x1b'));
+    // Unless asked for.
+    let coloured = lab.run_agent(&[
+        "--nginx-conf",
+        &lab.nginx_conf_arg(),
+        "--timeout",
+        "3s",
+        "--color",
+        "always",
+    ]);
+    assert!(coloured.stdout.contains("\x1b["), "{}", coloured.stdout);
+    // -q: the last line alone.
+    let quiet = lab.run_agent(&[
+        "--nginx-conf",
+        &lab.nginx_conf_arg(),
+        "--timeout",
+        "3s",
+        "-q",
+    ]);
+    assert_eq!(quiet.stdout.lines().count(), 1, "{}", quiet.stdout);
+    assert!(
+        quiet.stdout.contains("upstream_timeout (lab.test)"),
+        "{}",
+        quiet.stdout
+    );
 }
 
 /// The text without ANSI escape sequences (colours, the erase of the progress line).

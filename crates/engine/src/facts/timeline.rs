@@ -132,7 +132,12 @@ pub fn build(
         }
     }
     if let Some(p) = facts.backend.as_ref().and_then(|b| b.current.as_ref()) {
-        if let Some(t) = p.started_at {
+        // Its own log's "ready" line at the same time says it better.
+        let logged_start = |t: i64| {
+            host.iter()
+                .any(|(h, k, ..)| *k == TimelineKind::BackendStarted && (h - t).abs() <= 5)
+        };
+        if let Some(t) = p.started_at.filter(|t| !logged_start(secs(*t))) {
             host.push((
                 secs(t),
                 TimelineKind::BackendStarted,

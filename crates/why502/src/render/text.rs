@@ -51,12 +51,47 @@ pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
 /// Write `body` after `prefix` (of `prefix_cols` visible columns), wrapped at the style's
 /// width, continuation lines indented by `hang` columns.
 fn emit(out: &mut String, st: &Style, prefix: &str, prefix_cols: usize, body: &str, hang: usize) {
+    emit_max(out, st, prefix, prefix_cols, body, hang, usize::MAX);
+}
+
+/// `emit`, at most `max` lines: the last one shown ends with `…` when text was left out (the
+/// whole is in -v and the JSON).
+fn emit_max(
+    out: &mut String,
+    st: &Style,
+    prefix: &str,
+    prefix_cols: usize,
+    body: &str,
+    hang: usize,
+    max: usize,
+) {
     let width = st.width.max(40);
-    let lines = wrap(
+    let mut lines = wrap(
         body,
         width.saturating_sub(prefix_cols),
         width.saturating_sub(hang),
     );
+    if lines.len() > max {
+        lines.truncate(max.max(1));
+        let room = if lines.len() == 1 {
+            width.saturating_sub(prefix_cols)
+        } else {
+            width.saturating_sub(hang)
+        };
+        if let Some(last) = lines.last_mut() {
+            // Room for the mark: drop words from the end while the line is full.
+            while last.chars().count() + 2 > room {
+                match last.rfind(' ') {
+                    Some(i) => last.truncate(i),
+                    None => break,
+                }
+            }
+            // A single word too long for the line (a path) stays whole, unmarked.
+            if last.chars().count() + 2 <= room {
+                last.push_str(" …");
+            }
+        }
+    }
     let pad = " ".repeat(hang);
     for (i, l) in lines.iter().enumerate() {
         if i == 0 {
@@ -190,7 +225,11 @@ pub fn render(report: &Report, st: &Style) -> String {
             summary: &h.summary,
             evidence: &h.evidence,
         };
-        row.write(&mut out, st, st.verbose);
+        if st.verbose {
+            row.write(&mut out, st, true);
+        } else {
+            row.write_max(&mut out, st, false, 1, 0);
+        }
         if st.verbose {
             if let Some(fix) = &h.fix {
                 emit(
@@ -316,13 +355,20 @@ fn header(out: &mut String, r: &Report, st: &Style) {
         .master_pid
         .map(|p| format!("master pid {p}"))
         .unwrap_or_else(|| "no running master".to_string());
+    // Other masters (other namespaces, containers) in the same lines: which one this is.
+    let others = if n.other_masters.is_empty() {
+        String::new()
+    } else {
+        let pids: Vec<String> = n.other_masters.iter().map(|m| m.pid.to_string()).collect();
+        format!("; other masters {} (--nginx-pid)", pids.join(", "))
+    };
     emit(
         out,
         st,
         &format!("{} ", st.bold("why502")),
         7,
         &format!(
-            "on {} — nginx {}, {} ({}), workers as {}",
+            "on {} — nginx {}, {} ({}), workers as {}{others}",
             r.host,
             master,
             n.conf,
@@ -331,20 +377,6 @@ fn header(out: &mut String, r: &Report, st: &Style) {
         ),
         7,
     );
-    if !n.other_masters.is_empty() {
-        let others: Vec<String> = n.other_masters.iter().map(|m| m.pid.to_string()).collect();
-        emit(
-            out,
-            st,
-            "",
-            0,
-            &format!(
-                "other nginx masters (choose with --nginx-pid): {}",
-                others.join(", ")
-            ),
-            2,
-        );
-    }
     let _ = writeln!(out);
 }
 
@@ -367,6 +399,12 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
         .as_deref()
         .map(|n| format!(" [upstream {n}]"))
         .unwrap_or_default();
+    // By default the first place nginx points at it, and how many more (all with -v).
+    let refs_shown = if st.verbose || refs.len() <= 1 {
+        refs.join("; ")
+    } else {
+        format!("{}; +{} more", refs[0], refs.len() - 1)
+    };
     emit(
         out,
         st,
@@ -377,28 +415,60 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
             u.address,
             name,
             protocol_name(u.protocol),
-            refs.join("; ")
+            refs_shown
         ),
         6,
     );
-    let show_all = st.verbose || u.status != Status::Ok;
-    let mut not_reached = Vec::new();
-    for s in &u.steps {
-        if s.outcome == Outcome::Skip && (!show_all || s.summary.starts_with("not reached")) {
-            not_reached.push(s.step.as_str());
-            continue;
+    if st.verbose {
+        for s in &u.steps {
+            step_line(out, s, st, true);
         }
-        step_line(out, s, st, show_all);
-    }
-    if u.status == Status::Break && !not_reached.is_empty() {
-        emit(
-            out,
-            st,
-            &format!("      {} ", st.dim("·    ")),
-            12,
-            &format!("not reached: {}", not_reached.join(", ")),
-            12,
-        );
+    } else if u.status != Status::Ok {
+        // The screen at 3 a.m.: the steps that found something, each in a line or two, the
+        // evidence of the one the verdict rests on; the passed and unreached ones named.
+        let verdict_step = u.verdict.step;
+        let mut passed = Vec::new();
+        let mut not_reached = Vec::new();
+        for s in &u.steps {
+            match s.outcome {
+                Outcome::Pass => passed.push(s.step.as_str()),
+                Outcome::Skip => not_reached.push(s.step.as_str()),
+                Outcome::Break | Outcome::Warn | Outcome::Unknown => {
+                    let lines = if s.outcome == Outcome::Warn { 1 } else { 2 };
+                    let evidence: &[why502_model::Evidence] = if s.step == verdict_step {
+                        &s.evidence[..s.evidence.len().min(1)]
+                    } else {
+                        &[]
+                    };
+                    Row {
+                        lead: "      ",
+                        evidence_indent: 12,
+                        outcome: s.outcome,
+                        step: s.step.as_str(),
+                        summary: &s.summary,
+                        evidence,
+                    }
+                    .write_max(out, st, true, lines, 1);
+                }
+            }
+        }
+        let mut rest = Vec::new();
+        if !passed.is_empty() {
+            rest.push(format!("passed: {}", passed.join(", ")));
+        }
+        if !not_reached.is_empty() {
+            rest.push(format!("{} not reached", not_reached.len()));
+        }
+        if !rest.is_empty() {
+            emit(
+                out,
+                st,
+                &format!("      {} ", st.dim("·    ")),
+                12,
+                &rest.join("; "),
+                12,
+            );
+        }
     }
     if u.status == Status::Break {
         let _ = writeln!(
@@ -421,7 +491,7 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
         .as_ref()
         .filter(|_| u.status != Status::Ok || st.verbose)
     {
-        emit(
+        emit_max(
             out,
             st,
             &format!("      {} ", st.bold("traffic:")),
@@ -437,27 +507,98 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
                 sparkline(&t.per_minute)
             ),
             15,
+            if st.verbose { usize::MAX } else { 1 },
         );
     }
     if u.status != Status::Ok && !u.timeline.is_empty() {
-        let _ = writeln!(out, "      {}", st.bold("timeline:"));
-        for e in &u.timeline {
+        let shown = timeline_shown(&u.timeline, st.verbose);
+        let hidden = u.timeline.len() - shown.len();
+        if hidden > 0 {
+            let _ = writeln!(
+                out,
+                "      {} {}",
+                st.bold("timeline:"),
+                st.dim(&format!("(+{hidden} earlier, with -v)"))
+            );
+        } else {
+            let _ = writeln!(out, "      {}", st.bold("timeline:"));
+        }
+        for e in shown {
             let event = serde_json::to_value(e.event)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
             // 8 + 20 (the time) + 2 + 15 + 1 columns before the detail.
-            // Continuation lines under the time: a detail is mostly a path.
-            emit(
+            // The clock time alone by default (the date is in -v and the JSON); continuation
+            // lines under the time: a detail is mostly a path.
+            let at = if st.verbose {
+                e.at.clone()
+            } else {
+                e.at.get(11..19).unwrap_or(&e.at).to_string()
+            };
+            emit_max(
                 out,
                 st,
-                &format!("        {}  {:<15} ", st.dim(&e.at), event),
-                8 + e.at.chars().count() + 2 + 16,
+                &format!("        {}  {:<15} ", st.dim(&at), event),
+                8 + at.chars().count() + 2 + 16,
                 &e.detail,
                 10,
+                if st.verbose { usize::MAX } else { 1 },
             );
         }
     }
+}
+
+/// The timeline a screen shows: all of it with -v; else the first and last failure and the
+/// two host events just before the first (the ones that may have started it).
+fn timeline_shown(
+    events: &[why502_model::TimelineEvent],
+    verbose: bool,
+) -> Vec<&why502_model::TimelineEvent> {
+    use why502_model::TimelineKind::{FirstFailure, LastFailure};
+    if verbose || events.len() <= 5 {
+        return events.iter().collect();
+    }
+    let first_at = events
+        .iter()
+        .find(|e| e.event == FirstFailure)
+        .map(|e| e.at.as_str());
+    let before: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !matches!(e.event, FirstFailure | LastFailure))
+        .filter(|(_, e)| first_at.is_none_or(|f| e.at.as_str() <= f))
+        .map(|(i, _)| i)
+        .collect();
+    // The newest event of each kind (a restart and a stop are one kind), then the two newest
+    // of those: a config change and the reload after it both show.
+    let group = |k: why502_model::TimelineKind| {
+        use why502_model::TimelineKind::*;
+        match k {
+            BackendStarted | BackendExited => 0,
+            ConfigChanged => 1,
+            NginxReloaded => 2,
+            OomKill => 3,
+            PackageChanged => 4,
+            FirstFailure | LastFailure => 5,
+        }
+    };
+    let mut newest_per_kind: Vec<usize> = Vec::new();
+    for &i in before.iter().rev() {
+        if !newest_per_kind
+            .iter()
+            .any(|&j| group(events[j].event) == group(events[i].event))
+        {
+            newest_per_kind.push(i);
+        }
+    }
+    let keep: Vec<usize> = newest_per_kind.into_iter().take(2).collect();
+    events
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| keep.contains(i) || matches!(e.event, FirstFailure | LastFailure))
+        .map(|(_, e)| e)
+        .collect()
 }
 
 /// 502s and 504s per minute over the last 30 minutes with requests, one block each (a space
@@ -514,6 +655,18 @@ struct Row<'a> {
 
 impl Row<'_> {
     fn write(&self, out: &mut String, st: &Style, show_evidence: bool) {
+        self.write_max(out, st, show_evidence, usize::MAX, usize::MAX);
+    }
+
+    /// `write`, the summary in at most `lines` lines and each evidence in `evidence_lines`.
+    fn write_max(
+        &self,
+        out: &mut String,
+        st: &Style,
+        show_evidence: bool,
+        lines: usize,
+        evidence_lines: usize,
+    ) {
         let prefix = format!(
             "{}{} {:<15} ",
             self.lead,
@@ -522,25 +675,23 @@ impl Row<'_> {
         );
         // The summary hangs under itself: lead, mark, step column.
         let cols = self.lead.len() + 6 + self.step.len().max(15) + 1;
-        emit(out, st, &prefix, cols, self.summary, cols);
+        emit_max(out, st, &prefix, cols, self.summary, cols, lines);
         if show_evidence {
             let pad = " ".repeat(self.evidence_indent);
             for e in self.evidence {
                 let text = format!("{}: {}", e.source, e.detail);
-                for (i, l) in wrap(
+                let mut part = String::new();
+                emit_max(
+                    &mut part,
+                    st,
+                    &pad,
+                    self.evidence_indent,
                     &text,
-                    st.width.max(40).saturating_sub(self.evidence_indent),
-                    st.width.max(40).saturating_sub(self.evidence_indent + 2),
-                )
-                .iter()
-                .enumerate()
-                {
-                    let indent = if i == 0 {
-                        pad.clone()
-                    } else {
-                        format!("{pad}  ")
-                    };
-                    let _ = writeln!(out, "{}", st.dim(&format!("{indent}{l}")));
+                    self.evidence_indent + 2,
+                    evidence_lines,
+                );
+                for l in part.lines() {
+                    let _ = writeln!(out, "{}", st.dim(l));
                 }
             }
         }
