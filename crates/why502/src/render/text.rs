@@ -86,9 +86,11 @@ fn emit_max(
                     None => break,
                 }
             }
-            // A single word too long for the line (a path) stays whole, unmarked.
+            // A single word too long for the line (a path) stays whole, the mark glued on.
             if last.chars().count() + 2 <= room {
                 last.push_str(" …");
+            } else {
+                last.push('…');
             }
         }
     }
@@ -434,7 +436,12 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
                 Outcome::Pass => passed.push(s.step.as_str()),
                 Outcome::Skip => not_reached.push(s.step.as_str()),
                 Outcome::Break | Outcome::Warn | Outcome::Unknown => {
-                    let lines = if s.outcome == Outcome::Warn { 1 } else { 2 };
+                    // What could not be looked at says why in full: it is the whole answer.
+                    let lines = match s.outcome {
+                        Outcome::Warn => 1,
+                        Outcome::Unknown => 4,
+                        _ => 2,
+                    };
                     let evidence: &[why502_model::Evidence] = if s.step == verdict_step {
                         &s.evidence[..s.evidence.len().min(1)]
                     } else {
@@ -484,6 +491,16 @@ fn upstream(out: &mut String, u: &UpstreamReport, st: &Style) {
             11,
             &u.verdict.fix,
             11,
+        );
+    } else if u.status == Status::Unknown && !u.verdict.fix.is_empty() {
+        // What would let the agent look.
+        emit(
+            out,
+            st,
+            &format!("      {} ", st.bold("to look:")),
+            16,
+            &u.verdict.fix,
+            16,
         );
     }
     if let Some(t) = u
@@ -901,6 +918,94 @@ mod tests {
         assert!(
             v.contains("Killed process 1") && v.contains("Memory is short."),
             "{v}"
+        );
+    }
+
+    /// The screens themselves, committed under render/snapshots/ (a reader sees what a person
+    /// sees; any change to the layout shows in review). `UPDATE_SNAPSHOTS=1 cargo test -p
+    /// why502 --bin why502 screens` rewrites them.
+    #[test]
+    fn screens_match_their_snapshots() {
+        let mut sixty: Vec<UpstreamReport> = (0..60)
+            .map(|i| upstream(i, Status::Ok, CauseId::None))
+            .collect();
+        sixty[37] = broken(37);
+        let cases: Vec<(&str, Report, usize, bool)> = vec![
+            ("one-break-80.txt", report(vec![broken(1)]), 80, false),
+            ("one-break-120.txt", report(vec![broken(1)]), 120, false),
+            (
+                "one-break-80-verbose.txt",
+                report(vec![broken(1)]),
+                80,
+                true,
+            ),
+            (
+                "sixty-sites-one-break-80.txt",
+                report(sixty.clone()),
+                80,
+                false,
+            ),
+            (
+                "sixty-sites-one-break-120.txt",
+                report(sixty.clone()),
+                120,
+                false,
+            ),
+            (
+                "unknown-80.txt",
+                {
+                    let mut u = upstream(3, Status::Unknown, CauseId::Unknown);
+                    u.verdict.summary = "cannot read nginx's error log".into();
+                    u.steps = vec![StepReport {
+                    step: StepId::ErrorLog,
+                    outcome: Outcome::Unknown,
+                    cause: None,
+                    summary: "cannot read nginx's error log: /var/log/nginx/error.log: permission denied (run as root or in group adm)".into(),
+                    fix: None,
+                    evidence: Vec::new(),
+                    duration_ms: 0,
+                    classes: None,
+                }];
+                    report(vec![u])
+                },
+                80,
+                false,
+            ),
+            (
+                "all-ok-80.txt",
+                report(
+                    (0..8)
+                        .map(|i| upstream(i, Status::Ok, CauseId::None))
+                        .collect(),
+                ),
+                80,
+                false,
+            ),
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/render/snapshots");
+        let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
+        let mut stale = Vec::new();
+        for (name, r, width, verbose) in cases {
+            let got = render(
+                &r,
+                &Style {
+                    verbose,
+                    ..style(width)
+                },
+            );
+            let path = dir.join(name);
+            if update {
+                std::fs::create_dir_all(&dir).expect("snapshots dir");
+                std::fs::write(&path, &got).expect("write snapshot");
+            }
+            if std::fs::read_to_string(&path).unwrap_or_default() != got {
+                stale.push(format!("{name}:\n{got}"));
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "screens differ from their snapshots (UPDATE_SNAPSHOTS=1 to accept):\n{}",
+            stale.join("\n")
         );
     }
 
