@@ -437,6 +437,17 @@ mod tests {
     use super::*;
     use crate::test_support::{error_line, target};
 
+    fn unix(path: &str) -> UpstreamTarget {
+        target(TargetAddr::Unix(path.into()))
+    }
+
+    fn tcp(host: &str, port: u16) -> UpstreamTarget {
+        target(TargetAddr::Tcp {
+            host: host.into(),
+            port,
+        })
+    }
+
     /// Resolver lines carry the host name alone (no port, no `upstream:` field): they count for
     /// every upstream of that host, whatever its port, and for no other.
     #[test]
@@ -512,13 +523,6 @@ mod tests {
             windows: vec![window],
             ..ErrorLogs::default()
         };
-        let unix = |p: &str| target(TargetAddr::Unix(p.into()));
-        let tcp = |h: &str, port: u16| {
-            target(TargetAddr::Tcp {
-                host: h.into(),
-                port,
-            })
-        };
         let mut named = tcp("127.0.0.1", 8001);
         named.name = Some("app".into());
         let targets = [
@@ -592,13 +596,6 @@ mod tests {
         let resolver = "2026/11/21 03:12:09 [error] 7#7: *2 App3.internal could not be resolved (3: Host not found), client: 10.0.0.9, server: x.test, request: \"GET / HTTP/1.1\", host: \"x.test\"";
         parsed
             .push(why502_nginx::errorlog::parse_line(resolver, &mut clock).expect("nginx's form"));
-        let unix = |p: &str| target(TargetAddr::Unix(p.into()));
-        let tcp = |h: &str, port: u16| {
-            target(TargetAddr::Tcp {
-                host: h.into(),
-                port,
-            })
-        };
         let mut named = tcp("127.0.0.1", 8001);
         named.name = Some("app".into());
         let targets = [
