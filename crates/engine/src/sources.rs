@@ -108,6 +108,13 @@ pub struct Sources {
     >,
     /// The starts, reloads and stops each backend log holds (filled with `backend_log`).
     backend_lifecycle: Mutex<HashMap<std::path::PathBuf, Vec<why502_backend::LifecycleEvent>>>,
+    /// The container engines' lists, asked on first use (only an upstream whose listener is a
+    /// container's, or whose TCP address nobody listens on, needs them).
+    containers: tokio::sync::OnceCell<Vec<why502_container::EngineSnapshot>>,
+    /// Containers inspected, by engine socket and id, once per run.
+    container_states: tokio::sync::Mutex<
+        HashMap<(std::path::PathBuf, String), Result<why502_container::ContainerState, String>>,
+    >,
 }
 
 /// What changed on the host in the window, read once per run (timelines are built from it).
@@ -197,6 +204,113 @@ impl Sources {
             access_logs: Vec::new(),
             access_windows: Mutex::new(HashMap::new()),
             backend_lifecycle: Mutex::new(HashMap::new()),
+            containers: tokio::sync::OnceCell::new(),
+            container_states: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The engines of the running container daemons (dockerd, `podman system service`), each
+    /// listed once per run within `budget`.
+    pub async fn container_engines(
+        &self,
+        budget: std::time::Duration,
+    ) -> &[why502_container::EngineSnapshot] {
+        self.containers
+            .get_or_init(|| async {
+                let daemons: Vec<why502_container::DaemonProcess> = self
+                    .procs
+                    .iter()
+                    .filter(|p| p.comm == "dockerd" || p.comm == "podman")
+                    .map(|p| why502_container::DaemonProcess {
+                        pid: p.pid,
+                        argv: p.cmdline.clone(),
+                    })
+                    .collect();
+                let endpoints = why502_container::engine_endpoints(&daemons, |path| {
+                    why502_host::read_to_string_bounded(path, 256 * 1024).ok()
+                });
+                let mut set = tokio::task::JoinSet::new();
+                for (i, e) in endpoints.into_iter().enumerate() {
+                    set.spawn(async move {
+                        let client = why502_container::EngineClient::new(
+                            &e.socket,
+                            why502_container::Limits::default(),
+                        );
+                        (
+                            i,
+                            why502_container::EngineSnapshot::gather(e, &client, budget).await,
+                        )
+                    });
+                }
+                let mut out = Vec::new();
+                while let Some(joined) = set.join_next().await {
+                    if let Ok(done) = joined {
+                        out.push(done);
+                    }
+                }
+                out.sort_by_key(|(i, _)| *i);
+                tracing::debug!(engines = out.len(), "container engines listed");
+                out.into_iter().map(|(_, s)| s).collect()
+            })
+            .await
+    }
+
+    /// One container's state, inspected once per run (a stopped one the list already
+    /// inspected is not asked again).
+    pub async fn container_state(
+        &self,
+        socket: &std::path::Path,
+        id: &str,
+    ) -> Result<why502_container::ContainerState, String> {
+        if let Some(engines) = self.containers.get() {
+            if let Some(c) = engines
+                .iter()
+                .filter(|s| s.endpoint.socket == socket)
+                .flat_map(|s| s.stopped.iter())
+                .find(|c| c.id == id)
+            {
+                return Ok(c.clone());
+            }
+        }
+        let key = (socket.to_path_buf(), id.to_string());
+        let mut cache = self.container_states.lock().await;
+        if let Some(done) = cache.get(&key) {
+            return done.clone();
+        }
+        let client =
+            why502_container::EngineClient::new(socket, why502_container::Limits::default());
+        let got = why502_container::inspect(&client, id)
+            .await
+            .map_err(|e| e.to_string());
+        cache.insert(key, got.clone());
+        got
+    }
+
+    /// The engine's daemon runs in this run's network namespace (where the listeners were
+    /// read): only its stopped containers' ports are nginx's addresses. Unknown counts as ours.
+    pub fn engine_is_ours(&self, snapshot: &why502_container::EngineSnapshot) -> bool {
+        let own = why502_host::own_netns(self.procs.root());
+        match (own, self.procs.netns(snapshot.endpoint.daemon_pid)) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+    }
+
+    /// Why no engine could be asked about a container (its daemon's pid, if known).
+    pub fn no_engine_reason(&self, daemon_pid: u32) -> (String, String) {
+        let name = self
+            .procs
+            .get(daemon_pid)
+            .map(|p| format!("{} (pid {daemon_pid})", p.comm));
+        match name {
+            Some(n) => (
+                format!("{n} serves no Engine API socket why502 could find (a `-H tcp://` only?)"),
+                "Give dockerd a unix socket (`-H unix:///var/run/docker.sock`) so its containers can be read.".to_string(),
+            ),
+            None => (
+                "no running container engine (dockerd, podman system service) was found to ask".to_string(),
+                String::new(),
+            ),
         }
     }
 

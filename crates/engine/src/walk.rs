@@ -180,6 +180,11 @@ pub async fn walk(
         steps,
         timeline,
         traffic,
+        container: gathered
+            .container
+            .as_ref()
+            .and_then(facts::container::ContainerFacts::found)
+            .map(facts::container::report),
     };
     (report, claims)
 }
@@ -339,6 +344,7 @@ fn timed_out(t: &UpstreamTarget) -> UpstreamReport {
         steps: Vec::new(),
         timeline: Vec::new(),
         traffic: None,
+        container: None,
     }
 }
 

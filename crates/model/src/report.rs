@@ -125,6 +125,55 @@ pub struct UpstreamReport {
     /// ok, and for every upstream of a narrowed run (`--server-name`, `--upstream`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Traffic>,
+    /// The container behind the address, as its engine describes it: the one a
+    /// `docker-proxy` forwards to, whose cgroup holds the listener, or a stopped one that
+    /// published the port. Absent when the address is no container's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerReport>,
+}
+
+/// A container, read from its engine's API (`GET /containers/{id}/json`, `/logs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ContainerReport {
+    /// `docker` (dockerd, or podman's Docker-compatible API).
+    pub engine: String,
+    /// The engine's API socket that answered.
+    pub socket: String,
+    /// The full container id.
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    /// `State.Status`: `running`, `exited`, `restarting`, `paused`, `created`, `dead`.
+    pub state: String,
+    /// `State.ExitCode` of its last run (137: SIGKILL, 143: SIGTERM).
+    pub exit_code: i64,
+    /// `State.OOMKilled`: the kernel OOM-killed a process of its last run.
+    pub oom_killed: bool,
+    /// `RestartCount`: how often the engine restarted it under its policy.
+    pub restart_count: u64,
+    /// `HostConfig.RestartPolicy.Name`: `no`, `always`, `unless-stopped`, `on-failure`.
+    pub restart_policy: String,
+    /// `HostConfig.Memory` in bytes (0: no limit of its own).
+    pub memory_limit: u64,
+    /// `State.Health.Status` (`starting`, `healthy`, `unhealthy`), when it has a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// The last health probe's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_output: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// RFC 3339; absent while it runs and never stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// How the address leads to it: `docker-proxy (pid 812) forwards to it at 172.17.0.2:80`,
+    /// `it publishes 127.0.0.1:8080->80/tcp`.
+    pub tie: String,
+    /// Its last log lines (read when it is not running, restarts, or is unhealthy), oldest
+    /// first.
+    #[serde(default)]
+    pub last_lines: Vec<String>,
 }
 
 /// Requests, 502s and 504s from nginx's access log.

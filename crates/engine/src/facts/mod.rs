@@ -9,6 +9,7 @@
 //! touch the host; `steps/*` judge `TargetFacts` and `Sources` without reading anything.
 
 mod backend;
+pub mod container;
 mod disk;
 pub mod drift;
 pub mod errorlog;
@@ -54,6 +55,9 @@ pub struct TargetFacts {
     pub logs: Option<BackendLog>,
     /// The filesystems the backend writes.
     pub filesystems: Option<BackendFilesystems>,
+    /// The container behind the address (a docker-proxy's, a container's process, or a stopped
+    /// container that published the port). None: not a container's, or not looked at yet.
+    pub container: Option<container::ContainerFacts>,
 }
 
 /// Where a gather stands in the run: the shared sources and the run's deadline.
@@ -85,6 +89,7 @@ pub async fn gather_for(
         }
         StepId::BackendUp => {
             reach::gather(target, cx, facts).await;
+            container::gather(target, cx, facts).await;
             if facts.reach.as_ref().is_some_and(Reach::nothing_listens) {
                 reach::gather_elsewhere(target, cx, facts);
             }

@@ -146,6 +146,46 @@ pub fn build(
             ));
         }
     }
+    if let Some(c) = facts
+        .container
+        .as_ref()
+        .and_then(super::container::ContainerFacts::found)
+    {
+        let st = &c.state;
+        let source = format!(
+            "docker {} /containers/{}/json",
+            c.engine.display(),
+            st.short_id()
+        );
+        if let Some(t) = st.started_at {
+            host.push((
+                secs(t),
+                TimelineKind::BackendStarted,
+                format!(
+                    "container {} started (restart count {})",
+                    st.name, st.restart_count
+                ),
+                format!("{source} State.StartedAt"),
+            ));
+        }
+        if let Some(t) = st.finished_at.filter(|_| !st.running) {
+            host.push((
+                secs(t),
+                if st.oom_killed {
+                    TimelineKind::OomKill
+                } else {
+                    TimelineKind::BackendExited
+                },
+                format!(
+                    "container {} exited with code {}{}",
+                    st.name,
+                    st.exit_code,
+                    if st.oom_killed { " (OOM-killed)" } else { "" }
+                ),
+                format!("{source} State.FinishedAt"),
+            ));
+        }
+    }
     for k in sources.kernel.kills() {
         if claims.iter().any(|(pid, t)| *pid == k.pid && *t == k.time) {
             host.push((

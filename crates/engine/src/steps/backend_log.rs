@@ -11,10 +11,27 @@ use why502_backend::{
 use why502_model::{CauseId, Outcome};
 
 use super::{JudgeCx, StepFinding};
+use crate::facts::container::{ContainerFacts, ContainerFound};
 use crate::facts::{BackendLog, LogRead};
 use crate::targets::UpstreamTarget;
 
 pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
+    // A container's own record is its state (exit code, OOMKilled, restarts, health) and the
+    // lines the engine kept of its output.
+    match cx.facts.container.as_ref() {
+        Some(ContainerFacts::Found(f)) => return container(f, cx),
+        Some(ContainerFacts::Unasked { who, reason, fix }) => {
+            let f = StepFinding::unknown(format!(
+                "{who} is a container's, and its state and log could not be read: {reason}"
+            ));
+            return if fix.is_empty() {
+                f
+            } else {
+                f.with_fix(fix.clone())
+            };
+        }
+        None => {}
+    }
     let src = cx.sources;
     let Some(upstream) = BackendAddr::parse_upstream(&target.address) else {
         return StepFinding::skip(format!(
@@ -244,4 +261,159 @@ mod tests {
             &log
         ));
     }
+}
+
+/// What a container's state and last lines say: OOM-killed (its memory limit, or the host's),
+/// exiting by itself (again and again, under a restart policy), failing its health check, or
+/// nothing of its own (stopped from outside, or running well).
+fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
+    let s = &f.state;
+    let source = format!(
+        "docker {} /containers/{}/json",
+        f.engine.display(),
+        s.short_id()
+    );
+    let state_line = format!(
+        "State.Status {}, ExitCode {}, OOMKilled {}, RestartCount {}, RestartPolicy {}{}",
+        s.status,
+        s.exit_code,
+        s.oom_killed,
+        s.restart_count,
+        s.restart_policy,
+        s.finished_at
+            .map(|t| format!(", FinishedAt {}", humantime::format_rfc3339_seconds(t)))
+            .unwrap_or_default()
+    );
+    let logs = f.logs.as_ref();
+    let lines: &[why502_container::LogLine] = match logs {
+        Some(Ok(l)) => l,
+        _ => &[],
+    };
+    // The line that says why: the last one on stderr, else the last one.
+    let telling = lines
+        .iter()
+        .rev()
+        .find(|l| l.stream == why502_container::LogStream::Stderr)
+        .or(lines.last());
+    let log_source = format!(
+        "docker {} /containers/{}/logs",
+        f.engine.display(),
+        s.short_id()
+    );
+    let with_lines = |mut found: StepFinding| {
+        for l in lines
+            .iter()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let at =
+                l.at.map(|t| format!("{} ", humantime::format_rfc3339_seconds(t)))
+                    .unwrap_or_default();
+            found = found.with_evidence(log_source.clone(), format!("{at}{}", l.text));
+        }
+        if let Some(Err(e)) = logs {
+            found = found.with_evidence(log_source.clone(), format!("not read: {e}"));
+        }
+        found
+    };
+    if s.oom_killed {
+        let limit = if s.memory_limit > 0 {
+            format!("its memory limit of {} MiB", s.memory_limit / (1024 * 1024))
+        } else {
+            "the host's memory (it has no limit of its own)".to_string()
+        };
+        let outcome = if s.running && cx.explaining.is_none() {
+            Outcome::Warn
+        } else {
+            Outcome::Break
+        };
+        let found = StepFinding::new(
+            outcome,
+            Some(CauseId::OomKilled),
+            format!(
+                "container {} was OOM-killed: it ran out of {limit} and the engine records OOMKilled with exit code {}{}",
+                s.name,
+                s.exit_code,
+                s.finished_at
+                    .map(|t| format!(" at {}", humantime::format_rfc3339_seconds(t)))
+                    .unwrap_or_default()
+            ),
+        )
+        .with_fix(format!(
+            "Give container {} more memory (`docker update --memory 512m --memory-swap 512m {}`, or `mem_limit` in its compose file) or make the application use less; then `docker start {}`.",
+            s.name, s.name, s.name
+        ))
+        .with_evidence(source, state_line);
+        return with_lines(found);
+    }
+    let exited_by_itself = !s.running && !matches!(s.exit_code, 0 | 137 | 143) || s.crash_looping();
+    if exited_by_itself {
+        let quoted = telling
+            .map(|l| format!(": its last line: {}", l.text))
+            .unwrap_or_else(|| ", and it logged nothing".to_string());
+        let looping = if s.crash_looping() {
+            format!(
+                ", and the engine restarts it again and again ({} restarts, policy {})",
+                s.restart_count, s.restart_policy
+            )
+        } else {
+            String::new()
+        };
+        let found = StepFinding::broken(
+            CauseId::AppError,
+            format!(
+                "container {} exits by itself with code {}{looping}{quoted}",
+                s.name, s.exit_code
+            ),
+        )
+        .with_fix(format!(
+            "Fix what makes the application exit (`docker logs --tail 50 {}`: configuration, a missing file or volume, a dependency it cannot reach); a restart policy only repeats the failure.",
+            s.name
+        ))
+        .with_evidence(source, state_line);
+        return with_lines(found);
+    }
+    if let Some(h) = s
+        .health
+        .as_ref()
+        .filter(|h| s.running && h.status == "unhealthy")
+    {
+        let probe = h
+            .last
+            .as_ref()
+            .map(|p| format!("; the last probe exited {}: {}", p.exit_code, p.output))
+            .unwrap_or_default();
+        let found = StepFinding::new(
+            Outcome::Warn,
+            Some(CauseId::AppError),
+            format!(
+                "container {} runs but fails its health check ({} failures in a row){probe}",
+                s.name, h.failing_streak
+            ),
+        )
+        .with_fix(format!(
+            "See what the health check tests (`docker inspect --format '{{{{json .State.Health}}}}' {}`) and why the application fails it.",
+            s.name
+        ))
+        .with_evidence(source, state_line);
+        return with_lines(found);
+    }
+    let found = StepFinding::pass(if s.running {
+        format!(
+            "container {} runs ({}); its state records no failure",
+            s.name,
+            s.describe()
+        )
+    } else {
+        format!(
+            "container {} is {}: stopped from outside (a signal or `docker stop`), not a failure of its own",
+            s.name,
+            s.describe()
+        )
+    })
+    .with_evidence(source, state_line);
+    with_lines(found)
 }

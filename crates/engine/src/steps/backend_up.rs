@@ -12,6 +12,7 @@ use why502_model::{CauseId, Outcome, Protocol};
 use why502_socket::SocketAccess;
 
 use super::{JudgeCx, StepFinding};
+use crate::facts::container::{ContainerFacts, ContainerFound, ContainerTie};
 use crate::facts::{Candidate, IpReach, Reach, RemoteConnect};
 use crate::sources::Owner;
 use crate::targets::{TargetAddr, UpstreamTarget};
@@ -146,6 +147,90 @@ fn unix_socket(
         .with_evidence(format!("stat {shown}"), facts.display)
         .with_evidence(UNIX_SOURCE, format!("listening{}", owner_suffix(listening_owner.as_ref()))),
     }
+    .with_summary_suffix(container_suffix(cx))
+}
+
+/// `; it is container web (image why502/app:1, running, healthy)` for a listener that is a
+/// container's; what could not be asked, when the engine did not answer.
+fn container_suffix(cx: &JudgeCx<'_>) -> String {
+    match cx.facts.container.as_ref() {
+        None => String::new(),
+        Some(ContainerFacts::Found(f)) => format!(
+            "; that is container {} (image {}, {}): {}",
+            f.state.name,
+            f.state.image,
+            f.state.describe(),
+            f.tie.describe()
+        ),
+        Some(ContainerFacts::Unasked { who, reason, .. }) => {
+            format!("; {who} is a container's, whose state could not be read: {reason}")
+        }
+    }
+}
+
+/// Nothing listens, and a stopped container published the address: name it, its state and
+/// exit code, and how to start it again.
+fn stopped_container(
+    target: &UpstreamTarget,
+    f: &ContainerFound,
+    mut found: StepFinding,
+    what: &str,
+) -> StepFinding {
+    let s = &f.state;
+    let since = s
+        .finished_at
+        .map(|t| format!(" since {}", humantime::format_rfc3339_seconds(t)))
+        .unwrap_or_default();
+    let how = if s.oom_killed {
+        "the kernel OOM-killed it".to_string()
+    } else if s.crash_looping() {
+        format!(
+            "it keeps exiting (code {}) and the engine restarts it ({} restarts, policy {})",
+            s.exit_code, s.restart_count, s.restart_policy
+        )
+    } else {
+        match s.exit_code {
+            0 => "it exited normally (code 0): stopped, or its main process ended".to_string(),
+            137 => "it was killed with SIGKILL (exit code 137: `docker stop` or `docker kill`), not by the OOM killer".to_string(),
+            143 => "it was stopped with SIGTERM (exit code 143: `docker stop`)".to_string(),
+            c => format!("its main process exited with code {c}"),
+        }
+    };
+    found.cause = Some(CauseId::BackendDown);
+    found.summary = format!(
+        "{what}: container {} (image {}), which publishes {}, is {}{since}: {how}",
+        s.name,
+        s.image,
+        match &f.tie {
+            ContainerTie::Published { binding } => binding.display(),
+            _ => target.address.clone(),
+        },
+        s.describe()
+    );
+    found.fix = Some(if s.crash_looping() {
+        format!("See why it exits: `docker logs --tail 50 {}`; fix that, and it comes back by its restart policy.", s.name)
+    } else if s.oom_killed {
+        format!("Start it again (`docker start {}`) with more memory (`docker update --memory`, the compose file's `mem_limit`); see the backend_log step.", s.name)
+    } else {
+        format!("Start the container: `docker start {}` (and find out who stopped it: `docker events --since 1h --filter container={}`).", s.name, s.name)
+    });
+    found.with_evidence(
+        format!(
+            "docker {} /containers/{}/json",
+            f.engine.display(),
+            s.short_id()
+        ),
+        format!(
+            "State.Status {}, ExitCode {}, OOMKilled {}, RestartCount {}{}",
+            s.status,
+            s.exit_code,
+            s.oom_killed,
+            s.restart_count,
+            s.finished_at
+                .map(|t| format!(", FinishedAt {}", humantime::format_rfc3339_seconds(t)))
+                .unwrap_or_default()
+        ),
+    )
 }
 
 fn tcp(
@@ -174,8 +259,9 @@ fn tcp(
         let (ip, owner, via) = &accepting[0];
         let who = owner_phrase(owner.as_ref());
         let mut f = StepFinding::pass(format!(
-            "{who} listens on {} ({via})",
-            join_ip_port(*ip, port)
+            "{who} listens on {} ({via}){}",
+            join_ip_port(*ip, port),
+            container_suffix(cx)
         ));
         if !refusing.is_empty() {
             f.outcome = Outcome::Warn;
@@ -222,6 +308,13 @@ fn elsewhere_or_down(
     mut found: StepFinding,
     what: &str,
 ) -> StepFinding {
+    // A stopped container that published the address is what served it: more specific than
+    // a listener somewhere else.
+    if let Some(f) = cx.facts.container.as_ref().and_then(ContainerFacts::found) {
+        if matches!(f.tie, ContainerTie::Published { .. }) {
+            return stopped_container(target, f, found, what);
+        }
+    }
     let candidates = candidates(target, cx);
     let nginx_at = target
         .references

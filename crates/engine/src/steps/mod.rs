@@ -63,6 +63,11 @@ impl StepFinding {
         self.fix = Some(fix.into());
         self
     }
+    /// Appends to the summary (nothing for an empty suffix).
+    pub fn with_summary_suffix(mut self, suffix: impl AsRef<str>) -> Self {
+        self.summary.push_str(suffix.as_ref());
+        self
+    }
     pub fn with_evidence(mut self, source: impl Into<String>, detail: impl Into<String>) -> Self {
         self.evidence.push(Evidence::new(source, detail));
         self

@@ -17,6 +17,7 @@ use why502_kernel_log::{KernelLogWindow, OomKill};
 use why502_model::{CauseId, Outcome};
 
 use super::{JudgeCx, StepFinding};
+use crate::facts::container::ContainerFound;
 use crate::facts::{BackendFacts, BackendProcess};
 use crate::targets::UpstreamTarget;
 
@@ -53,8 +54,30 @@ pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
 pub(crate) fn tie(
     kill: &OomKill,
     backend: Option<&BackendFacts>,
+    container: Option<&ContainerFound>,
     first_failure: Option<SystemTime>,
 ) -> Option<String> {
+    // A container's processes are killed in its own cgroup, which its id names; the kill
+    // belongs to the run that was going then (from its start to a little after its end).
+    if let Some(c) = container {
+        let s = &c.state;
+        let in_its_cgroup = kill
+            .task_memcg
+            .as_deref()
+            .and_then(why502_container::container_of_path)
+            .is_some_and(|r| r.id == s.id);
+        let after_start = s.started_at.is_none_or(|t| kill.time >= t);
+        let before_end = s.running
+            || s.finished_at
+                .is_none_or(|t| kill.time <= t + KILL_AFTER_FAILURE_SLACK);
+        if in_its_cgroup && after_start && before_end {
+            return Some(format!(
+                "it was killed in container {}'s own cgroup {}",
+                s.name,
+                kill.task_memcg.as_deref().unwrap_or_default()
+            ));
+        }
+    }
     let backend = backend?;
     if let Some(b) = &backend.current {
         if b.family.contains(&kill.pid) {
@@ -117,6 +140,11 @@ fn oom_finding(
         }
         KernelLogWindow::Read(r) => r,
     };
+    let container = cx
+        .facts
+        .container
+        .as_ref()
+        .and_then(crate::facts::container::ContainerFacts::found);
     let first_failure = cx
         .facts
         .logged
@@ -128,7 +156,7 @@ fn oom_finding(
     let tied: Vec<(&OomKill, String)> = read
         .kills
         .iter()
-        .filter_map(|k| tie(k, backend, first_failure).map(|why| (k, why)))
+        .filter_map(|k| tie(k, backend, container, first_failure).map(|why| (k, why)))
         .collect();
     let Some((kill, why)) = tied.iter().max_by_key(|(k, _)| k.time) else {
         let from = if read.complete() {

@@ -570,3 +570,223 @@ fn a_killed_request_outranks_a_later_fatal_error() {
         (Outcome::Break, Some(CauseId::AppError)),
     );
 }
+
+// Containers: facts built from the Engine API answers captured from Debian's docker.io 20.10
+// on this machine kind (crates/container/tests/fixtures); the lab runs the real dockerd.
+
+mod containers {
+    use super::*;
+    use crate::facts::container::{ContainerFacts, ContainerFound, ContainerTie};
+    use crate::facts::IpReach;
+    use why502_container::{ContainerState, LogLine, LogStream};
+
+    fn state(name: &str) -> ContainerState {
+        let text = match name {
+            "stopped" => include_str!("../../../container/tests/fixtures/inspect-stopped.json"),
+            "oom" => include_str!("../../../container/tests/fixtures/inspect-oom.json"),
+            "loop" => include_str!("../../../container/tests/fixtures/inspect-loop.json"),
+            "unhealthy" => include_str!("../../../container/tests/fixtures/inspect-unhealthy.json"),
+            _ => unreachable!("fixture {name}"),
+        };
+        ContainerState::from_json(&serde_json::from_str(text).expect("JSON")).expect("state")
+    }
+
+    fn published(s: ContainerState, logs: Vec<LogLine>) -> TargetFacts {
+        let binding = s.bindings[0].clone();
+        TargetFacts {
+            reach: Some(Reach::Tcp {
+                probes: vec![("127.0.0.1".parse().expect("ip"), IpReach::NothingLocal)],
+            }),
+            elsewhere: Some(Vec::new()),
+            container: Some(ContainerFacts::Found(Box::new(ContainerFound {
+                tie: ContainerTie::Published { binding },
+                state: s,
+                engine: PathBuf::from("/run/docker.sock"),
+                logs: Some(Ok(logs)),
+            }))),
+            ..TargetFacts::default()
+        }
+    }
+
+    fn line(stream: LogStream, text: &str) -> LogLine {
+        LogLine {
+            stream,
+            at: None,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_stopped_container_behind_the_port_is_backend_down_naming_it() {
+        let s = Sources::for_tests();
+        let f = check(
+            StepId::BackendUp,
+            &tcp_target(8080),
+            &s,
+            &published(state("stopped"), Vec::new()),
+            None,
+            (Outcome::Break, Some(CauseId::BackendDown)),
+        );
+        assert!(
+            f.summary
+                .contains("container web (image why502-lab/busybox:1)"),
+            "{}",
+            f.summary
+        );
+        assert!(
+            f.summary.contains("127.0.0.1:8080->80/tcp"),
+            "{}",
+            f.summary
+        );
+        assert!(f.summary.contains("exit code 137"), "{}", f.summary);
+        assert!(f.summary.contains("not by the OOM killer"), "{}", f.summary);
+        assert!(f
+            .fix
+            .as_deref()
+            .is_some_and(|x| x.contains("docker start web")));
+        // Its own record shows no failure of its own: the verdict stays backend_down.
+        check(
+            StepId::BackendLog,
+            &tcp_target(8080),
+            &s,
+            &published(state("stopped"), Vec::new()),
+            Some(CauseId::BackendDown),
+            (Outcome::Pass, None),
+        );
+    }
+
+    #[test]
+    fn an_oom_killed_container_is_oom_killed_by_its_state_and_by_the_kernel_log() {
+        let st = state("oom");
+        let finished = st.finished_at.expect("finished");
+        let facts = published(st.clone(), Vec::new());
+        let s = Sources::for_tests();
+        let f = check(
+            StepId::BackendLog,
+            &tcp_target(8081),
+            &s,
+            &facts,
+            Some(CauseId::BackendDown),
+            (Outcome::Break, Some(CauseId::OomKilled)),
+        );
+        assert!(
+            f.summary.contains("container hog was OOM-killed"),
+            "{}",
+            f.summary
+        );
+        assert!(f.summary.contains("32 MiB"), "{}", f.summary);
+        // The kernel's kill in its own cgroup ties to it; one in another container's does not.
+        let mut own = kill(11676, 0, &format!("/docker/{}", st.id));
+        own.time = finished - Duration::from_millis(50);
+        let mut other = kill(999, 0, &format!("/docker/{}", "b".repeat(64)));
+        other.time = finished;
+        let f = check(
+            StepId::Resources,
+            &tcp_target(8081),
+            &sources_with_kills(vec![own, other.clone()]),
+            &TargetFacts {
+                filesystems: Some(BackendFilesystems {
+                    paths: Vec::new(),
+                    set: None,
+                }),
+                ..facts
+            },
+            Some(CauseId::BackendDown),
+            (Outcome::Break, Some(CauseId::OomKilled)),
+        );
+        assert!(
+            f.summary.contains("container hog's own cgroup"),
+            "{}",
+            f.summary
+        );
+        assert_eq!(f.claims.len(), 1, "only its own kill is claimed");
+    }
+
+    #[test]
+    fn a_container_restarting_in_a_loop_names_its_exit_code_and_last_line() {
+        let mut st = state("loop");
+        st.restarting = true;
+        st.running = false;
+        st.exit_code = 3;
+        let facts = published(
+            st,
+            vec![
+                line(LogStream::Stdout, "starting app"),
+                line(LogStream::Stderr, "fatal: cannot open /data/db"),
+                line(LogStream::Stdout, "starting app"),
+            ],
+        );
+        let s = Sources::for_tests();
+        let up = check(
+            StepId::BackendUp,
+            &tcp_target(8082),
+            &s,
+            &facts,
+            None,
+            (Outcome::Break, Some(CauseId::BackendDown)),
+        );
+        assert!(
+            up.summary.contains("keeps exiting (code 3)"),
+            "{}",
+            up.summary
+        );
+        let f = check(
+            StepId::BackendLog,
+            &tcp_target(8082),
+            &s,
+            &facts,
+            Some(CauseId::BackendDown),
+            (Outcome::Break, Some(CauseId::AppError)),
+        );
+        assert!(
+            f.summary.contains("exits by itself with code 3"),
+            "{}",
+            f.summary
+        );
+        assert!(
+            f.summary.contains("fatal: cannot open /data/db"),
+            "the stderr line: {}",
+            f.summary
+        );
+        assert_eq!(f.evidence.len(), 4, "the state and the last three lines");
+    }
+
+    #[test]
+    fn an_unhealthy_container_is_a_warning_quoting_its_probe() {
+        let f = check(
+            StepId::BackendLog,
+            &tcp_target(8083),
+            &Sources::for_tests(),
+            &published(state("unhealthy"), Vec::new()),
+            None,
+            (Outcome::Warn, Some(CauseId::AppError)),
+        );
+        assert!(
+            f.summary.contains("can't open '/www/missing'"),
+            "{}",
+            f.summary
+        );
+    }
+
+    #[test]
+    fn a_container_the_engine_cannot_be_asked_about_is_unknown() {
+        let facts = TargetFacts {
+            container: Some(ContainerFacts::Unasked {
+                who: "docker-proxy (pid 5) for 172.17.0.2:80".into(),
+                reason: "cannot connect to /var/run/docker.sock: Permission denied".into(),
+                fix: crate::facts::container::engine_fix(true),
+            }),
+            ..TargetFacts::default()
+        };
+        let f = check(
+            StepId::BackendLog,
+            &tcp_target(8080),
+            &Sources::for_tests(),
+            &facts,
+            None,
+            (Outcome::Unknown, None),
+        );
+        assert!(f.summary.contains("Permission denied"), "{}", f.summary);
+        assert!(f.fix.as_deref().is_some_and(|x| x.contains("docker")));
+    }
+}

@@ -26,6 +26,7 @@ pub fn upstream(i: usize, status: Status, cause: CauseId) -> UpstreamReport {
         steps: Vec::new(),
         timeline: Vec::new(),
         traffic: None,
+        container: None,
     }
 }
 

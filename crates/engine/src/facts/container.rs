@@ -1,0 +1,330 @@
+//! The container behind an upstream's address. Three ties, checked in this order:
+//! - the listener is a `docker-proxy`: its argv names the container's address, and the
+//!   dockerd that started it (its parent) knows which container has it;
+//! - the listener's process is in a container's cgroup (`--network host`, or a unix socket
+//!   shared through a volume);
+//! - nothing listens on a TCP address: a stopped container of an engine in nginx's network
+//!   namespace published that port (only the engine still knows).
+//!
+//! The engines are asked once per run (`Sources::container_engines`), and only at sockets a
+//! running daemon serves. A listener that is a container's while the engine cannot be asked
+//! (not root, socket refused) is `Unasked`, with the reason: never taken for "no container".
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use why502_container::{
+    container_of_cgroup, ContainerState, DockerProxy, EngineClient, LogLine, PortBinding,
+};
+
+use super::{GatherCx, IpReach, Reach, TargetFacts};
+use crate::sources::Owner;
+use crate::targets::{TargetAddr, UpstreamTarget};
+
+/// The last lines of a container's log a report quotes.
+const LOG_TAIL: usize = 20;
+/// A log line's cap in a report.
+const LOG_LINE_MAX: usize = 300;
+
+#[derive(Debug, Clone)]
+pub enum ContainerFacts {
+    Found(Box<ContainerFound>),
+    /// A container holds the address, but the engine could not tell which or in what state.
+    Unasked {
+        /// `docker-proxy (pid 5) for 172.17.0.2:80`.
+        who: String,
+        reason: String,
+        fix: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerFound {
+    pub tie: ContainerTie,
+    pub state: ContainerState,
+    /// The engine socket that answered.
+    pub engine: PathBuf,
+    /// Its last log lines, read when it is not running, restarts, or fails its health check.
+    pub logs: Option<Result<Vec<LogLine>, String>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ContainerTie {
+    /// docker-proxy holds the host port and forwards to the container.
+    Proxy { owner: Owner, proxy: DockerProxy },
+    /// The listener's process is in the container's cgroup.
+    Cgroup { owner: Owner, cgroup: String },
+    /// Nothing listens; the stopped container published the address.
+    Published { binding: PortBinding },
+}
+
+impl ContainerTie {
+    /// How the container is tied to the address, for a summary.
+    pub fn describe(&self) -> String {
+        match self {
+            ContainerTie::Proxy { owner, proxy } => format!(
+                "{} (pid {}) forwards to it at {}:{}",
+                owner.name, owner.pid, proxy.container_ip, proxy.container_port
+            ),
+            ContainerTie::Cgroup { owner, .. } => {
+                format!("{} (pid {}) runs in its cgroup", owner.name, owner.pid)
+            }
+            ContainerTie::Published { binding } => format!("it publishes {}", binding.display()),
+        }
+    }
+}
+
+impl ContainerFacts {
+    pub fn found(&self) -> Option<&ContainerFound> {
+        match self {
+            ContainerFacts::Found(f) => Some(f),
+            ContainerFacts::Unasked { .. } => None,
+        }
+    }
+}
+
+pub(super) async fn gather(target: &UpstreamTarget, cx: &GatherCx<'_>, facts: &mut TargetFacts) {
+    if facts.container.is_some() {
+        return;
+    }
+    let Some(reach) = facts.reach.as_ref() else {
+        return;
+    };
+    let budget = cx.remaining().min(Duration::from_secs(3));
+    let found = match (reach, &target.addr) {
+        (Reach::Tcp { probes }, TargetAddr::Tcp { port, .. }) => {
+            let listening = probes.iter().find_map(|(_, r)| match r {
+                IpReach::Listening { owner: Some(o), .. } => Some(o.clone()),
+                _ => None,
+            });
+            match listening {
+                Some(owner) => of_listener(&owner, cx, budget).await,
+                None if reach.nothing_listens() => {
+                    let ips: Vec<IpAddr> = probes
+                        .iter()
+                        .filter(|(_, r)| matches!(r, IpReach::NothingLocal))
+                        .map(|(ip, _)| *ip)
+                        .collect();
+                    published_by_stopped(&ips, *port, cx, budget).await
+                }
+                None => None,
+            }
+        }
+        (
+            Reach::Unix {
+                owner: Some(owner), ..
+            },
+            _,
+        ) => of_listener(owner, cx, budget).await,
+        _ => None,
+    };
+    let Some(mut found) = found else {
+        return;
+    };
+    if let ContainerFacts::Found(f) = &mut found {
+        let s = &f.state;
+        let troubled = !s.running
+            || s.crash_looping()
+            || s.health.as_ref().is_some_and(|h| h.status == "unhealthy");
+        if troubled {
+            let client = EngineClient::new(&f.engine, Default::default());
+            // The window's lines, else the last ones it wrote before it stopped.
+            let since = (s.running || s.restarting).then_some(cx.sources.since_epoch);
+            f.logs = Some(
+                tokio::time::timeout(
+                    cx.remaining().min(Duration::from_secs(2)),
+                    why502_container::last_log_lines(&client, &s.id, LOG_TAIL, since, LOG_LINE_MAX),
+                )
+                .await
+                .map_err(|_| "the engine did not send the logs in time".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+            );
+        }
+    }
+    facts.container = Some(found);
+}
+
+/// The container behind a listener's owner: a docker-proxy, or a process in a container's
+/// cgroup.
+async fn of_listener(owner: &Owner, cx: &GatherCx<'_>, budget: Duration) -> Option<ContainerFacts> {
+    let src = cx.sources;
+    let procs = &src.procs;
+    let me = procs.get(owner.pid)?;
+    if let Some(proxy) = DockerProxy::from_cmdline(&me.cmdline) {
+        let who = format!(
+            "{} (pid {}) for {}:{}",
+            owner.name, owner.pid, proxy.container_ip, proxy.container_port
+        );
+        let engines = src.container_engines(budget).await;
+        // The dockerd that started this proxy is its parent; its snapshot knows the address.
+        let snapshot = engines
+            .iter()
+            .find(|s| s.endpoint.daemon_pid == me.ppid)
+            .or_else(|| {
+                engines
+                    .iter()
+                    .find(|s| s.at_container_ip(proxy.container_ip).is_some())
+            });
+        let Some(snapshot) = snapshot else {
+            return Some(unasked(who, src.no_engine_reason(me.ppid)));
+        };
+        let summary = match (
+            &snapshot.containers,
+            snapshot.at_container_ip(proxy.container_ip),
+        ) {
+            (Err(e), _) => {
+                return Some(unasked(
+                    who,
+                    (e.clone(), engine_fix(snapshot.permission_denied)),
+                ))
+            }
+            (Ok(_), None) => {
+                return Some(unasked(
+                    who,
+                    (
+                        format!(
+                            "no running container of {} has the address {}",
+                            snapshot.endpoint.socket.display(),
+                            proxy.container_ip
+                        ),
+                        String::new(),
+                    ),
+                ))
+            }
+            (Ok(_), Some(c)) => c.id.clone(),
+        };
+        let state = match src
+            .container_state(&snapshot.endpoint.socket, &summary)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return Some(unasked(who, (e, String::new()))),
+        };
+        return Some(ContainerFacts::Found(Box::new(ContainerFound {
+            tie: ContainerTie::Proxy {
+                owner: owner.clone(),
+                proxy,
+            },
+            state,
+            engine: snapshot.endpoint.socket.clone(),
+            logs: None,
+        })));
+    }
+    let cgroup = procs.cgroup(owner.pid)?;
+    let container = container_of_cgroup(&cgroup)?;
+    let who = format!(
+        "{} (pid {}) in {} container {}",
+        owner.name,
+        owner.pid,
+        container.runtime.label(),
+        why502_container::short_id(&container.id)
+    );
+    let engines = src.container_engines(budget).await;
+    let Some(snapshot) = engines.iter().find(|s| s.by_id(&container.id).is_some()) else {
+        let reason = match engines.iter().find_map(|s| s.containers.as_ref().err()) {
+            Some(e) => (
+                e.clone(),
+                engine_fix(engines.iter().any(|s| s.permission_denied)),
+            ),
+            None => src.no_engine_reason(0),
+        };
+        return Some(unasked(who, reason));
+    };
+    let state = match src
+        .container_state(&snapshot.endpoint.socket, &container.id)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return Some(unasked(who, (e, String::new()))),
+    };
+    Some(ContainerFacts::Found(Box::new(ContainerFound {
+        tie: ContainerTie::Cgroup {
+            owner: owner.clone(),
+            cgroup: container.cgroup,
+        },
+        state,
+        engine: snapshot.endpoint.socket.clone(),
+        logs: None,
+    })))
+}
+
+/// The newest stopped container that published one of `ips` at `port`, in an engine of this
+/// network namespace. No engine, or none that published it: None (not a container's).
+async fn published_by_stopped(
+    ips: &[IpAddr],
+    port: u16,
+    cx: &GatherCx<'_>,
+    budget: Duration,
+) -> Option<ContainerFacts> {
+    let src = cx.sources;
+    let engines = src.container_engines(budget).await;
+    let mut best: Option<(&ContainerState, &PortBinding, PathBuf)> = None;
+    for snapshot in engines.iter().filter(|s| src.engine_is_ours(s)) {
+        for ip in ips {
+            for c in snapshot.stopped_publishing(*ip, port) {
+                let newer = best
+                    .as_ref()
+                    .is_none_or(|(b, _, _)| c.finished_at > b.finished_at);
+                if newer {
+                    if let Some(binding) = c.bindings.iter().find(|b| b.serves(*ip, port)) {
+                        best = Some((c, binding, snapshot.endpoint.socket.clone()));
+                    }
+                }
+            }
+        }
+    }
+    let (state, binding, engine) = best?;
+    Some(ContainerFacts::Found(Box::new(ContainerFound {
+        tie: ContainerTie::Published {
+            binding: binding.clone(),
+        },
+        state: state.clone(),
+        engine,
+        logs: None,
+    })))
+}
+
+fn unasked(who: String, (reason, fix): (String, String)) -> ContainerFacts {
+    ContainerFacts::Unasked { who, reason, fix }
+}
+
+pub(crate) fn engine_fix(permission_denied: bool) -> String {
+    if permission_denied {
+        "Run why502 as root (or as a member of the `docker` group) so it can read the Docker Engine API.".to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// The report's view of a found container.
+pub fn report(f: &ContainerFound) -> why502_model::ContainerReport {
+    let s = &f.state;
+    let at = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    why502_model::ContainerReport {
+        engine: "docker".into(),
+        socket: f.engine.display().to_string(),
+        id: s.id.clone(),
+        name: s.name.clone(),
+        image: s.image.clone(),
+        state: s.status.clone(),
+        exit_code: s.exit_code,
+        oom_killed: s.oom_killed,
+        restart_count: s.restart_count,
+        restart_policy: s.restart_policy.clone(),
+        memory_limit: s.memory_limit,
+        health: s.health.as_ref().map(|h| h.status.clone()),
+        health_output: s
+            .health
+            .as_ref()
+            .and_then(|h| h.last.as_ref())
+            .map(|p| p.output.clone()),
+        started_at: s.started_at.map(at),
+        finished_at: s.finished_at.filter(|_| !s.running).map(at),
+        tie: f.tie.describe(),
+        last_lines: match &f.logs {
+            Some(Ok(lines)) => lines.iter().map(|l| l.text.clone()).collect(),
+            _ => Vec::new(),
+        },
+    }
+}
