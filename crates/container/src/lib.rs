@@ -13,6 +13,7 @@
 pub mod api;
 pub mod cgroup;
 pub mod endpoint;
+pub mod events;
 pub mod logs;
 pub mod proxy;
 pub mod state;
@@ -20,6 +21,7 @@ pub mod state;
 pub use api::{EngineClient, EngineError, Limits};
 pub use cgroup::{container_of_cgroup, container_of_path, ContainerRef, Runtime};
 pub use endpoint::{engine_endpoints, DaemonProcess, EngineEndpoint, DEFAULT_DOCKER_SOCKET};
+pub use events::{container_events, ContainerEvent};
 pub use logs::{demux_logs, LogLine, LogStream};
 pub use proxy::DockerProxy;
 pub use state::{

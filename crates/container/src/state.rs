@@ -222,27 +222,33 @@ impl ContainerState {
             || (self.restart_count >= 2 && self.restart_policy != "no" && self.exit_code != 0)
     }
 
-    /// `exited (137)`, `restarting (exit 3, restarted 5 times)`, `running`, `running, unhealthy`.
+    /// `exited (exit code 137, OOM-killed)`, `restarting (last exit code 3, restarted 5
+    /// time(s))`, `running`, `running (unhealthy)`.
     pub fn describe(&self) -> String {
-        let mut s = if self.restarting {
-            format!("restarting (last exit code {})", self.exit_code)
+        let mut notes: Vec<String> = Vec::new();
+        let head = if self.restarting {
+            notes.push(format!("last exit code {}", self.exit_code));
+            "restarting".to_string()
         } else if self.running {
             "running".to_string()
         } else {
-            format!("{} (exit code {})", self.status, self.exit_code)
+            notes.push(format!("exit code {}", self.exit_code));
+            self.status.clone()
         };
         if self.oom_killed {
-            s.push_str(", OOM-killed");
+            notes.push("OOM-killed".into());
         }
         if self.restart_count > 0 {
-            s.push_str(&format!(", restarted {} time(s)", self.restart_count));
+            notes.push(format!("restarted {} time(s)", self.restart_count));
         }
-        if let Some(h) = &self.health {
-            if self.running {
-                s.push_str(&format!(", {}", h.status));
-            }
+        if let Some(h) = self.health.as_ref().filter(|_| self.running) {
+            notes.push(h.status.clone());
         }
-        s
+        if notes.is_empty() {
+            head
+        } else {
+            format!("{head} ({})", notes.join(", "))
+        }
     }
 }
 
@@ -401,7 +407,7 @@ impl EngineSnapshot {
             .as_array()
             .map(|a| a.iter().filter_map(ContainerSummary::from_json).collect())
             .unwrap_or_default();
-        containers.sort_by(|a, b| b.created.cmp(&a.created));
+        containers.sort_by_key(|c| std::cmp::Reverse(c.created));
         let stopped: Vec<String> = containers
             .iter()
             .filter(|c| !c.running())
@@ -528,7 +534,7 @@ mod tests {
         assert!(c.oom_killed);
         assert_eq!(c.exit_code, 137);
         assert_eq!(c.memory_limit, 32 * 1024 * 1024);
-        assert_eq!(c.describe(), "exited (exit code 137), OOM-killed");
+        assert_eq!(c.describe(), "exited (exit code 137, OOM-killed)");
     }
 
     #[test]
@@ -553,7 +559,7 @@ mod tests {
             last.output,
             "cat: can't open '/www/missing': No such file or directory"
         );
-        assert!(c.describe().ends_with(", unhealthy"), "{}", c.describe());
+        assert_eq!(c.describe(), "running (unhealthy)");
     }
 
     #[test]

@@ -66,8 +66,8 @@ pub const TREE: &[TreeStep] = &[
     TreeStep {
         id: StepId::BackendUp,
         question: "Is the backend running and listening where nginx points?",
-        method: "stat the socket and every parent directory for the worker's uid/gids; match /proc/net/{unix,tcp,tcp6} listeners and their processes",
-        by_hand: &["ss -tulnp | grep LISTEN", "ls -la /run/php/php8.2-fpm.sock"],
+        method: "stat the socket and every parent directory for the worker's uid/gids; match /proc/net/{unix,tcp,tcp6} listeners and their processes; a docker-proxy's or a container's listener, or a stopped container that published the port, named by the Docker Engine API",
+        by_hand: &["ss -tulnp | grep LISTEN", "ls -la /run/php/php8.2-fpm.sock", "docker ps -a"],
         causes: &[
             CauseId::BackendDown,
             CauseId::SocketMissing,
@@ -97,8 +97,8 @@ pub const TREE: &[TreeStep] = &[
     TreeStep {
         id: StepId::BackendLog,
         question: "Does the backend's own log show errors?",
-        method: "read the backend's logs (php-fpm, gunicorn, uwsgi, journald) within --since; ask a php-fpm pool with pm.status_path for its status page over FastCGI",
-        by_hand: &["tail /var/log/php8.2-fpm.log", "journalctl -u myapp -n 50"],
+        method: "read the backend's logs (php-fpm, gunicorn, uwsgi, journald) within --since; ask a php-fpm pool with pm.status_path for its status page over FastCGI; a container's state (exit code, OOMKilled, restarts, health) and last log lines from the Engine API",
+        by_hand: &["tail /var/log/php8.2-fpm.log", "journalctl -u myapp -n 50", "docker inspect NAME; docker logs --tail 50 NAME"],
         // A worker's SIGKILL is oom_killed when the kernel log has that pid; request timeouts
         // are the backend's own (request_terminate_timeout, gunicorn's worker timeout).
         causes: &[

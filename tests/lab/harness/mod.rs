@@ -8,6 +8,7 @@
 
 mod agent;
 mod cli;
+mod docker;
 mod firewall;
 mod history;
 mod lab;
@@ -33,6 +34,8 @@ pub use agent::{
 };
 #[allow(unused_imports)]
 pub use cli::CliSandbox;
+#[allow(unused_imports)]
+pub use docker::{Docker, LAB_IMAGE};
 #[allow(unused_imports)]
 pub use firewall::firewall_lab;
 #[allow(unused_imports)]

@@ -3,6 +3,7 @@
 
 mod backend_log;
 mod config;
+mod containers;
 mod direct_request;
 mod error_log;
 mod history;

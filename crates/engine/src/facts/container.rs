@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use why502_container::{
-    container_of_cgroup, ContainerState, DockerProxy, EngineClient, LogLine, PortBinding,
+    container_of_cgroup, ContainerEvent, ContainerState, DockerProxy, EngineClient, LogLine,
+    PortBinding,
 };
 
 use super::{GatherCx, IpReach, Reach, TargetFacts};
@@ -47,6 +48,59 @@ pub struct ContainerFound {
     pub engine: PathBuf,
     /// Its last log lines, read when it is not running, restarts, or fails its health check.
     pub logs: Option<Result<Vec<LogLine>, String>>,
+    /// The engine's events of it in the window (starts, exits with their codes, OOM kills),
+    /// read when its log is.
+    pub events: Option<Result<Vec<ContainerEvent>, String>>,
+}
+
+impl ContainerFound {
+    fn event_list(&self) -> &[ContainerEvent] {
+        match &self.events {
+            Some(Ok(e)) => e,
+            _ => &[],
+        }
+    }
+
+    /// The exit code of its last run: the state's when it is not running; between two
+    /// crashes of a restart loop (running, code reset to 0) the last `die` event's.
+    pub fn last_exit_code(&self) -> i64 {
+        let s = &self.state;
+        if !s.running || s.restarting && s.exit_code != 0 {
+            return s.exit_code;
+        }
+        self.event_list()
+            .iter()
+            .rev()
+            .find_map(|e| (e.action == "die").then_some(e.exit_code).flatten())
+            .unwrap_or(s.exit_code)
+    }
+
+    /// The engine restarts it again and again: it is restarting now, or it failed at least
+    /// twice in the window under a restart policy.
+    pub fn crash_looping(&self) -> bool {
+        let s = &self.state;
+        if s.restarting {
+            return true;
+        }
+        if s.restart_policy == "no" {
+            return false;
+        }
+        let failed = self
+            .event_list()
+            .iter()
+            .filter(|e| e.action == "die" && e.exit_code.is_some_and(|c| c != 0))
+            .count();
+        failed >= 2 || s.crash_looping()
+    }
+
+    /// Exits in the window, oldest first: (time, exit code).
+    pub fn exits(&self) -> Vec<(std::time::SystemTime, Option<i64>)> {
+        self.event_list()
+            .iter()
+            .filter(|e| e.action == "die")
+            .map(|e| (e.at, e.exit_code))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -125,10 +179,23 @@ pub(super) async fn gather(target: &UpstreamTarget, cx: &GatherCx<'_>, facts: &m
     if let ContainerFacts::Found(f) = &mut found {
         let s = &f.state;
         let troubled = !s.running
-            || s.crash_looping()
+            || s.restarting
+            || s.restart_count > 0
             || s.health.as_ref().is_some_and(|h| h.status == "unhealthy");
         if troubled {
             let client = EngineClient::new(&f.engine, Default::default());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            f.events = Some(
+                tokio::time::timeout(
+                    cx.remaining().min(Duration::from_secs(2)),
+                    why502_container::container_events(&client, &s.id, cx.sources.since_epoch, now),
+                )
+                .await
+                .map_err(|_| "the engine did not send the events in time".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+            );
             // The window's lines, else the last ones it wrote before it stopped.
             let since = (s.running || s.restarting).then_some(cx.sources.since_epoch);
             f.logs = Some(
@@ -209,6 +276,7 @@ async fn of_listener(owner: &Owner, cx: &GatherCx<'_>, budget: Duration) -> Opti
             state,
             engine: snapshot.endpoint.socket.clone(),
             logs: None,
+            events: None,
         })));
     }
     let cgroup = procs.cgroup(owner.pid)?;
@@ -246,6 +314,7 @@ async fn of_listener(owner: &Owner, cx: &GatherCx<'_>, budget: Duration) -> Opti
         state,
         engine: snapshot.endpoint.socket.clone(),
         logs: None,
+        events: None,
     })))
 }
 
@@ -274,15 +343,42 @@ async fn published_by_stopped(
             }
         }
     }
-    let (state, binding, engine) = best?;
-    Some(ContainerFacts::Found(Box::new(ContainerFound {
-        tie: ContainerTie::Published {
-            binding: binding.clone(),
-        },
-        state: state.clone(),
-        engine,
-        logs: None,
-    })))
+    if let Some((state, binding, engine)) = best {
+        return Some(ContainerFacts::Found(Box::new(ContainerFound {
+            tie: ContainerTie::Published {
+                binding: binding.clone(),
+            },
+            state: state.clone(),
+            engine,
+            logs: None,
+            events: None,
+        })));
+    }
+    // Listed as running with the port, yet nothing listened: one between two crashes of a
+    // restart loop (its proxy comes and goes with it).
+    for snapshot in engines.iter().filter(|s| src.engine_is_ours(s)) {
+        for c in snapshot.summaries().iter().filter(|c| c.running()) {
+            let Some(binding) = c
+                .ports
+                .iter()
+                .find(|b| ips.iter().any(|ip| b.serves(*ip, port)))
+            else {
+                continue;
+            };
+            if let Ok(state) = src.container_state(&snapshot.endpoint.socket, &c.id).await {
+                return Some(ContainerFacts::Found(Box::new(ContainerFound {
+                    tie: ContainerTie::Published {
+                        binding: binding.clone(),
+                    },
+                    state,
+                    engine: snapshot.endpoint.socket.clone(),
+                    logs: None,
+                    events: None,
+                })));
+            }
+        }
+    }
+    None
 }
 
 fn unasked(who: String, (reason, fix): (String, String)) -> ContainerFacts {
@@ -308,7 +404,7 @@ pub fn report(f: &ContainerFound) -> why502_model::ContainerReport {
         name: s.name.clone(),
         image: s.image.clone(),
         state: s.status.clone(),
-        exit_code: s.exit_code,
+        exit_code: f.last_exit_code(),
         oom_killed: s.oom_killed,
         restart_count: s.restart_count,
         restart_policy: s.restart_policy.clone(),

@@ -168,7 +168,27 @@ pub fn build(
                 format!("{source} State.StartedAt"),
             ));
         }
-        if let Some(t) = st.finished_at.filter(|_| !st.running) {
+        // Each exit in the window, as the engine recorded it (a restart loop's many).
+        for (t, code) in c.exits() {
+            host.push((
+                secs(t),
+                TimelineKind::BackendExited,
+                format!(
+                    "container {} exited{}",
+                    st.name,
+                    code.map(|c| format!(" with code {c}")).unwrap_or_default()
+                ),
+                format!("docker {} /events (die)", c.engine.display()),
+            ));
+        }
+        let seen_exit = |t: i64, host: &[(i64, TimelineKind, String, String)]| {
+            host.iter()
+                .any(|(h, k, ..)| *k == TimelineKind::BackendExited && (h - t).abs() <= 1)
+        };
+        if let Some(t) = st
+            .finished_at
+            .filter(|t| !st.running && (st.oom_killed || !seen_exit(secs(*t), &host)))
+        {
             host.push((
                 secs(t),
                 if st.oom_killed {

@@ -211,58 +211,6 @@ fn who_or_logs(who: &str, read: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::facts::LogFileRead;
-
-    fn event(pool: Option<&str>, class: BackendLogClass) -> BackendLogEvent {
-        BackendLogEvent {
-            time: 1_800_000_000,
-            time_exact: true,
-            class,
-            message: format!("[pool {}] something", pool.unwrap_or("-")),
-            pool: pool.map(str::to_string),
-            pid: Some(4242),
-        }
-    }
-
-    #[test]
-    fn only_this_upstreams_pools_lines_of_a_shared_log_count() {
-        let log = BackendLog {
-            who: "php-fpm (pid 1)".into(),
-            kind: why502_backend::BackendKind::PhpFpmMaster,
-            pools: vec!["pool1".into()],
-            pids: vec![1],
-            files: vec![LogFileRead {
-                path: "/var/log/php8.2-fpm.log".into(),
-                role: LogRole::FpmErrorLog,
-                read: LogRead::NotWritten,
-            }],
-            status: None,
-        };
-        let fpm = LogRole::FpmErrorLog;
-        assert!(belongs(
-            &event(Some("pool1"), BackendLogClass::Fatal),
-            &fpm,
-            &log
-        ));
-        assert!(!belongs(
-            &event(Some("pool204"), BackendLogClass::Fatal),
-            &fpm,
-            &log
-        ));
-        // The master's own lines (no pool) are about every pool it serves.
-        assert!(belongs(&event(None, BackendLogClass::Fatal), &fpm, &log));
-        // A pool's own PHP error log is its own whatever it says.
-        assert!(belongs(
-            &event(Some("pool204"), BackendLogClass::Fatal),
-            &LogRole::PhpErrorLog,
-            &log
-        ));
-    }
-}
-
 /// What a container's state and last lines say: OOM-killed (its memory limit, or the host's),
 /// exiting by itself (again and again, under a restart policy), failing its health check, or
 /// nothing of its own (stopped from outside, or running well).
@@ -349,12 +297,13 @@ fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
         .with_evidence(source, state_line);
         return with_lines(found);
     }
-    let exited_by_itself = !s.running && !matches!(s.exit_code, 0 | 137 | 143) || s.crash_looping();
+    let exit_code = f.last_exit_code();
+    let exited_by_itself = !s.running && !matches!(exit_code, 0 | 137 | 143) || f.crash_looping();
     if exited_by_itself {
         let quoted = telling
             .map(|l| format!(": its last line: {}", l.text))
             .unwrap_or_else(|| ", and it logged nothing".to_string());
-        let looping = if s.crash_looping() {
+        let looping = if f.crash_looping() {
             format!(
                 ", and the engine restarts it again and again ({} restarts, policy {})",
                 s.restart_count, s.restart_policy
@@ -366,7 +315,7 @@ fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
             CauseId::AppError,
             format!(
                 "container {} exits by itself with code {}{looping}{quoted}",
-                s.name, s.exit_code
+                s.name, exit_code
             ),
         )
         .with_fix(format!(
@@ -416,4 +365,56 @@ fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
     })
     .with_evidence(source, state_line);
     with_lines(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::LogFileRead;
+
+    fn event(pool: Option<&str>, class: BackendLogClass) -> BackendLogEvent {
+        BackendLogEvent {
+            time: 1_800_000_000,
+            time_exact: true,
+            class,
+            message: format!("[pool {}] something", pool.unwrap_or("-")),
+            pool: pool.map(str::to_string),
+            pid: Some(4242),
+        }
+    }
+
+    #[test]
+    fn only_this_upstreams_pools_lines_of_a_shared_log_count() {
+        let log = BackendLog {
+            who: "php-fpm (pid 1)".into(),
+            kind: why502_backend::BackendKind::PhpFpmMaster,
+            pools: vec!["pool1".into()],
+            pids: vec![1],
+            files: vec![LogFileRead {
+                path: "/var/log/php8.2-fpm.log".into(),
+                role: LogRole::FpmErrorLog,
+                read: LogRead::NotWritten,
+            }],
+            status: None,
+        };
+        let fpm = LogRole::FpmErrorLog;
+        assert!(belongs(
+            &event(Some("pool1"), BackendLogClass::Fatal),
+            &fpm,
+            &log
+        ));
+        assert!(!belongs(
+            &event(Some("pool204"), BackendLogClass::Fatal),
+            &fpm,
+            &log
+        ));
+        // The master's own lines (no pool) are about every pool it serves.
+        assert!(belongs(&event(None, BackendLogClass::Fatal), &fpm, &log));
+        // A pool's own PHP error log is its own whatever it says.
+        assert!(belongs(
+            &event(Some("pool204"), BackendLogClass::Fatal),
+            &LogRole::PhpErrorLog,
+            &log
+        ));
+    }
 }

@@ -156,7 +156,7 @@ fn container_suffix(cx: &JudgeCx<'_>) -> String {
     match cx.facts.container.as_ref() {
         None => String::new(),
         Some(ContainerFacts::Found(f)) => format!(
-            "; that is container {} (image {}, {}): {}",
+            "; that is container {} (image {}), {}: {}",
             f.state.name,
             f.state.image,
             f.state.describe(),
@@ -182,14 +182,16 @@ fn stopped_container(
         .map(|t| format!(" since {}", humantime::format_rfc3339_seconds(t)))
         .unwrap_or_default();
     let how = if s.oom_killed {
-        "the kernel OOM-killed it".to_string()
-    } else if s.crash_looping() {
+        "its last run ended in an OOM kill".to_string()
+    } else if f.crash_looping() {
         format!(
             "it keeps exiting (code {}) and the engine restarts it ({} restarts, policy {})",
-            s.exit_code, s.restart_count, s.restart_policy
+            f.last_exit_code(),
+            s.restart_count,
+            s.restart_policy
         )
     } else {
-        match s.exit_code {
+        match f.last_exit_code() {
             0 => "it exited normally (code 0): stopped, or its main process ended".to_string(),
             137 => "it was killed with SIGKILL (exit code 137: `docker stop` or `docker kill`), not by the OOM killer".to_string(),
             143 => "it was stopped with SIGTERM (exit code 143: `docker stop`)".to_string(),
@@ -207,7 +209,7 @@ fn stopped_container(
         },
         s.describe()
     );
-    found.fix = Some(if s.crash_looping() {
+    found.fix = Some(if f.crash_looping() {
         format!("See why it exits: `docker logs --tail 50 {}`; fix that, and it comes back by its restart policy.", s.name)
     } else if s.oom_killed {
         format!("Start it again (`docker start {}`) with more memory (`docker update --memory`, the compose file's `mem_limit`); see the backend_log step.", s.name)

@@ -603,6 +603,7 @@ mod containers {
                 state: s,
                 engine: PathBuf::from("/run/docker.sock"),
                 logs: Some(Ok(logs)),
+                events: None,
             }))),
             ..TargetFacts::default()
         }
@@ -749,6 +750,36 @@ mod containers {
             f.summary
         );
         assert_eq!(f.evidence.len(), 4, "the state and the last three lines");
+    }
+
+    #[test]
+    fn between_two_crashes_the_exit_code_comes_from_the_engines_events() {
+        // As captured: running again (State.ExitCode reset to 0), restarted 5 times.
+        let st = state("loop");
+        assert!(st.running && st.exit_code == 0);
+        let mut facts = published(
+            st,
+            vec![line(LogStream::Stderr, "fatal: cannot open /data/db")],
+        );
+        if let Some(ContainerFacts::Found(f)) = facts.container.as_mut() {
+            f.events = Some(Ok(why502_container::events::parse_events(include_bytes!(
+                "../../../container/tests/fixtures/events-loop.json"
+            ))));
+        }
+        let f = check(
+            StepId::BackendLog,
+            &tcp_target(8082),
+            &Sources::for_tests(),
+            &facts,
+            Some(CauseId::BackendDown),
+            (Outcome::Break, Some(CauseId::AppError)),
+        );
+        assert!(
+            f.summary.contains("exits by itself with code 3"),
+            "{}",
+            f.summary
+        );
+        assert!(f.summary.contains("again and again"), "{}", f.summary);
     }
 
     #[test]
