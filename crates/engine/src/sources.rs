@@ -296,6 +296,23 @@ impl Sources {
         }
     }
 
+    /// The engines this run listed that could not be read: (socket, why), for a summary that
+    /// must not imply their containers were looked at. Empty before any listing.
+    pub fn container_engine_problems(&self) -> Vec<(std::path::PathBuf, String)> {
+        self.containers
+            .get()
+            .into_iter()
+            .flatten()
+            .filter(|s| self.engine_is_ours(s))
+            .filter_map(|s| {
+                s.containers
+                    .as_ref()
+                    .err()
+                    .map(|e| (s.endpoint.socket.clone(), e.clone()))
+            })
+            .collect()
+    }
+
     /// Why no engine could be asked about a container (its daemon's pid, if known).
     pub fn no_engine_reason(&self, daemon_pid: u32) -> (String, String) {
         let name = self

@@ -50,7 +50,7 @@ causes! {
     BackendDown = "backend_down", step: Some(StepId::BackendUp),
         title: "The backend is not running",
         fix: "Start the backend (e.g. `systemctl start php8.2-fpm`), then find out why it stopped: its journal, its own log, and the kernel log for OOM kills.",
-        docs: "No process listens where nginx points: no TCP listener on the address, or no unix socket file and no backend-like process listening on a socket anywhere else. nginx logs `connect() failed (111: Connection refused)` or `(2: No such file or directory)`.";
+        docs: "No process listens where nginx points: no TCP listener on the address, or no unix socket file and no backend-like process listening on a socket anywhere else. nginx logs `connect() failed (111: Connection refused)` or `(2: No such file or directory)`. When a stopped container published the address, the summary names it, its exit code and when it stopped.";
     SocketMissing = "socket_missing", step: Some(StepId::BackendUp),
         title: "The unix socket nginx points to does not exist",
         fix: "Restart the backend so it re-creates its socket (a running process whose socket file was deleted cannot get it back), and look for what deleted it: a tmpfiles.d clean-up of /run or /tmp, a second instance, a deploy script.",
@@ -110,11 +110,11 @@ causes! {
     AppError = "app_error", step: Some(StepId::BackendLog),
         title: "The backend application fails",
         fix: "Fix the application error its log names (fatal error, exception, memory_limit).",
-        docs: "The backend's own log shows a fatal error, an uncaught exception or an exhausted memory_limit in the window.";
+        docs: "The backend's own log shows a fatal error, an uncaught exception or an exhausted memory_limit in the window; or the backend is a container that exits by itself (the engine's exit code, its restarts under a restart policy, its last log lines), or fails its health check (a warning).";
     OomKilled = "oom_killed", step: Some(StepId::Resources),
         title: "The kernel OOM killer killed the backend",
         fix: "Give the backend memory headroom: fewer workers, a lower memory_limit, a larger cgroup limit, swap, or more RAM; then restart it.",
-        docs: "The kernel log shows an OOM kill of the backend's process or cgroup in the window.";
+        docs: "The kernel log shows an OOM kill of the backend's process or cgroup in the window, or the backend's container engine records `OOMKilled` for its last run (a memory limit such as `docker run -m`).";
     DiskFull = "disk_full", step: Some(StepId::Resources),
         title: "A filesystem the chain needs is out of space",
         fix: "Free space on the filesystem (rotate logs, clear caches and temp files), then restart what failed.",

@@ -201,5 +201,25 @@ fn lab_containers_behind_published_ports() {
         "{}",
         crashing["container"]
     );
+
+    // As an unprivileged admin (not in group docker) the engine's socket refuses: the report
+    // says what it could not look at instead of implying there is no container.
+    let nobody = lab.run_agent_as(
+        65534,
+        &[],
+        &["--json", "--nginx-conf", &lab.nginx_conf_arg()],
+    );
+    assert!(!nobody.panicked(), "{}", nobody.context());
+    let s = find_upstream(nobody.report(), &tcp_addr(IP, STOPPED))
+        .and_then(|u| u["verdict"]["summary"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        s.contains(&format!(
+            "container engine at {} could not be asked",
+            docker.socket().display()
+        )) && s.contains("Permission denied"),
+        "{s}"
+    );
     drop(docker);
 }

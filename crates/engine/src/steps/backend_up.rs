@@ -364,6 +364,16 @@ fn elsewhere_or_down(
             "{what}; as non-root why502 cannot see which processes own the other listeners, so a backend listening elsewhere may be missed (run as root)"
         );
     }
+    // A container engine that could not be listed may hold the stopped container that
+    // published this address: say so rather than imply it was looked at.
+    if matches!(target.addr, TargetAddr::Tcp { .. }) {
+        for (socket, why) in cx.sources.container_engine_problems() {
+            found.summary.push_str(&format!(
+                "; the container engine at {} could not be asked ({why}), so a stopped container that published this port would not be seen",
+                socket.display()
+            ));
+        }
+    }
     found.fix = Some(match target.protocol {
         Protocol::Fastcgi => "Start php-fpm (e.g. `systemctl start php8.2-fpm`) and check why it stopped: `journalctl -u php8.2-fpm`, its log, `dmesg | grep -i oom`.".to_string(),
         _ => CauseId::BackendDown.fix().to_string(),
