@@ -111,6 +111,8 @@ pub struct Sources {
     /// The container engines' lists, asked on first use (only an upstream whose listener is a
     /// container's, or whose TCP address nobody listens on, needs them).
     containers: tokio::sync::OnceCell<Vec<why502_container::EngineSnapshot>>,
+    /// systemd units' journals in the window (for timelines), each read once per run.
+    unit_journals: tokio::sync::Mutex<HashMap<String, why502_backend::JournalRead>>,
     /// Containers inspected, by engine socket and id, once per run.
     container_states: tokio::sync::Mutex<
         HashMap<(std::path::PathBuf, String), Result<why502_container::ContainerState, String>>,
@@ -205,6 +207,7 @@ impl Sources {
             access_windows: Mutex::new(HashMap::new()),
             backend_lifecycle: Mutex::new(HashMap::new()),
             containers: tokio::sync::OnceCell::new(),
+            unit_journals: tokio::sync::Mutex::new(HashMap::new()),
             container_states: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -293,6 +296,34 @@ impl Sources {
         match (own, self.procs.netns(snapshot.endpoint.daemon_pid)) {
             (Some(a), Some(b)) => a == b,
             _ => true,
+        }
+    }
+
+    /// The journal of `unit` in the window, read once per run within `budget`.
+    pub async fn unit_journal(
+        &self,
+        unit: &str,
+        budget: std::time::Duration,
+    ) -> why502_backend::JournalRead {
+        let mut cache = self.unit_journals.lock().await;
+        if let Some(read) = cache.get(unit) {
+            return read.clone();
+        }
+        let read = why502_backend::journal_for_unit(unit, self.since_epoch, budget).await;
+        cache.insert(unit.to_string(), read.clone());
+        read
+    }
+
+    /// The journal already read for `unit` (None before `unit_journal`).
+    pub fn unit_journal_read(&self, unit: &str) -> Option<why502_backend::JournalRead> {
+        self.unit_journals.try_lock().ok()?.get(unit).cloned()
+    }
+
+    /// Tests: a captured journal for `unit`.
+    #[cfg(test)]
+    pub fn set_unit_journal(&self, unit: &str, read: why502_backend::JournalRead) {
+        if let Ok(mut cache) = self.unit_journals.try_lock() {
+            cache.insert(unit.to_string(), read);
         }
     }
 

@@ -157,7 +157,10 @@ pub async fn walk(
     let timeline = if status == Status::Ok {
         Vec::new()
     } else {
-        facts::timeline::gather(target, sources);
+        let budget = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(std::time::Duration::from_secs(2));
+        facts::timeline::gather(target, &gathered, sources, budget).await;
         let (events, decisive) =
             facts::timeline::build(target, &gathered, sources, &claims, SystemTime::now());
         if let Some(d) = decisive {

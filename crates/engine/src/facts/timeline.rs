@@ -206,6 +206,11 @@ pub fn build(
             ));
         }
     }
+    if let Some(unit) = backend_unit(facts) {
+        if let Some(read) = sources.unit_journal_read(&unit) {
+            host.extend(unit_events(&unit, &read));
+        }
+    }
     for k in sources.kernel.kills() {
         if claims.iter().any(|(pid, t)| *pid == k.pid && *t == k.time) {
             host.push((
@@ -347,13 +352,84 @@ pub fn related_fpm_configs<'a>(
 }
 
 /// What the timeline reads beyond the steps' facts: the logs of the related php-fpm masters
-/// (each read once per run, shared with the backend_log step).
-pub fn gather(target: &UpstreamTarget, sources: &Sources) {
+/// (each read once per run, shared with the backend_log step), and the journal of the
+/// backend's systemd unit where there is one.
+pub async fn gather(
+    target: &UpstreamTarget,
+    facts: &TargetFacts,
+    sources: &Sources,
+    budget: std::time::Duration,
+) {
     for (c, _) in related_fpm_configs(target, sources) {
         if let why502_backend::FpmLogTarget::File(log) = &c.global.error_log {
             let _ = sources.backend_log(log);
         }
     }
+    if let Some(unit) = backend_unit(facts) {
+        let _ = sources.unit_journal(&unit, budget).await;
+    }
+}
+
+/// The systemd unit that runs (or ran) the backend: its process's cgroup names it, or the
+/// unit configured to serve the dead address.
+fn backend_unit(facts: &TargetFacts) -> Option<String> {
+    let b = facts.backend.as_ref()?;
+    b.current
+        .as_ref()
+        .and_then(|p| p.identity.as_ref())
+        .and_then(|i| i.unit.clone())
+        .or_else(|| b.former.iter().find_map(|f| f.backend.unit.clone()))
+        .filter(|u| u.ends_with(".service"))
+}
+
+/// systemd's own record of the unit: starts, stops, exits of its main process, OOM kills,
+/// restarts and its giving up.
+fn unit_events(
+    unit: &str,
+    read: &why502_backend::JournalRead,
+) -> Vec<(i64, TimelineKind, String, String)> {
+    use why502_backend::UnitEvent as E;
+    let why502_backend::JournalRead::Read { unit_events, .. } = read else {
+        return Vec::new();
+    };
+    unit_events
+        .iter()
+        .map(|e| {
+            let (kind, what) = match &e.event {
+                E::Started => (TimelineKind::BackendStarted, "started".to_string()),
+                E::Stopped => (TimelineKind::BackendExited, "stopped".to_string()),
+                E::MainProcessExited { code, status } => (
+                    TimelineKind::BackendExited,
+                    format!("main process exited (code={code}, status={status})"),
+                ),
+                E::Failed { result } => (
+                    TimelineKind::BackendExited,
+                    format!("failed (result {result})"),
+                ),
+                E::OomKill => (
+                    TimelineKind::OomKill,
+                    "had a process killed by the OOM killer".to_string(),
+                ),
+                E::Restarting { counter } => (
+                    TimelineKind::BackendExited,
+                    match counter {
+                        Some(n) => format!("restart scheduled (counter {n})"),
+                        None => "restart scheduled".to_string(),
+                    },
+                ),
+                E::StartLimitHit => (
+                    TimelineKind::BackendExited,
+                    "not restarted again: start limit hit".to_string(),
+                ),
+            };
+            (
+                e.time,
+                kind,
+                format!("{unit} {what}"),
+                format!("journalctl -u {unit}"),
+            )
+        })
+        .collect()
 }
 
 /// Package runs shown, at most.
@@ -511,5 +587,79 @@ mod tests {
         let (events, decisive) = build(&t, &TargetFacts::default(), &sources, &[], now);
         assert!(decisive.is_none());
         assert!(!events.iter().any(|e| e.event == TimelineKind::FirstFailure));
+    }
+
+    /// A backend under systemd: its unit's journal says the main process was OOM-killed and
+    /// systemd gave up restarting it, seconds before the failures; the timeline holds both and
+    /// the sentence names the last.
+    #[test]
+    fn the_units_journal_names_the_exit_before_the_failures() {
+        use why502_backend::{
+            BackendKind, FormerBackend, FormerSource, JournalRead, UnitEvent, UnitEventAt,
+        };
+        let t0 = 1_800_000_000;
+        let t = target(TargetAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: 8000,
+        });
+        let sources = Sources::for_tests();
+        let event = |time: i64, event: UnitEvent| UnitEventAt {
+            time,
+            event,
+            message: String::new(),
+        };
+        sources.set_unit_journal(
+            "app.service",
+            JournalRead::Read {
+                unit: "app.service".into(),
+                events: Vec::new(),
+                unit_events: vec![
+                    event(t0 - 9, UnitEvent::OomKill),
+                    event(
+                        t0 - 9,
+                        UnitEvent::MainProcessExited {
+                            code: "killed".into(),
+                            status: "9/KILL".into(),
+                        },
+                    ),
+                    event(t0 - 3, UnitEvent::StartLimitHit),
+                ],
+                entries: 3,
+                bad_lines: 0,
+            },
+        );
+        let facts = TargetFacts {
+            logged: vec![seen(t0, t0 + 60)],
+            backend: Some(crate::facts::BackendFacts {
+                current: None,
+                former: vec![crate::facts::FormerFacts {
+                    backend: FormerBackend {
+                        kind: BackendKind::Gunicorn,
+                        source: FormerSource::Process { pid: 7 },
+                        detail: String::new(),
+                        unit: Some("app.service".into()),
+                        logs: Vec::new(),
+                        running: Some(false),
+                    },
+                    pid_from_file: None,
+                }],
+            }),
+            ..TargetFacts::default()
+        };
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs((t0 + 100) as u64);
+        let (events, decisive) = build(&t, &facts, &sources, &[], now);
+        let details: Vec<&str> = events.iter().map(|e| e.detail.as_str()).collect();
+        assert!(
+            details.contains(&"app.service main process exited (code=killed, status=9/KILL)"),
+            "{details:?}"
+        );
+        assert!(events
+            .iter()
+            .any(|e| e.event == TimelineKind::OomKill && e.source == "journalctl -u app.service"));
+        let d = decisive.expect("a decisive event");
+        assert!(
+            d.contains("app.service not restarted again: start limit hit"),
+            "{d}"
+        );
     }
 }
