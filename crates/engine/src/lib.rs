@@ -82,8 +82,29 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     );
     phases.mark("discover (nginx -V, config parse)");
 
+    // One site's view (a panel asking per site) does not re-run nginx -t when nothing nginx
+    // reads at load changed since it loaded: the running configuration is the one on disk,
+    // and nginx accepted it then.
+    let check_skipped = {
+        let narrowed = opts.server_name.is_some() || opts.upstream.is_some();
+        let loaded_at = setup.master.as_ref().and_then(|m| m.loaded_at());
+        let conf_dir = setup
+            .conf
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let mut files = setup.parsed.files.clone();
+        files.extend(why502_nginx::check::files_read_at_load(
+            &setup.parsed.directives,
+            &conf_dir,
+        ));
+        let unchanged = narrowed
+            && !opts.all
+            && facts::drift::maybe_changed_since(&files, loaded_at).is_empty();
+        nginx_config::skipped_check(unchanged, loaded_at, &setup.parsed.errors, files.len())
+    };
     // nginx -t costs several ms: run it while the rest is gathered and walked.
-    let config_check = {
+    let config_check = check_skipped.is_none().then(|| {
         let binary = setup.binary.clone();
         let conf = setup.conf.clone();
         let prefix = setup.prefix.clone();
@@ -111,7 +132,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
                 }
             }
         })
-    };
+    });
 
     let (mut targets, dynamic) = targets::collect_targets(&setup.config);
     let referenced: HashSet<String> = targets.iter().map(|t| t.address.clone()).collect();
@@ -257,6 +278,13 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         let timeout = opts.timeout;
         let conf_shown = conf_shown.clone();
         async move {
+            let (Some(config_check), None) = (config_check, check_skipped.clone()) else {
+                return ConfigFinding {
+                    finding: check_skipped
+                        .unwrap_or_else(|| steps::StepFinding::unknown("nginx -t was not started")),
+                    changed_since_load: Vec::new(),
+                };
+            };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let check = match tokio::time::timeout(remaining, config_check).await {
                 Ok(Ok(c)) => c,

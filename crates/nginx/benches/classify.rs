@@ -97,7 +97,45 @@ fn main() {
         file_bytes as usize,
     );
     println!("  kept {kept} lines (upstream failures and reload notices)");
+    busy_log_one_site(&dir);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A shared log of 50,000 failures of other sites, read for one site's run (`--server-name`):
+/// the level and the run's filter skip them before their stamps are parsed.
+fn busy_log_one_site(dir: &std::path::Path) {
+    const BUSY: usize = 50_000;
+    let log = dir.join("busy.log");
+    let written = (|| -> std::io::Result<u64> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&log)?);
+        for i in 0..BUSY {
+            let s = i % 300;
+            writeln!(f, "2026/11/21 03:00:00 [error] 12#12: *{i} connect() to unix:/run/php/other{s}.sock failed (2: No such file or directory) while connecting to upstream, client: 10.0.0.{}, server: other{s}.test, request: \"GET /index.php HTTP/1.1\", upstream: \"fastcgi://unix:/run/php/other{s}.sock:\", host: \"other{s}.test\"", i % 250)?;
+        }
+        f.flush()?;
+        Ok(std::fs::metadata(&log)?.len())
+    })();
+    let Ok(bytes) = written else {
+        eprintln!("SKIP busy log: cannot write {}", log.display());
+        return;
+    };
+    let key = "unix:/run/php/mine.sock";
+    let about = |l: &why502_nginx::errorlog::LineRef<'_>| l.message.contains(key);
+    {
+        let what = "one site's run over a busy shared log";
+        let mut times = Vec::new();
+        for _ in 0..RUNS {
+            let t = Instant::now();
+            let r =
+                why502_nginx::errorlog::read_window_about(&log, 0, WindowLimits::default(), &about);
+            if r.is_err() {
+                eprintln!("busy log read failed");
+                return;
+            }
+            times.push(t.elapsed());
+        }
+        report(what, &mut times, BUSY, bytes as usize);
+    }
 }
 
 fn report(what: &str, times: &mut [Duration], lines: usize, bytes: usize) {

@@ -127,6 +127,56 @@ pub fn configured_runtime_paths(directives: &[crate::config::Directive]) -> Vec<
     out
 }
 
+/// Files besides the configuration that nginx reads when it loads it (and `nginx -t` reads
+/// too): certificates, keys and their kin. Relative paths are nginx's: against the
+/// configuration's directory. Values with variables are read per request and left out.
+pub fn files_read_at_load(
+    directives: &[crate::config::Directive],
+    conf_dir: &Path,
+) -> Vec<PathBuf> {
+    const SUFFIXES: [&str; 9] = [
+        "_certificate",
+        "_certificate_key",
+        "_trusted_certificate",
+        "_client_certificate",
+        "_crl",
+        "_dhparam",
+        "_password_file",
+        "_stapling_file",
+        "_session_ticket_key",
+    ];
+    let mut out = Vec::new();
+    let mut stack = vec![directives.iter()];
+    while let Some(level) = stack.last_mut() {
+        let Some(d) = level.next() else {
+            stack.pop();
+            continue;
+        };
+        if let Some(block) = &d.block {
+            stack.push(block.iter());
+        }
+        let tls = d.name.contains("ssl_") && SUFFIXES.iter().any(|s| d.name.ends_with(s));
+        if !tls {
+            continue;
+        }
+        let Some(first) = d.args.first() else {
+            continue;
+        };
+        if first.contains('$') || first.starts_with("data:") || first.starts_with("engine:") {
+            continue;
+        }
+        let path = PathBuf::from(first);
+        out.push(if path.is_absolute() {
+            path
+        } else {
+            conf_dir.join(path)
+        });
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The directories whose content `nginx -t` may create, write or chown: the parents of the
 /// configured and compiled-in runtime paths (relative ones against nginx's prefix, as nginx
 /// resolves them; a directory nginx creates is chowned too, so its parent is what counts).
@@ -236,6 +286,28 @@ fn file_line_suffix(text: &str) -> (Option<PathBuf>, Option<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_files_read_at_load_are_certificates_and_keys() {
+        let text = "http {\n ssl_dhparam dh.pem;\n server {\n  ssl_certificate /etc/ssl/a.pem;\n  ssl_certificate_key /etc/ssl/a.key;\n  ssl_certificate $ssl_server_name.pem;\n  location / { proxy_ssl_trusted_certificate /etc/ssl/ca.pem; proxy_pass https://x; }\n  ssl_protocols TLSv1.3;\n  ssl_certificate data:abc;\n }\n}\n";
+        let parsed = crate::config::parse_config_text(
+            Path::new("/etc/nginx/nginx.conf"),
+            text.as_bytes(),
+            Path::new("/etc/nginx"),
+            &crate::config::ParseLimits::default(),
+        );
+        let files = files_read_at_load(&parsed.directives, Path::new("/etc/nginx"));
+        assert_eq!(
+            files,
+            [
+                "/etc/nginx/dh.pem",
+                "/etc/ssl/a.key",
+                "/etc/ssl/a.pem",
+                "/etc/ssl/ca.pem"
+            ]
+            .map(PathBuf::from)
+        );
+    }
 
     #[test]
     fn runtime_dirs_cover_pid_logs_and_temp_paths_and_overlays_are_minimal() {

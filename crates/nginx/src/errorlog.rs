@@ -187,6 +187,11 @@ pub fn syslog_tag(spec: &str) -> &str {
         .unwrap_or("nginx")
 }
 
+/// One in this many lines the filter skips unparsed is parsed for its time.
+const SAMPLE_EVERY: u32 = 32;
+/// `2026/11/21 03:12:09 [`: where the level starts.
+const STAMP_LEN: usize = 21;
+
 /// The window reader; `message_of` finds the error-log line inside a raw line.
 fn read_window_of(
     path: &Path,
@@ -211,21 +216,60 @@ fn read_window_of(
         follow_rotated: true,
         continuation,
     };
+    let mut screened_out = 0u32;
     let read = read_tail(path, tail_limits, |raw| {
         // from_utf8's ASCII fast path first; the lossy walk only for a line that needs it.
         let text = match std::str::from_utf8(raw) {
             Ok(t) => std::borrow::Cow::Borrowed(t),
             Err(_) => String::from_utf8_lossy(raw),
         };
+        // A busy shared log is mostly other sites' lines and lines below error: the level at
+        // its fixed place, then the run's filter on the whole entry (the message is a part of
+        // it, so nothing the filter accepts is lost), skip them before the stamp is parsed.
+        // Every SAMPLE_EVERY-th of them is still parsed, so the read stops near the window's
+        // start as before.
+        let mut screen = None;
+        if !limits.keep_all {
+            let Some(entry) = message_of(&text) else {
+                return LineTake::Skip;
+            };
+            let error = entry.get(STAMP_LEN..).is_some_and(|rest| {
+                ["error]", "crit]", "alert]", "emerg]"]
+                    .iter()
+                    .any(|l| rest.starts_with(l))
+            });
+            let wanted = if error {
+                about(&LineRef { message: entry })
+            } else {
+                entry.contains("(SIGHUP) received") || entry.ends_with(": reconfiguring")
+            };
+            if !wanted {
+                // Still a line in nginx's form: a log of other sites' lines is an nginx log.
+                if !unstamped(entry.as_bytes()) {
+                    parsed_lines += 1;
+                }
+                screened_out += 1;
+                if screened_out % SAMPLE_EVERY != 0 {
+                    return LineTake::Skip;
+                }
+            }
+            screen = Some(wanted);
+        }
         let Some(line) = message_of(&text).and_then(|t| parse_raw(t, &mut clock)) else {
             return LineTake::Skip;
         };
-        parsed_lines += 1;
+        if screen != Some(false) {
+            parsed_lines += 1;
+        }
         if line.time < since {
             return LineTake::Older;
         }
         if line.time > until {
             future_lines += 1;
+            return LineTake::Skip;
+        }
+        // A line parsed only for its time.
+        if screen == Some(false) {
             return LineTake::Skip;
         }
         // Keep only what a diagnosis uses, so memory follows the failures, not the traffic.
@@ -238,10 +282,12 @@ fn read_window_of(
         if !matches!(line.level, "error" | "crit" | "alert" | "emerg") {
             return LineTake::Skip;
         }
-        let view = LineRef {
-            message: line.message,
-        };
-        if !about(&view) {
+        // The screen asked the filter already (about the whole entry, which holds this message).
+        if screen.is_none()
+            && !about(&LineRef {
+                message: line.message,
+            })
+        {
             return LineTake::Skip;
         }
         match classify(line.message) {

@@ -278,3 +278,72 @@ fn lab_cli_agent_config_typo_is_named() {
         run.context()
     );
 }
+
+/// One site's view (`--server-name`, a panel's question) does not re-run nginx -t while
+/// nothing nginx reads at load changed since its workers loaded it; once the config file
+/// changes after the load, it does, and a broken change is found there too.
+#[test]
+fn lab_per_site_view_runs_nginx_t_only_after_a_change() {
+    let Some(mut lab) = Lab::new("per-site-nginx-t") else {
+        return;
+    };
+    lab.start_http_backend("127.0.0.1", 8000);
+    let location = lab.proxy_location("127.0.0.1:8000");
+    lab.start_nginx(&location);
+    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
+    let conf = lab.nginx_conf();
+    let set_mtime = |t: std::time::SystemTime| {
+        std::fs::File::options()
+            .write(true)
+            .open(&conf)
+            .and_then(|f| f.set_modified(t))
+            .expect("lab: set the config's mtime");
+    };
+    let nginx_config_step = |run: &AgentRun| {
+        run.report()["upstreams"][0]["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["step"] == "nginx_config"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no nginx_config step\n{}", run.context()))
+    };
+    let args = [
+        "--json",
+        "--nginx-conf",
+        &lab.nginx_conf_arg(),
+        "--server-name",
+        "lab.test",
+    ];
+    // Written well before the load (the lab writes it just before nginx starts, within the
+    // second a start time cannot resolve): nothing changed since.
+    set_mtime(std::time::SystemTime::now() - Duration::from_secs(600));
+    let run = lab.run_agent(&args);
+    run.assert(&Expect::healthy("127.0.0.1:8000"));
+    let step = nginx_config_step(&run);
+    assert_eq!(step["outcome"], "skip", "{step}");
+    assert!(
+        step["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("nginx -t not re-run")),
+        "{step}"
+    );
+    // The full view still runs it.
+    let full = lab.run_agent(&["--json", "--nginx-conf", &lab.nginx_conf_arg()]);
+    assert_eq!(
+        nginx_config_step(&full)["outcome"],
+        "pass",
+        "{}",
+        full.context()
+    );
+
+    // A broken edit after the load: the per-site view runs nginx -t and finds it.
+    let line = lab.inject_into_nginx_http_block("unknown_directive_xyz on;");
+    set_mtime(std::time::SystemTime::now() + Duration::from_secs(5));
+    let run = lab.run_agent(&args);
+    assert_eq!(
+        nginx_config_step(&run)["outcome"],
+        "break",
+        "{}",
+        run.context()
+    );
+    assert_config_invalid_at(&run, &[("nginx.conf", line)]);
+}

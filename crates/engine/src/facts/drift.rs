@@ -9,10 +9,43 @@ const LOAD_TIME_SLACK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Files whose mtime is later than the master's last (re)load.
 pub fn changed_since(files: &[std::path::PathBuf], loaded_at: Option<SystemTime>) -> Vec<String> {
+    changed_since_with(files, loaded_at, LOAD_TIME_SLACK)
+}
+
+/// Files that may have changed after the load: an mtime within the second of the load (which
+/// a process start time cannot tell apart) counts. What decides to skip `nginx -t` uses this
+/// side of the doubt; a missing or unreadable file counts too.
+pub fn maybe_changed_since(
+    files: &[std::path::PathBuf],
+    loaded_at: Option<SystemTime>,
+) -> Vec<String> {
     let Some(loaded) = loaded_at else {
         return Vec::new();
     };
-    let loaded = loaded + LOAD_TIME_SLACK;
+    let before = loaded
+        .checked_sub(std::time::Duration::from_secs(1))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    files
+        .iter()
+        .filter(|f| {
+            std::fs::metadata(f)
+                .and_then(|m| m.modified())
+                .map(|m| m >= before)
+                .unwrap_or(true)
+        })
+        .map(|f| f.display().to_string())
+        .collect()
+}
+
+fn changed_since_with(
+    files: &[std::path::PathBuf],
+    loaded_at: Option<SystemTime>,
+    slack: std::time::Duration,
+) -> Vec<String> {
+    let Some(loaded) = loaded_at else {
+        return Vec::new();
+    };
+    let loaded = loaded + slack;
     files
         .iter()
         .filter(|f| {
@@ -43,6 +76,15 @@ mod tests {
         assert!(changed_since(std::slice::from_ref(&f), Some(future)).is_empty());
         // Written within the same second as the load: not a change.
         assert!(changed_since(std::slice::from_ref(&f), Some(SystemTime::now())).is_empty());
-        assert!(changed_since(&[f], None).is_empty());
+        assert!(changed_since(std::slice::from_ref(&f), None).is_empty());
+        // Deciding to skip nginx -t: the same second is a change, and so is a missing file.
+        assert_eq!(
+            maybe_changed_since(std::slice::from_ref(&f), Some(SystemTime::now())).len(),
+            1
+        );
+        let later = SystemTime::now() + std::time::Duration::from_secs(5);
+        assert!(maybe_changed_since(std::slice::from_ref(&f), Some(later)).is_empty());
+        let gone = dir.path().join("gone.conf");
+        assert_eq!(maybe_changed_since(&[gone], Some(later)).len(), 1);
     }
 }

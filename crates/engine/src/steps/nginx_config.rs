@@ -105,6 +105,26 @@ impl ConfigFinding {
     }
 }
 
+/// The finding of a narrowed run (`--server-name`, `--upstream`, without `--all`) that does
+/// not re-run `nginx -t`: nothing nginx reads at load (`files` of them: the configuration and
+/// its includes, certificates and keys) changed since the workers loaded it at `loaded_at`,
+/// and our parse found no error. None: run nginx -t.
+pub fn skipped_check(
+    unchanged: bool,
+    loaded_at: Option<std::time::SystemTime>,
+    parse_errors: &[ParseError],
+    files: usize,
+) -> Option<StepFinding> {
+    let loaded = loaded_at?;
+    if !unchanged || real_parse_errors(parse_errors) > 0 {
+        return None;
+    }
+    Some(StepFinding::skip(format!(
+        "nginx -t not re-run for this view: none of the {files} file(s) nginx reads at load (configuration, includes, certificates) changed since its workers loaded them at {}, and nginx accepted them then; a full run (no --server-name/--upstream) or --all runs nginx -t, which also re-resolves upstream names",
+        humantime::format_rfc3339_seconds(loaded)
+    )))
+}
+
 /// Decide the step from `nginx -t` (authoritative when it ran) and the parser's errors.
 /// `as_root`: whether nginx -t ran as root; for another user, a failure that is only nginx
 /// being denied the files it opens at start (pid file, logs) says nothing about the config.
@@ -280,6 +300,35 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
     use why502_nginx::config::SourceLoc;
+
+    #[test]
+    fn a_narrowed_view_skips_nginx_t_only_when_nothing_changed_and_the_parse_is_clean() {
+        let loaded =
+            Some(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000));
+        let f = skipped_check(true, loaded, &[], 3).expect("skipped");
+        assert_eq!(f.outcome, Outcome::Skip);
+        assert!(f.summary.contains("none of the 3 file(s)"), "{}", f.summary);
+        assert!(f.summary.contains("2027-01-15T08:00:00Z"), "{}", f.summary);
+        assert!(
+            skipped_check(false, loaded, &[], 3).is_none(),
+            "a file changed"
+        );
+        assert!(
+            skipped_check(true, None, &[], 3).is_none(),
+            "no load time known"
+        );
+        let broken = ParseError::syntax(
+            SourceLoc {
+                file: PathBuf::from("/etc/nginx/nginx.conf"),
+                line: 3,
+            },
+            "unexpected \"}\"",
+        );
+        assert!(
+            skipped_check(true, loaded, &[broken], 3).is_none(),
+            "our parse found an error"
+        );
+    }
 
     #[test]
     fn failed_check_names_file_line() {

@@ -604,3 +604,45 @@ fn a_multi_line_php_fatal_is_one_entry() {
         "{php}"
     );
 }
+
+/// Other sites' lines are skipped before their stamps are parsed (one in SAMPLE_EVERY is, for
+/// its time): the window still starts where it did, a wanted line older than it is not kept,
+/// the read stops within a stride of the window's start, and a log of nothing but other
+/// sites' lines is still an nginx log.
+#[test]
+fn other_sites_lines_skipped_unparsed_keep_the_window_and_the_stop() {
+    let mine = "connect() to unix:/run/php/mine.sock failed (111: Connection refused) while connecting to upstream, upstream: \"fastcgi://unix:/run/php/mine.sock:\"";
+    let theirs = "connect() to unix:/run/php/theirs.sock failed (111: Connection refused) while connecting to upstream, upstream: \"fastcgi://unix:/run/php/theirs.sock:\"";
+    let mut lines = Vec::new();
+    for _ in 0..5 {
+        lines.push(line_at("2026/11/21 02:00:00", mine));
+    }
+    for _ in 0..10_000 {
+        lines.push(line_at("2026/11/21 02:30:00", theirs));
+    }
+    for _ in 0..100 {
+        lines.push(line_at("2026/11/21 03:30:00", theirs));
+    }
+    lines.push(line_at("2026/11/21 03:59:00", mine));
+    let f = write_log(&lines);
+    let about = |l: &LineRef<'_>| l.message.contains("/run/php/mine.sock");
+    let since = epoch("2026/11/21 03:00:00");
+    let w = read_window_about(f.path(), since, WindowLimits::default(), &about).expect("read");
+    let kept: Vec<&str> = w.lines.iter().map(|l| l.stamp.as_str()).collect();
+    assert_eq!(kept, ["2026/11/21 03:59:00"]);
+    let line_len = lines[10].len() as u64 + 1;
+    // The 101 lines in the window, and at most a stride and a block beyond them.
+    assert!(
+        w.bytes_read < (101 + 32) * line_len + 64 * 1024,
+        "read {} bytes",
+        w.bytes_read
+    );
+    let only_theirs = write_log(&lines[5..40]);
+    let w = read_window_about(only_theirs.path(), since, WindowLimits::default(), &about)
+        .expect("read");
+    assert!(w.lines.is_empty());
+    assert!(
+        w.parsed_lines > 0,
+        "a log of other sites' lines is an nginx log"
+    );
+}
