@@ -132,7 +132,7 @@ pub const TREE: &[TreeStep] = &[
     TreeStep {
         id: StepId::NginxConfig,
         question: "Does `nginx -t` pass, and is what runs what is on disk?",
-        method: "nginx -t -c CONF with its messages mapped to file:line; config mtimes vs the master's last (re)load",
+        method: "nginx -t -c CONF with its messages mapped to file:line (a --server-name/--upstream view skips it while no file nginx reads at load changed since the load); config mtimes vs the master's last (re)load",
         by_hand: &["nginx -t", "nginx -T | less"],
         causes: &[CauseId::NginxConfigInvalid, CauseId::ConfigChangedSinceLoad],
         explains: &[],

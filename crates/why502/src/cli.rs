@@ -116,7 +116,9 @@ pub struct DiagnoseArgs {
     /// Diagnose only this upstream: unix:/run/x.sock, 127.0.0.1:9000, or an upstream block name
     #[arg(long, value_name = "ADDR|NAME")]
     pub upstream: Option<String>,
-    /// Diagnose only the upstreams this virtual host (server_name) uses
+    /// Diagnose only the upstreams this virtual host (server_name) uses. Such a narrowed view
+    /// (and --upstream) does not re-run `nginx -t` while no file nginx reads at load changed
+    /// since its workers loaded it; --all, or a run without them, does
     #[arg(long, value_name = "NAME")]
     pub server_name: Option<String>,
     /// Do not stop at the first break: run every step and report them all
