@@ -84,10 +84,12 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
 
     // One site's view (a panel asking per site) does not re-run nginx -t when nothing nginx
     // reads at load changed since it loaded: the running configuration is the one on disk,
-    // and nginx accepted it then.
-    let check_skipped = {
-        let narrowed = opts.server_name.is_some() || opts.upstream.is_some();
-        let loaded_at = setup.master.as_ref().and_then(|m| m.loaded_at());
+    // and nginx accepted it then. Whether the load time can be trusted needs the error log's
+    // reload notices, so such a run decides once the logs are read.
+    let may_skip_check = (opts.server_name.is_some() || opts.upstream.is_some())
+        && !opts.all
+        && setup.master.is_some();
+    let load_files = {
         let conf_dir = setup
             .conf
             .parent()
@@ -98,13 +100,20 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             &setup.parsed.directives,
             &conf_dir,
         ));
-        let unchanged = narrowed
-            && !opts.all
-            && facts::drift::maybe_changed_since(&files, loaded_at).is_empty();
-        nginx_config::skipped_check(unchanged, loaded_at, &setup.parsed.errors, files.len())
+        // A removed include changes only its directory; an upgraded binary is what nginx -t
+        // would run.
+        let dirs: Vec<PathBuf> = files
+            .iter()
+            .filter_map(|f| f.parent().map(std::path::Path::to_path_buf))
+            .collect();
+        files.extend(dirs);
+        files.extend(setup.binary.clone());
+        files.sort();
+        files.dedup();
+        files
     };
     // nginx -t costs several ms: run it while the rest is gathered and walked.
-    let config_check = check_skipped.is_none().then(|| {
+    let start_check = {
         let binary = setup.binary.clone();
         let conf = setup.conf.clone();
         let prefix = setup.prefix.clone();
@@ -115,24 +124,31 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         let budget = opts.timeout.mul_f32(0.8).min(Duration::from_secs(5));
         let configured = why502_nginx::check::configured_runtime_paths(&setup.parsed.directives);
         let as_root = nix::unistd::geteuid().is_root();
-        tokio::spawn(async move {
-            match (unsafe_reason, binary) {
-                (Some(reason), _) => ConfigCheck::NotRun { reason },
-                (None, None) => ConfigCheck::NotRun {
-                    reason: "no nginx binary found".to_string(),
-                },
-                (None, Some(bin)) => {
-                    let paths = NginxTPaths {
-                        prefix,
-                        nginx_prefix,
-                        compiled: build.map(|b| b.runtime_paths).unwrap_or_default(),
-                        configured,
-                    };
-                    run_nginx_t(&bin, &conf, paths, globals, as_root, budget).await
+        move || {
+            tokio::spawn(async move {
+                match (unsafe_reason, binary) {
+                    (Some(reason), _) => ConfigCheck::NotRun { reason },
+                    (None, None) => ConfigCheck::NotRun {
+                        reason: "no nginx binary found".to_string(),
+                    },
+                    (None, Some(bin)) => {
+                        let paths = NginxTPaths {
+                            prefix,
+                            nginx_prefix,
+                            compiled: build.map(|b| b.runtime_paths).unwrap_or_default(),
+                            configured,
+                        };
+                        run_nginx_t(&bin, &conf, paths, globals, as_root, budget).await
+                    }
                 }
-            }
-        })
-    });
+            })
+        }
+    };
+    let (config_check, start_check) = if may_skip_check {
+        (None, Some(start_check))
+    } else {
+        (Some(start_check()), None)
+    };
 
     let (mut targets, dynamic) = targets::collect_targets(&setup.config);
     let referenced: HashSet<String> = targets.iter().map(|t| t.address.clone()).collect();
@@ -277,13 +293,33 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         let files = setup.parsed.files.clone();
         let timeout = opts.timeout;
         let conf_shown = conf_shown.clone();
+        let skipped = start_check.as_ref().and_then(|_| {
+            let master = setup.master.as_ref()?;
+            let reloads = reload_times(&error_logs);
+            let trusted = why502_nginx::discovery::trusted_load_time(master, &reloads);
+            nginx_config::skipped_check(
+                facts::drift::maybe_changed_since(&load_files, trusted).is_empty(),
+                trusted,
+                &setup.parsed.errors,
+                load_files.len(),
+            )
+        });
         async move {
-            let (Some(config_check), None) = (config_check, check_skipped.clone()) else {
-                return ConfigFinding {
-                    finding: check_skipped
-                        .unwrap_or_else(|| steps::StepFinding::unknown("nginx -t was not started")),
-                    changed_since_load: Vec::new(),
-                };
+            let config_check = match (config_check, skipped, start_check) {
+                (_, Some(skip), _) => {
+                    return ConfigFinding {
+                        finding: skip,
+                        changed_since_load: Vec::new(),
+                    }
+                }
+                (Some(running), None, _) => running,
+                (None, None, Some(start)) => start(),
+                (None, None, None) => {
+                    return ConfigFinding {
+                        finding: steps::StepFinding::unknown("nginx -t was not started"),
+                        changed_since_load: Vec::new(),
+                    }
+                }
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let check = match tokio::time::timeout(remaining, config_check).await {
@@ -655,14 +691,18 @@ enum ErrorLogSource {
 /// The newest reload nginx logged (`signal 1 (SIGHUP) received from 1234, reconfiguring`, at
 /// level notice, so only when the error_log level lets it through).
 fn last_reload_logged(logs: &ErrorLogs) -> Option<SystemTime> {
+    reload_times(logs).into_iter().max()
+}
+
+/// Every reload notice the error logs hold in the window.
+fn reload_times(logs: &ErrorLogs) -> Vec<SystemTime> {
     logs.windows
         .iter()
         .flat_map(|w| w.lines.iter())
         .filter(|l| why502_nginx::errorlog::is_reload_notice(&l.message))
-        .map(|l| l.time)
-        .max()
-        .and_then(|t| u64::try_from(t).ok())
+        .filter_map(|l| u64::try_from(l.time).ok())
         .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t))
+        .collect()
 }
 
 /// The host's recent past, read once: nginx's reloads (its error log's notices, its workers'

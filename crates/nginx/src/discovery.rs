@@ -49,6 +49,30 @@ impl Master {
     }
 }
 
+/// When the master last loaded its configuration, if that can be told from its workers: each
+/// worker must have started with the master or at a reload the error log noted (`reloads`).
+/// A worker started at any other time was respawned after one died, from the configuration in
+/// memory — then its start says nothing about what was read from disk, and the answer is None.
+pub fn trusted_load_time(master: &Master, reloads: &[SystemTime]) -> Option<SystemTime> {
+    let starts: Vec<SystemTime> = master.workers.iter().filter_map(|w| w.started).collect();
+    if starts.is_empty() || starts.len() != master.workers.len() {
+        return None;
+    }
+    // A start time is known to the second; a reload's workers start within moments of it.
+    let near = |w: SystemTime, a: SystemTime| {
+        w + Duration::from_secs(2) >= a && w <= a + Duration::from_secs(5)
+    };
+    let anchors: Vec<SystemTime> = master
+        .started
+        .into_iter()
+        .chain(reloads.iter().copied())
+        .collect();
+    if !starts.iter().all(|w| anchors.iter().any(|a| near(*w, *a))) {
+        return None;
+    }
+    master.loaded_at()
+}
+
 /// Every nginx master in the table, the ones in the agent's network namespace first.
 pub fn find_masters(table: &ProcessTable, own_netns: Option<u64>) -> Vec<Master> {
     let mut masters: Vec<Master> = table
@@ -301,5 +325,41 @@ mod tests {
             ],
         };
         assert_eq!(m.loaded_at(), t(500));
+    }
+
+    #[test]
+    fn a_load_time_is_trusted_only_when_every_worker_started_at_a_load() {
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let master = |workers: &[u64]| Master {
+            pid: 1,
+            binary: None,
+            conf: None,
+            prefix: None,
+            globals: None,
+            netns: None,
+            same_netns: true,
+            started: Some(at(100)),
+            workers: workers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Worker {
+                    pid: 2 + i as u32,
+                    credentials: None,
+                    started: Some(at(*s)),
+                })
+                .collect(),
+        };
+        // Started with the master: loaded then.
+        assert_eq!(trusted_load_time(&master(&[100, 101]), &[]), Some(at(100)));
+        // Replaced at a logged reload.
+        assert_eq!(
+            trusted_load_time(&master(&[500, 500]), &[at(499)]),
+            Some(at(500))
+        );
+        // One worker respawned at 700 (no reload then): its config is the one in memory.
+        assert_eq!(trusted_load_time(&master(&[500, 700]), &[at(499)]), None);
+        // The only worker started with no reload logged: a respawn, or a reload out of the window.
+        assert_eq!(trusted_load_time(&master(&[700]), &[]), None);
+        assert_eq!(trusted_load_time(&master(&[]), &[]), None);
     }
 }

@@ -189,8 +189,6 @@ pub fn syslog_tag(spec: &str) -> &str {
 
 /// One in this many lines the filter skips unparsed is parsed for its time.
 const SAMPLE_EVERY: u32 = 32;
-/// `2026/11/21 03:12:09 [`: where the level starts.
-const STAMP_LEN: usize = 21;
 
 /// The window reader; `message_of` finds the error-log line inside a raw line.
 fn read_window_of(
@@ -228,26 +226,23 @@ fn read_window_of(
         // it, so nothing the filter accepts is lost), skip them before the stamp is parsed.
         // Every SAMPLE_EVERY-th of them is still parsed, so the read stops near the window's
         // start as before.
+        // A busy shared log is mostly other sites' lines and lines below error: the level,
+        // then the run's filter on the message (the same filter as below, on the same text),
+        // skip them before the stamp is parsed. Every SAMPLE_EVERY-th of them is still parsed,
+        // so the read stops near the window's start as before.
         let mut screen = None;
         if !limits.keep_all {
-            let Some(entry) = message_of(&text) else {
+            let Some((_, level, message)) = message_of(&text).and_then(split_entry) else {
                 return LineTake::Skip;
             };
-            let error = entry.get(STAMP_LEN..).is_some_and(|rest| {
-                ["error]", "crit]", "alert]", "emerg]"]
-                    .iter()
-                    .any(|l| rest.starts_with(l))
-            });
-            let wanted = if error {
-                about(&LineRef { message: entry })
-            } else {
-                entry.contains("(SIGHUP) received") || entry.ends_with(": reconfiguring")
+            let wanted = match level {
+                "error" | "crit" | "alert" | "emerg" => about(&LineRef { message }),
+                "notice" => is_reload_notice(message),
+                _ => false,
             };
             if !wanted {
                 // Still a line in nginx's form: a log of other sites' lines is an nginx log.
-                if !unstamped(entry.as_bytes()) {
-                    parsed_lines += 1;
-                }
+                parsed_lines += 1;
                 screened_out += 1;
                 if screened_out % SAMPLE_EVERY != 0 {
                     return LineTake::Skip;
@@ -282,7 +277,7 @@ fn read_window_of(
         if !matches!(line.level, "error" | "crit" | "alert" | "emerg") {
             return LineTake::Skip;
         }
-        // The screen asked the filter already (about the whole entry, which holds this message).
+        // The screen asked the filter already, about this very message.
         if screen.is_none()
             && !about(&LineRef {
                 message: line.message,
@@ -337,22 +332,27 @@ impl RawLine<'_> {
 }
 
 fn parse_raw<'a>(text: &'a str, clock: &mut LocalClock) -> Option<RawLine<'a>> {
+    let (stamp, level, message) = split_entry(text)?;
+    Some(RawLine {
+        time: clock.parse(stamp)?,
+        stamp,
+        level,
+        message,
+    })
+}
+
+/// `STAMP [level] 1234#1234: *567 message` cut into stamp, level and message, the stamp not
+/// yet read as a time. The connection number is optional.
+fn split_entry(text: &str) -> Option<(&str, &str, &str)> {
     let stamp = text.get(..19)?;
-    let time = clock.parse(stamp)?;
     let rest = text.get(19..)?.strip_prefix(" [")?;
     let (level, rest) = rest.split_once("] ")?;
-    // `1234#1234: *567 message` — the connection number is optional.
     let (_, message) = rest.split_once(": ")?;
     let message = match message.strip_prefix('*') {
         Some(m) => m.split_once(' ').map(|(_, m)| m).unwrap_or(m),
         None => message,
     };
-    Some(RawLine {
-        time,
-        stamp,
-        level,
-        message,
-    })
+    Some((stamp, level, message))
 }
 
 /// `signal 1 (SIGHUP) received from 1234, reconfiguring` / `reconfiguring` (level notice).

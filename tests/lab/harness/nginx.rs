@@ -202,6 +202,44 @@ impl Lab {
         self.wait_for_nginx(start_timeout);
     }
 
+    /// `nginx -s reload` by signal: SIGHUP to the master, then wait until every worker is
+    /// a new one (the old ones finish and exit).
+    pub fn reload_nginx(&mut self) {
+        let master = self
+            .process_mut(PROCESS_LABEL)
+            .map(|p| p.pid())
+            .unwrap_or_else(|| panic!("lab: nginx was not started"));
+        let children = || -> Vec<i32> {
+            std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .ok()
+                        .and_then(|st| {
+                            let rest = &st[st.rfind(')')? + 2..];
+                            rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+                        })
+                        == Some(master)
+                })
+                .collect()
+        };
+        let before = children();
+        // SAFETY: kill has no memory preconditions; the pid is the lab's own nginx master.
+        let rc = unsafe { libc::kill(master, libc::SIGHUP) };
+        assert_eq!(rc, 0, "lab: SIGHUP to nginx {master}");
+        let replaced = super::wait::poll_until(START_TIMEOUT, || {
+            let now = children();
+            (!now.is_empty() && now.iter().all(|p| !before.contains(p))).then_some(())
+        });
+        assert!(
+            replaced.is_some(),
+            "lab: nginx {master} did not replace its workers after SIGHUP"
+        );
+    }
+
     /// Fast stop (SIGTERM) and wait for the master to exit.
     pub fn stop_nginx(&mut self) {
         if let Err(problem) = self.stop_process(PROCESS_LABEL) {

@@ -12,27 +12,34 @@ pub fn changed_since(files: &[std::path::PathBuf], loaded_at: Option<SystemTime>
     changed_since_with(files, loaded_at, LOAD_TIME_SLACK)
 }
 
-/// Files that may have changed after the load: an mtime within the second of the load (which
-/// a process start time cannot tell apart) counts. What decides to skip `nginx -t` uses this
-/// side of the doubt; a missing or unreadable file counts too.
+/// Files that may have changed after the load: an mtime or ctime (of the file, and of a
+/// symlink to it) within the second of the load — which a process start time cannot tell
+/// apart — or after it counts, and so does a missing or unreadable file. ctime catches what
+/// keeps an old mtime: `mv`, `cp -p`, `rsync -a`, tar, a new `sites-enabled` symlink. What
+/// decides to skip `nginx -t` uses this side of the doubt; pass the directories too (a
+/// removed include changes only its directory).
 pub fn maybe_changed_since(
     files: &[std::path::PathBuf],
     loaded_at: Option<SystemTime>,
 ) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
     let Some(loaded) = loaded_at else {
         return Vec::new();
     };
     let before = loaded
         .checked_sub(std::time::Duration::from_secs(1))
-        .unwrap_or(SystemTime::UNIX_EPOCH);
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let recent = |m: &std::fs::Metadata| m.mtime().max(m.ctime()) >= before;
     files
         .iter()
-        .filter(|f| {
-            std::fs::metadata(f)
-                .and_then(|m| m.modified())
-                .map(|m| m >= before)
-                .unwrap_or(true)
-        })
+        .filter(
+            |f| match (std::fs::metadata(f), std::fs::symlink_metadata(f)) {
+                (Ok(m), Ok(l)) => recent(&m) || recent(&l),
+                _ => true,
+            },
+        )
         .map(|f| f.display().to_string())
         .collect()
 }
@@ -84,6 +91,19 @@ mod tests {
         );
         let later = SystemTime::now() + std::time::Duration::from_secs(5);
         assert!(maybe_changed_since(std::slice::from_ref(&f), Some(later)).is_empty());
+        // A file whose mtime was set back (cp -p, rsync -a, tar) still has a new ctime.
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .and_then(|h| {
+                h.set_modified(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+            })
+            .expect("set mtime");
+        let a_minute_ago = SystemTime::now() - std::time::Duration::from_secs(60);
+        assert_eq!(
+            maybe_changed_since(std::slice::from_ref(&f), Some(a_minute_ago)).len(),
+            1
+        );
         let gone = dir.path().join("gone.conf");
         assert_eq!(maybe_changed_since(&[gone], Some(later)).len(), 1);
     }

@@ -646,3 +646,17 @@ fn other_sites_lines_skipped_unparsed_keep_the_window_and_the_stop() {
         "a log of other sites' lines is an nginx log"
     );
 }
+
+/// The screen asks the filter about the message, as the line-by-line check does: a filter
+/// that reads the message's start (a resolver line's name) sees the same text.
+#[test]
+fn the_screen_sees_the_message_as_the_filter_always_did() {
+    let lines = vec![
+        line_at("2026/11/21 03:00:00", "no resolver defined to resolve backend.internal, client: 10.0.0.1, server: a.test, request: \"GET / HTTP/1.1\", host: \"a.test\""),
+        "2026/11/21 03:00:01 [error] 7#7: backend.internal could not be resolved (3: Host not found)".to_string(),
+    ];
+    let f = write_log(&lines);
+    let about = |l: &LineRef<'_>| resolved_name(l.message).is_some_and(|n| n == "backend.internal");
+    let w = read_window_about(f.path(), 0, WindowLimits::default(), &about).expect("read");
+    assert_eq!(w.lines.len(), 2, "{:?}", w.lines);
+}
