@@ -43,9 +43,9 @@ impl PortBinding {
         )
     }
 
-    /// Would a connection to `ip:port` reach this binding.
+    /// Would a TCP connection to `ip:port` reach this binding (a `udp` one never does).
     pub fn serves(&self, ip: IpAddr, port: u16) -> bool {
-        self.host_port == port && self.host_ip.is_none_or(|h| h == ip)
+        self.proto == "tcp" && self.host_port == port && self.host_ip.is_none_or(|h| h == ip)
     }
 }
 
@@ -252,8 +252,9 @@ impl ContainerState {
     }
 }
 
+/// The first 12 characters, as `docker ps` shows an id (an engine's answer may hold anything).
 pub fn short_id(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    id.char_indices().nth(12).map_or(id, |(i, _)| &id[..i])
 }
 
 fn str_of(v: &Value, key: &str) -> Option<String> {
@@ -578,6 +579,19 @@ mod tests {
             list.iter().all(|c| c.ports.is_empty()),
             "stopped ones list no ports"
         );
+    }
+
+    #[test]
+    fn ids_and_bindings_from_a_strange_answer() {
+        assert_eq!(short_id("ééééééééééééééé"), "éééééééééééé");
+        assert_eq!(short_id("abc"), "abc");
+        let udp = PortBinding {
+            host_ip: None,
+            host_port: 8125,
+            container_port: 8125,
+            proto: "udp".into(),
+        };
+        assert!(!udp.serves("127.0.0.1".parse().expect("ip"), 8125));
     }
 
     #[test]

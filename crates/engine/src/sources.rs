@@ -112,12 +112,15 @@ pub struct Sources {
     /// container's, or whose TCP address nobody listens on, needs them).
     containers: tokio::sync::OnceCell<Vec<why502_container::EngineSnapshot>>,
     /// systemd units' journals in the window (for timelines), each read once per run.
-    unit_journals: tokio::sync::Mutex<HashMap<String, why502_backend::JournalRead>>,
+    unit_journals: Mutex<HashMap<String, std::sync::Arc<JournalCell>>>,
     /// Containers inspected, by engine socket and id, once per run.
-    container_states: tokio::sync::Mutex<
-        HashMap<(std::path::PathBuf, String), Result<why502_container::ContainerState, String>>,
-    >,
+    container_states: Mutex<HashMap<(std::path::PathBuf, String), std::sync::Arc<ContainerCell>>>,
 }
+
+/// One container's inspection, made once per run by whoever asks first.
+type ContainerCell = tokio::sync::OnceCell<Result<why502_container::ContainerState, String>>;
+/// One unit's journal, likewise.
+type JournalCell = tokio::sync::OnceCell<why502_backend::JournalRead>;
 
 /// What changed on the host in the window, read once per run (timelines are built from it).
 #[derive(Debug, Clone, Default)]
@@ -207,8 +210,8 @@ impl Sources {
             access_windows: Mutex::new(HashMap::new()),
             backend_lifecycle: Mutex::new(HashMap::new()),
             containers: tokio::sync::OnceCell::new(),
-            unit_journals: tokio::sync::Mutex::new(HashMap::new()),
-            container_states: tokio::sync::Mutex::new(HashMap::new()),
+            unit_journals: Mutex::new(HashMap::new()),
+            container_states: Mutex::new(HashMap::new()),
         }
     }
 
@@ -229,9 +232,12 @@ impl Sources {
                         argv: p.cmdline.clone(),
                     })
                     .collect();
-                let endpoints = why502_container::engine_endpoints(&daemons, |path| {
+                let endpoints: Vec<_> = why502_container::engine_endpoints(&daemons, |path| {
                     why502_host::read_to_string_bounded(path, 256 * 1024).ok()
-                });
+                })
+                .into_iter()
+                .filter(|e| self.daemon_serves(e))
+                .collect();
                 let mut set = tokio::task::JoinSet::new();
                 for (i, e) in endpoints.into_iter().enumerate() {
                     set.spawn(async move {
@@ -258,6 +264,34 @@ impl Sources {
             .await
     }
 
+    /// The endpoint's socket is one its daemon listens on: a listening unix socket at that
+    /// path (this namespace's table) held by the daemon itself. A socket held by another
+    /// process (systemd's `docker.socket` while dockerd is stopped, a rootless daemon's guess
+    /// at the default path, a look-alike) is never connected to: a connection could start a
+    /// daemon, or ask one that is not the engine. Without the right to see the owner (not
+    /// root), a daemon run by root with its socket in the table is taken at its word.
+    fn daemon_serves(&self, e: &why502_container::EngineEndpoint) -> bool {
+        let inodes = self.unix_listeners_at(&e.socket);
+        if inodes.is_empty() {
+            return false;
+        }
+        let owners = self.owners(&inodes);
+        if owners.is_empty() {
+            return !self.as_root
+                && self
+                    .procs
+                    .credentials(e.daemon_pid)
+                    .is_none_or(|c| c.uid == 0);
+        }
+        owners.values().any(|o| {
+            o.pid == e.daemon_pid
+                || self
+                    .procs
+                    .get(o.pid)
+                    .is_some_and(|p| p.ppid == e.daemon_pid)
+        })
+    }
+
     /// One container's state, inspected once per run (a stopped one the list already
     /// inspected is not asked again).
     pub async fn container_state(
@@ -276,17 +310,24 @@ impl Sources {
             }
         }
         let key = (socket.to_path_buf(), id.to_string());
-        let mut cache = self.container_states.lock().await;
-        if let Some(done) = cache.get(&key) {
-            return done.clone();
-        }
-        let client =
-            why502_container::EngineClient::new(socket, why502_container::Limits::default());
-        let got = why502_container::inspect(&client, id)
-            .await
-            .map_err(|e| e.to_string());
-        cache.insert(key, got.clone());
-        got
+        // The map is held only to find the key's cell: inspecting one container never waits
+        // for another's answer.
+        let cell = {
+            let mut cells = match self.container_states.lock() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            cells.entry(key).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            let client =
+                why502_container::EngineClient::new(socket, why502_container::Limits::default());
+            why502_container::inspect(&client, id)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .clone()
     }
 
     /// The engine's daemon runs in this run's network namespace (where the listeners were
@@ -305,26 +346,29 @@ impl Sources {
         unit: &str,
         budget: std::time::Duration,
     ) -> why502_backend::JournalRead {
-        let mut cache = self.unit_journals.lock().await;
-        if let Some(read) = cache.get(unit) {
-            return read.clone();
-        }
-        let read = why502_backend::journal_for_unit(unit, self.since_epoch, budget).await;
-        cache.insert(unit.to_string(), read.clone());
-        read
+        let cell = self.journal_cell(unit);
+        cell.get_or_init(|| why502_backend::journal_for_unit(unit, self.since_epoch, budget))
+            .await
+            .clone()
     }
 
-    /// The journal already read for `unit` (None before `unit_journal`).
+    /// The journal already read for `unit` (None before `unit_journal` finished).
     pub fn unit_journal_read(&self, unit: &str) -> Option<why502_backend::JournalRead> {
-        self.unit_journals.try_lock().ok()?.get(unit).cloned()
+        self.journal_cell(unit).get().cloned()
+    }
+
+    fn journal_cell(&self, unit: &str) -> std::sync::Arc<JournalCell> {
+        let mut cells = match self.unit_journals.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cells.entry(unit.to_string()).or_default().clone()
     }
 
     /// Tests: a captured journal for `unit`.
     #[cfg(test)]
     pub fn set_unit_journal(&self, unit: &str, read: why502_backend::JournalRead) {
-        if let Ok(mut cache) = self.unit_journals.try_lock() {
-            cache.insert(unit.to_string(), read);
-        }
+        let _ = self.journal_cell(unit).set(read);
     }
 
     /// The engines this run listed that could not be read: (socket, why), for a summary that
@@ -356,7 +400,7 @@ impl Sources {
                 "Give dockerd a unix socket (`-H unix:///var/run/docker.sock`) so its containers can be read.".to_string(),
             ),
             None => (
-                "no running container engine (dockerd, podman system service) was found to ask".to_string(),
+                "no running container engine (dockerd, podman system service) that serves an Engine API socket here knows this container".to_string(),
                 String::new(),
             ),
         }

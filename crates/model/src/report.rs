@@ -135,7 +135,7 @@ pub struct UpstreamReport {
 /// A container, read from its engine's API (`GET /containers/{id}/json`, `/logs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ContainerReport {
-    /// `docker` (dockerd, or podman's Docker-compatible API).
+    /// `docker` (dockerd) or `podman` (`podman system service`, its Docker-compatible API).
     pub engine: String,
     /// The engine's API socket that answered.
     pub socket: String,

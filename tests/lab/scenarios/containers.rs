@@ -150,7 +150,7 @@ fn lab_containers_behind_published_ports() {
         s.contains("container stopped") && s.contains("exit code 137"),
         "{s}"
     );
-    assert!(s.contains("not by the OOM killer"), "{s}");
+    assert!(s.contains("the engine records no OOM kill"), "{s}");
     assert_eq!(stopped["container"]["exit_code"], 137);
     assert!(
         stopped["timeline"]

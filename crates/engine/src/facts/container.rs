@@ -46,6 +46,8 @@ pub struct ContainerFound {
     pub state: ContainerState,
     /// The engine socket that answered.
     pub engine: PathBuf,
+    /// `dockerd` or `podman`.
+    pub daemon: &'static str,
     /// Its last log lines, read when it is not running, restarts, or fails its health check.
     pub logs: Option<Result<Vec<LogLine>, String>>,
     /// The engine's events of it in the window (starts, exits with their codes, OOM kills),
@@ -75,8 +77,9 @@ impl ContainerFound {
             .unwrap_or(s.exit_code)
     }
 
-    /// The engine restarts it again and again: it is restarting now, or it failed at least
-    /// twice in the window under a restart policy.
+    /// The engine restarts it again and again: it is restarting now, or it failed by itself
+    /// at least twice in the window under a restart policy (an exit the engine was told to
+    /// cause — `docker stop`, `restart`, `kill` — is not a failure).
     pub fn crash_looping(&self) -> bool {
         let s = &self.state;
         if s.restarting {
@@ -85,12 +88,50 @@ impl ContainerFound {
         if s.restart_policy == "no" {
             return false;
         }
-        let failed = self
-            .event_list()
+        self.failures().len() >= 2 || (self.events.is_none() && s.crash_looping())
+    }
+
+    /// Its exits in the window that nobody asked for: `die` events with a code other than 0,
+    /// not within 30 s after a `kill` or `stop` event. With the reason: OOM when an `oom`
+    /// event came just before.
+    pub fn failures(&self) -> Vec<(std::time::SystemTime, i64, bool)> {
+        use std::time::Duration;
+        let events = self.event_list();
+        let before = |i: usize, action: &str, within: Duration| {
+            events[..i].iter().rev().any(|p| {
+                p.action == action && events[i].at.duration_since(p.at).is_ok_and(|d| d <= within)
+            })
+        };
+        events
             .iter()
-            .filter(|e| e.action == "die" && e.exit_code.is_some_and(|c| c != 0))
-            .count();
-        failed >= 2 || s.crash_looping()
+            .enumerate()
+            .filter(|(_, e)| e.action == "die" && e.exit_code.is_some_and(|c| c != 0))
+            .filter(|(i, _)| {
+                !before(*i, "kill", Duration::from_secs(30))
+                    && !before(*i, "stop", Duration::from_secs(30))
+            })
+            .map(|(i, e)| {
+                (
+                    e.at,
+                    e.exit_code.unwrap_or(0),
+                    before(i, "oom", Duration::from_secs(5)),
+                )
+            })
+            .collect()
+    }
+
+    /// The kernel OOM-killed it: its last run (`OOMKilled`), or an exit in the window.
+    pub fn oom_killed(&self) -> bool {
+        self.state.oom_killed || self.failures().iter().any(|(_, _, oom)| *oom)
+    }
+
+    /// The engine's CLI for the fixes: `docker`, or `podman` for a podman service.
+    pub fn cli(&self) -> &'static str {
+        if self.daemon == "podman" {
+            "podman"
+        } else {
+            "docker"
+        }
     }
 
     /// Exits in the window, oldest first: (time, exit code).
@@ -275,6 +316,7 @@ async fn of_listener(owner: &Owner, cx: &GatherCx<'_>, budget: Duration) -> Opti
             },
             state,
             engine: snapshot.endpoint.socket.clone(),
+            daemon: snapshot.endpoint.daemon,
             logs: None,
             events: None,
         })));
@@ -313,6 +355,7 @@ async fn of_listener(owner: &Owner, cx: &GatherCx<'_>, budget: Duration) -> Opti
         },
         state,
         engine: snapshot.endpoint.socket.clone(),
+        daemon: snapshot.endpoint.daemon,
         logs: None,
         events: None,
     })))
@@ -328,35 +371,12 @@ async fn published_by_stopped(
 ) -> Option<ContainerFacts> {
     let src = cx.sources;
     let engines = src.container_engines(budget).await;
-    let mut best: Option<(&ContainerState, &PortBinding, PathBuf)> = None;
-    for snapshot in engines.iter().filter(|s| src.engine_is_ours(s)) {
-        for ip in ips {
-            for c in snapshot.stopped_publishing(*ip, port) {
-                let newer = best
-                    .as_ref()
-                    .is_none_or(|(b, _, _)| c.finished_at > b.finished_at);
-                if newer {
-                    if let Some(binding) = c.bindings.iter().find(|b| b.serves(*ip, port)) {
-                        best = Some((c, binding, snapshot.endpoint.socket.clone()));
-                    }
-                }
-            }
-        }
-    }
-    if let Some((state, binding, engine)) = best {
-        return Some(ContainerFacts::Found(Box::new(ContainerFound {
-            tie: ContainerTie::Published {
-                binding: binding.clone(),
-            },
-            state: state.clone(),
-            engine,
-            logs: None,
-            events: None,
-        })));
-    }
-    // Listed as running with the port, yet nothing listened: one between two crashes of a
-    // restart loop (its proxy comes and goes with it).
-    for snapshot in engines.iter().filter(|s| src.engine_is_ours(s)) {
+    let ours = || engines.iter().filter(|s| src.engine_is_ours(s));
+    // Listed as running with the port, yet nothing listens: one between two crashes of a
+    // restart loop (its proxy comes and goes with it), or one reached through the engine's
+    // DNAT rules (`userland-proxy: false`). It is the one that serves now: before any
+    // stopped one.
+    for snapshot in ours() {
         for c in snapshot.summaries().iter().filter(|c| c.running()) {
             let Some(binding) = c
                 .ports
@@ -372,13 +392,43 @@ async fn published_by_stopped(
                     },
                     state,
                     engine: snapshot.endpoint.socket.clone(),
+                    daemon: snapshot.endpoint.daemon,
                     logs: None,
                     events: None,
                 })));
             }
         }
     }
-    None
+    let mut best: Option<(
+        &ContainerState,
+        &PortBinding,
+        &why502_container::EngineSnapshot,
+    )> = None;
+    for snapshot in ours() {
+        for ip in ips {
+            for c in snapshot.stopped_publishing(*ip, port) {
+                let newer = best
+                    .as_ref()
+                    .is_none_or(|(b, _, _)| c.finished_at > b.finished_at);
+                if newer {
+                    if let Some(binding) = c.bindings.iter().find(|b| b.serves(*ip, port)) {
+                        best = Some((c, binding, snapshot));
+                    }
+                }
+            }
+        }
+    }
+    let (state, binding, snapshot) = best?;
+    Some(ContainerFacts::Found(Box::new(ContainerFound {
+        tie: ContainerTie::Published {
+            binding: binding.clone(),
+        },
+        state: state.clone(),
+        engine: snapshot.endpoint.socket.clone(),
+        daemon: snapshot.endpoint.daemon,
+        logs: None,
+        events: None,
+    })))
 }
 
 fn unasked(who: String, (reason, fix): (String, String)) -> ContainerFacts {
@@ -398,7 +448,7 @@ pub fn report(f: &ContainerFound) -> why502_model::ContainerReport {
     let s = &f.state;
     let at = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
     why502_model::ContainerReport {
-        engine: "docker".into(),
+        engine: f.cli().into(),
         socket: f.engine.display().to_string(),
         id: s.id.clone(),
         name: s.name.clone(),

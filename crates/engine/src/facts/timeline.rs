@@ -153,7 +153,8 @@ pub fn build(
     {
         let st = &c.state;
         let source = format!(
-            "docker {} /containers/{}/json",
+            "{} {} /containers/{}/json",
+            c.cli(),
             c.engine.display(),
             st.short_id()
         );
@@ -178,7 +179,7 @@ pub fn build(
                     st.name,
                     code.map(|c| format!(" with code {c}")).unwrap_or_default()
                 ),
-                format!("docker {} /events (die)", c.engine.display()),
+                format!("{} {} /events (die)", c.cli(), c.engine.display()),
             ));
         }
         let seen_exit = |t: i64, host: &[(i64, TimelineKind, String, String)]| {
@@ -373,6 +374,11 @@ pub async fn gather(
 /// The systemd unit that runs (or ran) the backend: its process's cgroup names it, or the
 /// unit configured to serve the dead address.
 fn backend_unit(facts: &TargetFacts) -> Option<String> {
+    // A container's unit is its engine's (docker.service): the container's own starts and
+    // exits are on the timeline instead.
+    if facts.container.is_some() {
+        return None;
+    }
     let b = facts.backend.as_ref()?;
     b.current
         .as_ref()

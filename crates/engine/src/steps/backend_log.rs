@@ -20,7 +20,11 @@ pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
     // lines the engine kept of its output.
     match cx.facts.container.as_ref() {
         Some(ContainerFacts::Found(f)) => return container(f, cx),
-        Some(ContainerFacts::Unasked { who, reason, fix }) => {
+        // A container's process whose engine would not answer: its log files, when the
+        // process names some, are still read below.
+        Some(ContainerFacts::Unasked { who, reason, fix })
+            if cx.facts.logs.as_ref().is_none_or(|l| l.files.is_empty()) =>
+        {
             let f = StepFinding::unknown(format!(
                 "{who} is a container's, and its state and log could not be read: {reason}"
             ));
@@ -30,7 +34,7 @@ pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
                 f.with_fix(fix.clone())
             };
         }
-        None => {}
+        _ => {}
     }
     let src = cx.sources;
     let Some(upstream) = BackendAddr::parse_upstream(&target.address) else {
@@ -216,8 +220,9 @@ fn who_or_logs(who: &str, read: &str) -> String {
 /// nothing of its own (stopped from outside, or running well).
 fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
     let s = &f.state;
+    let cli = f.cli();
     let source = format!(
-        "docker {} /containers/{}/json",
+        "{cli} {} /containers/{}/json",
         f.engine.display(),
         s.short_id()
     );
@@ -244,7 +249,7 @@ fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
         .find(|l| l.stream == why502_container::LogStream::Stderr)
         .or(lines.last());
     let log_source = format!(
-        "docker {} /containers/{}/logs",
+        "{cli} {} /containers/{}/logs",
         f.engine.display(),
         s.short_id()
     );
@@ -267,7 +272,8 @@ fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
         }
         found
     };
-    if s.oom_killed {
+    let oom_exits = f.failures().iter().filter(|(_, _, oom)| *oom).count();
+    if f.oom_killed() {
         let limit = if s.memory_limit > 0 {
             format!("its memory limit of {} MiB", s.memory_limit / (1024 * 1024))
         } else {
@@ -281,17 +287,24 @@ fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
         let found = StepFinding::new(
             outcome,
             Some(CauseId::OomKilled),
-            format!(
-                "container {} was OOM-killed: it ran out of {limit} and the engine records OOMKilled with exit code {}{}",
-                s.name,
-                s.exit_code,
-                s.finished_at
-                    .map(|t| format!(" at {}", humantime::format_rfc3339_seconds(t)))
-                    .unwrap_or_default()
-            ),
+            if s.oom_killed {
+                format!(
+                    "container {} was OOM-killed: it ran out of {limit} and the engine records OOMKilled with exit code {}{}",
+                    s.name,
+                    s.exit_code,
+                    s.finished_at
+                        .map(|t| format!(" at {}", humantime::format_rfc3339_seconds(t)))
+                        .unwrap_or_default()
+                )
+            } else {
+                format!(
+                    "container {} was OOM-killed {oom_exits} time(s) in the window: it runs out of {limit}, and the engine restarts it ({} restarts)",
+                    s.name, s.restart_count
+                )
+            },
         )
         .with_fix(format!(
-            "Give container {} more memory (`docker update --memory 512m --memory-swap 512m {}`, or `mem_limit` in its compose file) or make the application use less; then `docker start {}`.",
+            "Give container {} more memory (`{cli} update --memory 512m --memory-swap 512m {}`, or `mem_limit` in its compose file) or make the application use less; then `{cli} start {}`.",
             s.name, s.name, s.name
         ))
         .with_evidence(source, state_line);
@@ -319,7 +332,7 @@ fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
             ),
         )
         .with_fix(format!(
-            "Fix what makes the application exit (`docker logs --tail 50 {}`: configuration, a missing file or volume, a dependency it cannot reach); a restart policy only repeats the failure.",
+            "Fix what makes the application exit (`{cli} logs --tail 50 {}`: configuration, a missing file or volume, a dependency it cannot reach); a restart policy only repeats the failure.",
             s.name
         ))
         .with_evidence(source, state_line);
@@ -344,7 +357,7 @@ fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
             ),
         )
         .with_fix(format!(
-            "See what the health check tests (`docker inspect --format '{{{{json .State.Health}}}}' {}`) and why the application fails it.",
+            "See what the health check tests (`{cli} inspect --format '{{{{json .State.Health}}}}' {}`) and why the application fails it.",
             s.name
         ))
         .with_evidence(source, state_line);
@@ -358,7 +371,7 @@ fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
         )
     } else {
         format!(
-            "container {} is {}: stopped from outside (a signal or `docker stop`), not a failure of its own",
+            "container {} is {}: stopped from outside (a signal or `{cli} stop`), not a failure of its own",
             s.name,
             s.describe()
         )

@@ -181,7 +181,8 @@ fn stopped_container(
         .finished_at
         .map(|t| format!(" since {}", humantime::format_rfc3339_seconds(t)))
         .unwrap_or_default();
-    let how = if s.oom_killed {
+    let cli = f.cli();
+    let how = if f.oom_killed() {
         "its last run ended in an OOM kill".to_string()
     } else if f.crash_looping() {
         format!(
@@ -193,8 +194,8 @@ fn stopped_container(
     } else {
         match f.last_exit_code() {
             0 => "it exited normally (code 0): stopped, or its main process ended".to_string(),
-            137 => "it was killed with SIGKILL (exit code 137: `docker stop` or `docker kill`), not by the OOM killer".to_string(),
-            143 => "it was stopped with SIGTERM (exit code 143: `docker stop`)".to_string(),
+            137 => format!("it was killed with SIGKILL (exit code 137: `{cli} stop` or `{cli} kill`, or a kill from outside; the engine records no OOM kill)"),
+            143 => format!("it was stopped with SIGTERM (exit code 143: `{cli} stop`)"),
             c => format!("its main process exited with code {c}"),
         }
     };
@@ -210,15 +211,15 @@ fn stopped_container(
         s.describe()
     );
     found.fix = Some(if f.crash_looping() {
-        format!("See why it exits: `docker logs --tail 50 {}`; fix that, and it comes back by its restart policy.", s.name)
-    } else if s.oom_killed {
-        format!("Start it again (`docker start {}`) with more memory (`docker update --memory`, the compose file's `mem_limit`); see the backend_log step.", s.name)
+        format!("See why it exits: `{cli} logs --tail 50 {}`; fix that, and it comes back by its restart policy.", s.name)
+    } else if f.oom_killed() {
+        format!("Start it again (`{cli} start {}`) with more memory (`{cli} update --memory`, the compose file's `mem_limit`); see the backend_log step.", s.name)
     } else {
-        format!("Start the container: `docker start {}` (and find out who stopped it: `docker events --since 1h --filter container={}`).", s.name, s.name)
+        format!("Start the container: `{cli} start {}` (and find out who stopped it: `{cli} events --since 1h --filter container={}`).", s.name, s.name)
     });
     found.with_evidence(
         format!(
-            "docker {} /containers/{}/json",
+            "{cli} {} /containers/{}/json",
             f.engine.display(),
             s.short_id()
         ),
@@ -313,7 +314,22 @@ fn elsewhere_or_down(
     // A stopped container that published the address is what served it: more specific than
     // a listener somewhere else.
     if let Some(f) = cx.facts.container.as_ref().and_then(ContainerFacts::found) {
-        if matches!(f.tie, ContainerTie::Published { .. }) {
+        if let ContainerTie::Published { binding } = &f.tie {
+            // Running and not restarting: the engine forwards the port by NAT, not by a
+            // listening proxy (`"userland-proxy": false`); the direct request tells whether
+            // it answers.
+            if f.state.running && !f.crash_looping() {
+                return StepFinding::pass(format!(
+                    "{what} on this host, but container {} (image {}) runs and publishes {} through the engine's NAT rules (no docker-proxy)",
+                    f.state.name,
+                    f.state.image,
+                    binding.display()
+                ))
+                .with_evidence(
+                    format!("{} {} /containers/{}/json", f.cli(), f.engine.display(), f.state.short_id()),
+                    format!("State.Status {}, RestartCount {}", f.state.status, f.state.restart_count),
+                );
+            }
             return stopped_container(target, f, found, what);
         }
     }

@@ -66,11 +66,12 @@ pub(crate) fn tie(
             .as_deref()
             .and_then(why502_container::container_of_path)
             .is_some_and(|r| r.id == s.id);
-        let after_start = s.started_at.is_none_or(|t| kill.time >= t);
+        // Any run of it counts (a policy restarts it after an OOM kill): only a kill after
+        // it last stopped cannot be its.
         let before_end = s.running
             || s.finished_at
                 .is_none_or(|t| kill.time <= t + KILL_AFTER_FAILURE_SLACK);
-        if in_its_cgroup && after_start && before_end {
+        if in_its_cgroup && before_end {
             return Some(format!(
                 "it was killed in container {}'s own cgroup {}",
                 s.name,

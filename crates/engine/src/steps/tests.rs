@@ -602,6 +602,7 @@ mod containers {
                 tie: ContainerTie::Published { binding },
                 state: s,
                 engine: PathBuf::from("/run/docker.sock"),
+                daemon: "dockerd",
                 logs: Some(Ok(logs)),
                 events: None,
             }))),
@@ -640,7 +641,11 @@ mod containers {
             f.summary
         );
         assert!(f.summary.contains("exit code 137"), "{}", f.summary);
-        assert!(f.summary.contains("not by the OOM killer"), "{}", f.summary);
+        assert!(
+            f.summary.contains("the engine records no OOM kill"),
+            "{}",
+            f.summary
+        );
         assert!(f
             .fix
             .as_deref()
@@ -780,6 +785,94 @@ mod containers {
             f.summary
         );
         assert!(f.summary.contains("again and again"), "{}", f.summary);
+    }
+
+    fn event(secs: u64, action: &str, exit_code: Option<i64>) -> why502_container::ContainerEvent {
+        why502_container::ContainerEvent {
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            action: action.into(),
+            exit_code,
+        }
+    }
+
+    fn with_events(
+        mut facts: TargetFacts,
+        events: Vec<why502_container::ContainerEvent>,
+    ) -> TargetFacts {
+        if let Some(ContainerFacts::Found(f)) = facts.container.as_mut() {
+            f.events = Some(Ok(events));
+        }
+        facts
+    }
+
+    #[test]
+    fn a_running_container_published_by_nat_is_no_break_and_restarts_asked_for_are_no_crashes() {
+        // Running, no restart loop, nothing listening: `userland-proxy: false` (DNAT).
+        let st = state("unhealthy");
+        let s = Sources::for_tests();
+        let f = check(
+            StepId::BackendUp,
+            &tcp_target(8083),
+            &s,
+            &published(st.clone(), Vec::new()),
+            None,
+            (Outcome::Pass, None),
+        );
+        assert!(
+            f.summary.contains("through the engine's NAT rules"),
+            "{}",
+            f.summary
+        );
+        // Restarted twice on purpose (`docker restart`: kill, then die 137) under a policy:
+        // not a restart loop, so not an application failure.
+        let mut looped = state("loop");
+        looped.running = false;
+        looped.exit_code = 137;
+        let asked = with_events(
+            published(looped.clone(), Vec::new()),
+            vec![
+                event(100, "kill", None),
+                event(101, "die", Some(137)),
+                event(102, "start", None),
+                event(200, "kill", None),
+                event(210, "die", Some(137)),
+            ],
+        );
+        check(
+            StepId::BackendLog,
+            &tcp_target(8082),
+            &s,
+            &asked,
+            Some(CauseId::BackendDown),
+            (Outcome::Pass, None),
+        );
+        // An OOM loop whose current run is not flagged: its `oom` events say what killed it.
+        let mut running = state("loop");
+        running.oom_killed = false;
+        let oom = with_events(
+            published(running, Vec::new()),
+            vec![
+                event(100, "oom", None),
+                event(100, "die", Some(137)),
+                event(101, "start", None),
+                event(150, "oom", None),
+                event(151, "die", Some(137)),
+                event(152, "start", None),
+            ],
+        );
+        let f = check(
+            StepId::BackendLog,
+            &tcp_target(8082),
+            &s,
+            &oom,
+            Some(CauseId::BackendDown),
+            (Outcome::Break, Some(CauseId::OomKilled)),
+        );
+        assert!(
+            f.summary.contains("OOM-killed 2 time(s) in the window"),
+            "{}",
+            f.summary
+        );
     }
 
     #[test]
