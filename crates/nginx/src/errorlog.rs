@@ -344,10 +344,22 @@ fn parse_raw<'a>(text: &'a str, clock: &mut LocalClock) -> Option<RawLine<'a>> {
 /// `STAMP [level] 1234#1234: *567 message` cut into stamp, level and message, the stamp not
 /// yet read as a time. The connection number is optional.
 fn split_entry(text: &str) -> Option<(&str, &str, &str)> {
+    // Byte searches over the short head: `str::split_once` with a two-byte pattern builds a
+    // substring searcher per call, which costs more than the whole head on a busy log.
+    let bytes = text.as_bytes();
     let stamp = text.get(..19)?;
-    let rest = text.get(19..)?.strip_prefix(" [")?;
-    let (level, rest) = rest.split_once("] ")?;
-    let (_, message) = rest.split_once(": ")?;
+    if bytes.get(19..21)? != b" [" {
+        return None;
+    }
+    let close = 21 + bytes[21..].iter().position(|b| *b == b']')?;
+    if bytes.get(close + 1) != Some(&b' ') {
+        return None;
+    }
+    let level = text.get(21..close)?;
+    // `1234#1234: ` — the pid and thread, then the message.
+    let head = close + 2;
+    let colon = head + bytes[head..].windows(2).position(|w| w == b": ")?;
+    let message = text.get(colon + 2..)?;
     let message = match message.strip_prefix('*') {
         Some(m) => m.split_once(' ').map(|(_, m)| m).unwrap_or(m),
         None => message,
