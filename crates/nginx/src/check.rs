@@ -102,29 +102,37 @@ const DIR_DIRECTIVES: &[&str] = &[
 /// The files and directories the config tells nginx to create or write at start, as written
 /// (relative ones are nginx's prefix's).
 pub fn configured_runtime_paths(directives: &[crate::config::Directive]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
+    every_directive(directives)
+        .filter(|d| {
+            FILE_DIRECTIVES.contains(&d.name.as_str()) || DIR_DIRECTIVES.contains(&d.name.as_str())
+        })
+        .filter_map(|d| d.args.first())
+        .filter(|first| {
+            !(*first == "off" || *first == "stderr" || first.contains(':') || first.contains('$'))
+        })
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// Every directive of the tree, blocks' contents included, depth first.
+fn every_directive(
+    directives: &[crate::config::Directive],
+) -> impl Iterator<Item = &crate::config::Directive> {
     let mut stack = vec![directives.iter()];
-    while let Some(level) = stack.last_mut() {
-        let Some(d) = level.next() else {
-            stack.pop();
-            continue;
-        };
-        if let Some(block) = &d.block {
-            stack.push(block.iter());
+    std::iter::from_fn(move || loop {
+        let level = stack.last_mut()?;
+        match level.next() {
+            Some(d) => {
+                if let Some(block) = &d.block {
+                    stack.push(block.iter());
+                }
+                return Some(d);
+            }
+            None => {
+                stack.pop();
+            }
         }
-        if !FILE_DIRECTIVES.contains(&d.name.as_str()) && !DIR_DIRECTIVES.contains(&d.name.as_str())
-        {
-            continue;
-        }
-        let Some(first) = d.args.first() else {
-            continue;
-        };
-        if first == "off" || first == "stderr" || first.contains(':') || first.contains('$') {
-            continue;
-        }
-        out.push(PathBuf::from(first));
-    }
-    out
+    })
 }
 
 /// Files besides the configuration that nginx reads when it loads it (and `nginx -t` reads
@@ -145,33 +153,19 @@ pub fn files_read_at_load(
         "_stapling_file",
         "_session_ticket_key",
     ];
-    let mut out = Vec::new();
-    let mut stack = vec![directives.iter()];
-    while let Some(level) = stack.last_mut() {
-        let Some(d) = level.next() else {
-            stack.pop();
-            continue;
-        };
-        if let Some(block) = &d.block {
-            stack.push(block.iter());
-        }
-        let tls = d.name.contains("ssl_") && SUFFIXES.iter().any(|s| d.name.ends_with(s));
-        if !tls {
-            continue;
-        }
-        let Some(first) = d.args.first() else {
-            continue;
-        };
-        if first.contains('$') || first.starts_with("data:") || first.starts_with("engine:") {
-            continue;
-        }
-        let path = PathBuf::from(first);
-        out.push(if path.is_absolute() {
-            path
-        } else {
-            conf_dir.join(path)
-        });
-    }
+    let mut out: Vec<PathBuf> = every_directive(directives)
+        .filter(|d| d.name.contains("ssl_") && SUFFIXES.iter().any(|s| d.name.ends_with(s)))
+        .filter_map(|d| d.args.first())
+        .filter(|f| !(f.contains('$') || f.starts_with("data:") || f.starts_with("engine:")))
+        .map(|first| {
+            let path = PathBuf::from(first);
+            if path.is_absolute() {
+                path
+            } else {
+                conf_dir.join(path)
+            }
+        })
+        .collect();
     out.sort();
     out.dedup();
     out
