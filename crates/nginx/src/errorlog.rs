@@ -80,14 +80,7 @@ pub fn read_window(
     since: i64,
     limits: WindowLimits,
 ) -> Result<ErrorLogWindow, ReadError> {
-    read_window_of(
-        path,
-        since,
-        limits,
-        &|text| Some(text),
-        &|_| true,
-        Some(unstamped),
-    )
+    read_window_about(path, since, limits, &|_| true)
 }
 
 /// What a reader's filter sees of a line, before anything is allocated for it.

@@ -125,6 +125,32 @@ impl ContainerFound {
         self.state.oom_killed || self.failures().iter().any(|(_, _, oom)| *oom)
     }
 
+    /// Where a fact about it was read: `docker /run/docker.sock /containers/ID/json`.
+    pub fn api_source(&self, what: &str) -> String {
+        format!(
+            "{} {} /containers/{}/{what}",
+            self.cli(),
+            self.engine.display(),
+            self.state.short_id()
+        )
+    }
+
+    /// Its state as the engine gave it, for evidence.
+    pub fn state_line(&self) -> String {
+        let s = &self.state;
+        format!(
+            "State.Status {}, ExitCode {}, OOMKilled {}, RestartCount {}, RestartPolicy {}{}",
+            s.status,
+            s.exit_code,
+            s.oom_killed,
+            s.restart_count,
+            s.restart_policy,
+            s.finished_at
+                .map(|t| format!(", FinishedAt {}", humantime::format_rfc3339_seconds(t)))
+                .unwrap_or_default()
+        )
+    }
+
     /// The engine's CLI for the fixes: `docker`, or `podman` for a podman service.
     pub fn cli(&self) -> &'static str {
         if self.daemon == "podman" {

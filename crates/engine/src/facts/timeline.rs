@@ -152,12 +152,7 @@ pub fn build(
         .and_then(super::container::ContainerFacts::found)
     {
         let st = &c.state;
-        let source = format!(
-            "{} {} /containers/{}/json",
-            c.cli(),
-            c.engine.display(),
-            st.short_id()
-        );
+        let source = c.api_source("json");
         if let Some(t) = st.started_at {
             host.push((
                 secs(t),

@@ -221,22 +221,8 @@ fn who_or_logs(who: &str, read: &str) -> String {
 fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
     let s = &f.state;
     let cli = f.cli();
-    let source = format!(
-        "{cli} {} /containers/{}/json",
-        f.engine.display(),
-        s.short_id()
-    );
-    let state_line = format!(
-        "State.Status {}, ExitCode {}, OOMKilled {}, RestartCount {}, RestartPolicy {}{}",
-        s.status,
-        s.exit_code,
-        s.oom_killed,
-        s.restart_count,
-        s.restart_policy,
-        s.finished_at
-            .map(|t| format!(", FinishedAt {}", humantime::format_rfc3339_seconds(t)))
-            .unwrap_or_default()
-    );
+    let source = f.api_source("json");
+    let state_line = f.state_line();
     let logs = f.logs.as_ref();
     let lines: &[why502_container::LogLine] = match logs {
         Some(Ok(l)) => l,
@@ -248,11 +234,7 @@ fn container(f: &ContainerFound, cx: &JudgeCx<'_>) -> StepFinding {
         .rev()
         .find(|l| l.stream == why502_container::LogStream::Stderr)
         .or(lines.last());
-    let log_source = format!(
-        "{cli} {} /containers/{}/logs",
-        f.engine.display(),
-        s.short_id()
-    );
+    let log_source = f.api_source("logs");
     let with_lines = |mut found: StepFinding| {
         for l in lines
             .iter()

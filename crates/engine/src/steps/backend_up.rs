@@ -217,23 +217,7 @@ fn stopped_container(
     } else {
         format!("Start the container: `{cli} start {}` (and find out who stopped it: `{cli} events --since 1h --filter container={}`).", s.name, s.name)
     });
-    found.with_evidence(
-        format!(
-            "{cli} {} /containers/{}/json",
-            f.engine.display(),
-            s.short_id()
-        ),
-        format!(
-            "State.Status {}, ExitCode {}, OOMKilled {}, RestartCount {}{}",
-            s.status,
-            s.exit_code,
-            s.oom_killed,
-            s.restart_count,
-            s.finished_at
-                .map(|t| format!(", FinishedAt {}", humantime::format_rfc3339_seconds(t)))
-                .unwrap_or_default()
-        ),
-    )
+    found.with_evidence(f.api_source("json"), f.state_line())
 }
 
 fn tcp(
@@ -326,8 +310,8 @@ fn elsewhere_or_down(
                     binding.display()
                 ))
                 .with_evidence(
-                    format!("{} {} /containers/{}/json", f.cli(), f.engine.display(), f.state.short_id()),
-                    format!("State.Status {}, RestartCount {}", f.state.status, f.state.restart_count),
+                    f.api_source("json"),
+                    f.state_line(),
                 );
             }
             return stopped_container(target, f, found, what);
