@@ -39,7 +39,7 @@ pub struct BackendProcess {
     /// The process holding the listening socket.
     pub owner: Owner,
     /// The owner, the master above it when they share a name, and the master's children.
-    pub family: Vec<u32>,
+    pub family: Vec<FamilyMember>,
     /// The user the owner runs as (who writes its files).
     pub uid: Option<u32>,
     /// The kernel's name for it (what an OOM kill line says).
@@ -55,6 +55,20 @@ pub struct BackendProcess {
     /// Directories of the files it has open (where it writes).
     pub open_dirs: Vec<PathBuf>,
     pub identity: Option<BackendIdentity>,
+}
+
+/// A live process of the backend. Its start time tells a kill of it from a kill of an earlier
+/// process that had the same pid (pids are reused: a busy host wraps them in minutes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamilyMember {
+    pub pid: u32,
+    pub started_at: Option<SystemTime>,
+}
+
+impl BackendProcess {
+    pub fn family_pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.family.iter().map(|m| m.pid)
+    }
 }
 
 /// Something configured to serve the address, and what ties a dead process to it.
@@ -150,17 +164,25 @@ fn current_backend(
         .get(me.ppid)
         .filter(|p| p.comm == me.comm && p.pid > 1)
         .unwrap_or(me);
-    let mut family = vec![master.pid];
-    family.extend(procs.children_of(master.pid).map(|c| c.pid));
-    if !family.contains(&me.pid) {
-        family.push(me.pid);
+    let mut members = vec![master];
+    members.extend(procs.children_of(master.pid));
+    if !members.iter().any(|m| m.pid == me.pid) {
+        members.push(me);
     }
+    let family_pids: Vec<u32> = members.iter().map(|m| m.pid).collect();
+    let family = members
+        .iter()
+        .map(|m| FamilyMember {
+            pid: m.pid,
+            started_at: procs.start_time(m),
+        })
+        .collect();
     let memory_cgroup = procs
         .cgroup(owner.pid)
         .and_then(|text| why502_kernel_log::memory_cgroup_path(&text));
     let cgroup_dedicated = memory_cgroup
         .as_deref()
-        .is_some_and(|cg| is_unit_cgroup(cg) || every_member_is_family(src, cg, &family));
+        .is_some_and(|cg| is_unit_cgroup(cg) || every_member_is_family(src, cg, &family_pids));
     Some(BackendProcess {
         uid: procs.credentials(owner.pid).map(|c| c.uid),
         comm: me.comm.clone(),
@@ -235,7 +257,7 @@ pub(super) async fn gather_logs(
     let mut who = String::new();
     let mut pids: Vec<u32> = Vec::new();
     if let Some(b) = &backend.current {
-        pids = b.family.clone();
+        pids = b.family_pids().collect();
         if let Some(id) = &b.identity {
             who = format!("{} (pid {})", b.owner.name, b.owner.pid);
             kind = id.kind.clone();

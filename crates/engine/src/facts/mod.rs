@@ -25,7 +25,9 @@ use tokio::time::Instant;
 use why502_model::StepId;
 
 pub use backend::{is_unit_cgroup, unreadable_reason, LogFileRead};
-pub use backend::{BackendFacts, BackendLog, BackendProcess, FormerFacts, LogRead, StatusReading};
+pub use backend::{
+    BackendFacts, BackendLog, BackendProcess, FamilyMember, FormerFacts, LogRead, StatusReading,
+};
 pub use disk::{BackendFilesystems, FsRole};
 pub use errorlog::{ClassSeen, ErrorLogs};
 pub use probe::{DirectFacts, DirectProbe};

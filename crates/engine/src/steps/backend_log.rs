@@ -178,15 +178,30 @@ fn belongs(e: &BackendLogEvent, role: &LogRole, log: &BackendLog) -> bool {
     }
 }
 
+/// How far apart a kernel kill and php-fpm's line about that child's SIGKILL may be: the log
+/// has whole seconds, and the kernel's clock is estimated from boot time.
+const SIGKILL_LOG_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The cause a class stands for here. A SIGKILL is the OOM killer's only when the kernel log
 /// has a kill of that very pid; then the kill is this upstream's, not a host-wide one.
 fn confirmed_cause(s: &ClassSummary, cx: &JudgeCx<'_>) -> (CauseId, Vec<super::KillRef>) {
     if !s.class.needs_kernel_confirmation() {
         return (s.cause, Vec::new());
     }
-    let kill = s
-        .newest_pid
-        .and_then(|pid| cx.sources.kernel.kills().iter().find(|k| k.pid == pid));
+    // The master logs the signal as soon as it reaps the child: a kill of that pid long
+    // before or after the line was of another process that had the pid.
+    let logged = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.last_seen.max(0) as u64);
+    let fits = |k: &&why502_kernel_log::OomKill| {
+        k.time <= logged + SIGKILL_LOG_SLACK && k.time + SIGKILL_LOG_SLACK >= logged
+    };
+    let kill = s.newest_pid.and_then(|pid| {
+        cx.sources
+            .kernel
+            .kills()
+            .iter()
+            .filter(|k| k.pid == pid)
+            .find(fits)
+    });
     match kill {
         Some(k) => (CauseId::OomKilled, vec![(k.pid, k.time)]),
         None => (CauseId::AppError, Vec::new()),

@@ -24,6 +24,9 @@ use crate::targets::UpstreamTarget;
 /// A kill of a dead backend this long before the address's first logged failure did not start
 /// it: the backend served the address after it.
 const KILL_LONG_BEFORE_FAILURE: Duration = Duration::from_secs(30 * 60);
+/// The kernel log's clock and a process's start time (boot time plus ticks) disagree by up to
+/// this much.
+const CLOCK_SLACK: Duration = Duration::from_secs(1);
 /// nginx logs the first failure after the kill; a kill after it came too late to cause it.
 const KILL_AFTER_FAILURE_SLACK: Duration = Duration::from_secs(5);
 
@@ -81,8 +84,18 @@ pub(crate) fn tie(
     }
     let backend = backend?;
     if let Some(b) = &backend.current {
-        if b.family.contains(&kill.pid) {
-            return Some(format!("pid {} is of this backend", kill.pid));
+        if let Some(m) = b.family.iter().find(|m| m.pid == kill.pid) {
+            // A live process that was killed is still dying; one that started after the kill
+            // has the pid of an earlier process (pids are reused), and one in another cgroup
+            // than the kill's is another process too.
+            let alive_then = m.started_at.is_some_and(|s| s <= kill.time + CLOCK_SLACK);
+            let same_cgroup = match (kill.task_memcg.as_deref(), b.memory_cgroup.as_deref()) {
+                (Some(k), Some(own)) => k == own,
+                _ => true,
+            };
+            if alive_then && same_cgroup {
+                return Some(format!("pid {} is of this backend", kill.pid));
+            }
         }
         let own_cgroup = b.cgroup_dedicated
             && b.memory_cgroup.is_some()

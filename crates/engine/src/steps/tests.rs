@@ -13,8 +13,8 @@ use why502_model::{CauseId, Outcome, Protocol, StepId};
 
 use super::{judge, JudgeCx, StepFinding};
 use crate::facts::{
-    BackendFacts, BackendFilesystems, BackendLog, BackendProcess, FormerFacts, LogFileRead,
-    LogRead, Reach, TargetFacts,
+    BackendFacts, BackendFilesystems, BackendLog, BackendProcess, FamilyMember, FormerFacts,
+    LogFileRead, LogRead, Reach, TargetFacts,
 };
 use crate::sources::{Owner, Sources};
 use crate::targets::{TargetAddr, UpstreamTarget};
@@ -93,7 +93,12 @@ fn serving(cgroup: &str, dedicated: bool, started_secs_ago: u64) -> BackendProce
             pid: 500,
             name: "python3 app.py".into(),
         },
-        family: vec![500, 501],
+        family: [500, 501]
+            .map(|pid| FamilyMember {
+                pid,
+                started_at: Some(at(started_secs_ago)),
+            })
+            .to_vec(),
         uid: Some(33),
         comm: "python3".into(),
         memory_cgroup: Some(cgroup.into()),
@@ -204,6 +209,46 @@ fn a_kill_in_the_backends_own_dedicated_cgroup_is_its_own() {
         &facts,
         None,
         (Outcome::Warn, Some(CauseId::OomKilled)),
+    );
+}
+
+#[test]
+fn a_kill_of_an_earlier_process_with_a_reused_pid_is_not_the_backends() {
+    // CI, session 8: a bystander python3 (pid 501) was killed in its own cgroup 12 min ago;
+    // a php-fpm worker started a minute ago got pid 501 again.
+    let sources = sources_with_kills(vec![kill(501, 734, "/why502-w502-oom-unrelated")]);
+    check(
+        StepId::Resources,
+        &tcp_target(8000),
+        &sources,
+        &facts_serving(serving("/why502-lab", false, 60)),
+        Some(CauseId::UpstreamReset),
+        (Outcome::Pass, None),
+    );
+    // The same pid and cgroup, the process older than the kill: it is dying of it.
+    let sources = sources_with_kills(vec![kill(501, 30, "/why502-lab")]);
+    let f = check(
+        StepId::Resources,
+        &tcp_target(8000),
+        &sources,
+        &facts_serving(serving("/why502-lab", false, 60)),
+        Some(CauseId::UpstreamReset),
+        (Outcome::Break, Some(CauseId::OomKilled)),
+    );
+    assert!(
+        f.summary.contains("pid 501 is of this backend"),
+        "{}",
+        f.summary
+    );
+    // Older than the kill but in another cgroup: another process.
+    let sources = sources_with_kills(vec![kill(501, 30, "/panel/job-7")]);
+    check(
+        StepId::Resources,
+        &tcp_target(8000),
+        &sources,
+        &facts_serving(serving("/why502-lab", false, 60)),
+        Some(CauseId::UpstreamReset),
+        (Outcome::Pass, None),
     );
 }
 
@@ -437,11 +482,21 @@ fn a_log_never_written_is_nothing_logged_and_a_sigkill_needs_the_kernel() {
         StepId::BackendLog,
         &t,
         &sources,
-        &fpm_log(&["www"], vec![killed]),
+        &fpm_log(&["www"], vec![killed.clone()]),
         None,
         (Outcome::Break, Some(CauseId::OomKilled)),
     );
     assert_eq!(f.claims.len(), 1);
+    // A kill of pid 3003 twenty minutes earlier was of another process that had the pid.
+    let sources = sources_with_kills(vec![kill(3003, 1260, "/")]);
+    check(
+        StepId::BackendLog,
+        &t,
+        &sources,
+        &fpm_log(&["www"], vec![killed]),
+        None,
+        (Outcome::Break, Some(CauseId::AppError)),
+    );
 }
 
 #[test]
