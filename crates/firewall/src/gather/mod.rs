@@ -50,6 +50,12 @@ impl FirewallSnapshot {
 
 /// Like [`FirewallSnapshot::gather`], with every command prefixed by `prefix` (tests use
 /// `["ip", "netns", "exec", NS]` to read a temporary namespace's rules).
+///
+/// `nft -j` runs first and says what else is worth running: the rule texts (`nft -a`) only
+/// when there are rules, and `iptables-save` / `ip6tables-save` only when nft shows tables of
+/// that family (iptables-nft keeps its rules there) or the kernel lists legacy tables. On a
+/// host without rules that is one process instead of four, off a two-core host's critical
+/// path; a host with rules pays one nft run of latency.
 pub async fn gather_with(prefix: &[&str], timeout: Duration) -> FirewallSnapshot {
     let nft = locate("nft");
     let ipt = locate("iptables-save");
@@ -57,24 +63,54 @@ pub async fn gather_with(prefix: &[&str], timeout: Duration) -> FirewallSnapshot
     let json_argv = [nft.as_str(), "-j", "list", "ruleset"];
     let listing_argv = [nft.as_str(), "-a", "list", "ruleset"];
     let (ipt_argv, ip6t_argv) = ([ipt.as_str()], [ip6t.as_str()]);
-    let (json, listing, v4, v6) = tokio::join!(
-        run_prefixed(prefix, &json_argv, timeout),
-        run_prefixed(prefix, &listing_argv, timeout),
-        run_prefixed(prefix, &ipt_argv, timeout),
-        run_prefixed(prefix, &ip6t_argv, timeout),
+    let json = run_prefixed(prefix, &json_argv, timeout).await;
+    let parsed = checked("nft", json).map(|out| NftRuleset::from_json(&out.stdout));
+    let read = match &parsed {
+        Ok(Ok(rs)) => Some(rs),
+        _ => None,
+    };
+    let wants_listing = read.is_some_and(|rs| !rs.rules.is_empty());
+    // Another namespace's /proc/net is not ours to read from here: run everything there.
+    let nothing_for = |family: Family| -> bool {
+        let names = match family {
+            Family::Ip6 => "/proc/net/ip6_tables_names",
+            _ => "/proc/net/ip_tables_names",
+        };
+        prefix.is_empty()
+            && read.is_some_and(|rs| !rs.tables().any(|(f, _)| f == family.as_str()))
+            && legacy_tables(names).is_some_and(|t| t.is_empty())
+    };
+    let (skip_v4, skip_v6) = (nothing_for(Family::Ip), nothing_for(Family::Ip6));
+    let (listing, v4, v6) = tokio::join!(
+        async {
+            match wants_listing {
+                true => Some(run_prefixed(prefix, &listing_argv, timeout).await),
+                false => None,
+            }
+        },
+        async {
+            match skip_v4 {
+                true => None,
+                false => Some(run_prefixed(prefix, &ipt_argv, timeout).await),
+            }
+        },
+        async {
+            match skip_v6 {
+                true => None,
+                false => Some(run_prefixed(prefix, &ip6t_argv, timeout).await),
+            }
+        },
     );
 
-    let nft_result = match checked("nft", json) {
-        Ok(out) => match NftRuleset::from_json(&out.stdout) {
-            Ok(rs) => Gathered::Read(match checked::<NftRuleset>("nft", listing) {
-                Ok(text) => rs.with_listing(&text.stdout),
-                // Rule texts are then rendered from the JSON; the verdict is the same.
-                Err(_) => rs,
-            }),
-            Err(e) => Gathered::Unavailable {
-                reason: format!("cannot parse `nft -j list ruleset` output: {e}"),
-                fix: "run `nft -j list ruleset` by hand and report the output".into(),
-            },
+    let nft_result = match parsed {
+        Ok(Ok(rs)) => Gathered::Read(match listing {
+            Some(Ok(text)) if text.success() => rs.with_listing(&text.stdout),
+            // Rule texts are then rendered from the JSON; the verdict is the same.
+            _ => rs,
+        }),
+        Ok(Err(e)) => Gathered::Unavailable {
+            reason: format!("cannot parse `nft -j list ruleset` output: {e}"),
+            fix: "run `nft -j list ruleset` by hand and report the output".into(),
         },
         Err(unavailable) => unavailable,
     };
@@ -85,6 +121,17 @@ pub async fn gather_with(prefix: &[&str], timeout: Duration) -> FirewallSnapshot
         (Family::Ip, "iptables-save", v4),
         (Family::Ip6, "ip6tables-save", v6),
     ] {
+        let Some(result) = result else {
+            // Nothing it could print: an empty dump, as it would have been.
+            if let Ok(empty) = IptablesRuleset::parse("", family) {
+                iptables.push(IptablesSource {
+                    family,
+                    command: command.to_string(),
+                    result: Gathered::Read(empty),
+                });
+            }
+            continue;
+        };
         let legacy_present =
             matches!(&result, Ok(o) if o.stderr.contains("iptables-legacy tables present"));
         let gathered = match checked(command, result) {
@@ -159,12 +206,7 @@ fn without_iptables_save(
     } else {
         "/proc/net/ip_tables_names"
     };
-    let loaded = match why502_host::read_to_string_bounded(Path::new(names), 4096) {
-        Ok(s) => s.split_whitespace().map(str::to_string).collect::<Vec<_>>(),
-        // No x_tables module loaded: no legacy tables at all.
-        Err(e) if e.is_not_found() => Vec::new(),
-        Err(_) => return None,
-    };
+    let loaded = legacy_tables(names)?;
     if loaded.is_empty() {
         notes.push(format!(
             "{command} is not installed; no legacy tables are loaded ({names} is empty), and \
@@ -179,6 +221,17 @@ fn without_iptables_save(
             ),
             fix: "install the iptables package so its rules can be read".into(),
         })
+    }
+}
+
+/// The legacy (x_tables) tables the kernel has, from /proc/net/ip{,6}_tables_names; None when
+/// that cannot be read (not root).
+fn legacy_tables(names: &str) -> Option<Vec<String>> {
+    match why502_host::read_to_string_bounded(Path::new(names), 4096) {
+        Ok(s) => Some(s.split_whitespace().map(str::to_string).collect()),
+        // No x_tables module loaded: no legacy tables at all.
+        Err(e) if e.is_not_found() => Some(Vec::new()),
+        Err(_) => None,
     }
 }
 
