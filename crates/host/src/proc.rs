@@ -41,7 +41,8 @@ pub struct Credentials {
 pub struct ProcessTable {
     root: PathBuf,
     procs: Vec<ProcessInfo>,
-    boot_time: Option<u64>,
+    /// When the system booted, since the epoch (see `boot_time`).
+    boot_time: Option<Duration>,
     clock_ticks: u64,
     /// Each process's fd targets, read on first use and shared by every caller after.
     fds: std::sync::Arc<std::sync::Mutex<HashMap<u32, FdTargets>>>,
@@ -93,7 +94,8 @@ impl ProcessTable {
         procs.sort_by_key(|p| p.pid);
         let boot_time = read_to_string_bounded(&root.join("stat"), 1 << 20)
             .ok()
-            .and_then(|s| parse_btime(&s));
+            .and_then(|s| parse_btime(&s))
+            .map(|btime| boot_time(btime, live_boot_time()));
         // SAFETY: sysconf has no preconditions.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         ProcessTable {
@@ -151,7 +153,7 @@ impl ProcessTable {
     pub fn start_time(&self, p: &ProcessInfo) -> Option<SystemTime> {
         let boot = self.boot_time?;
         let secs_after_boot = p.start_ticks as f64 / self.clock_ticks as f64;
-        Some(UNIX_EPOCH + Duration::from_secs(boot) + Duration::from_secs_f64(secs_after_boot))
+        Some(UNIX_EPOCH + boot + Duration::from_secs_f64(secs_after_boot))
     }
 
     pub fn credentials(&self, pid: u32) -> Option<Credentials> {
@@ -307,6 +309,27 @@ fn split_cmdline(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// /proc/stat's `btime` is the boot time cut to whole seconds, so start times made from it
+/// read up to a second early — before the config file a deploy wrote just ahead of the start.
+/// The clocks give it to the microsecond (the kernel computes btime as CLOCK_REALTIME minus
+/// CLOCK_BOOTTIME, and stamps process starts in CLOCK_BOOTTIME); that is used when it falls
+/// in btime's second, i.e. when the table is the live /proc and not a captured one.
+fn boot_time(btime: u64, live: Option<Duration>) -> Duration {
+    let whole = Duration::from_secs(btime);
+    match live {
+        Some(l) if l >= whole && l < whole + Duration::from_secs(1) => l,
+        _ => whole,
+    }
+}
+
+/// CLOCK_REALTIME minus CLOCK_BOOTTIME, read now.
+fn live_boot_time() -> Option<Duration> {
+    use nix::time::{clock_gettime, ClockId};
+    let since_boot = Duration::from(clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    now.checked_sub(since_boot)
+}
+
 fn parse_btime(stat: &str) -> Option<u64> {
     stat.lines()
         .find_map(|l| l.strip_prefix("btime "))
@@ -334,6 +357,45 @@ pub fn parse_credentials(status: &str) -> Option<Credentials> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_time_is_the_clocks_within_btimes_second_else_btime() {
+        let live = Duration::from_millis(1_764_657_600_730);
+        assert_eq!(boot_time(1_764_657_600, Some(live)), live);
+        // A captured /proc of another host (or the clocks unreadable): its btime.
+        assert_eq!(
+            boot_time(1_700_000_000, Some(live)),
+            Duration::from_secs(1_700_000_000)
+        );
+        assert_eq!(
+            boot_time(1_764_657_600, None),
+            Duration::from_secs(1_764_657_600)
+        );
+    }
+
+    #[test]
+    fn a_child_started_now_reads_as_started_after_we_asked() {
+        // Made from btime alone, its start would read up to a second early.
+        let before = SystemTime::now();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep");
+        let table = ProcessTable::read(Path::new("/proc"));
+        let started = table
+            .get(child.id())
+            .and_then(|p| table.start_time(p))
+            .expect("the child's start time");
+        let _ = child.kill();
+        let _ = child.wait();
+        // One clock tick (10 ms at USER_HZ 100) of rounding down.
+        let tick = Duration::from_millis(1000 / table.clock_ticks.max(1) + 1);
+        assert!(
+            started + tick >= before,
+            "started {started:?}, asked at {before:?}"
+        );
+        assert!(started <= SystemTime::now(), "{started:?} in the future");
+    }
 
     #[test]
     fn stat_with_spaces_and_parens_in_comm() {
