@@ -44,7 +44,7 @@ pub async fn checks(
 ) -> Vec<HostCheck> {
     let mut out = Vec::new();
     let unexplained: Vec<_> = src
-        .kernel
+        .kernel_log()
         .kills()
         .iter()
         .filter(|k| !claimed.contains(&(k.pid, k.time)))
@@ -73,7 +73,7 @@ pub async fn checks(
             ),
             fix: Some("Memory is short on this host: find what grew (`dmesg -T | grep -i oom`), lower its limits or add memory before a backend is next.".to_string()),
             evidence: newest
-                .map(|k| Evidence::new(kernel_source(&src.kernel), k.line.clone()))
+                .map(|k| Evidence::new(kernel_source(src.kernel_log()), k.line.clone()))
                 .into_iter()
                 .collect(),
         });

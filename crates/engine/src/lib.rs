@@ -10,6 +10,7 @@ mod discover;
 pub mod facts;
 mod host_resources;
 mod options;
+mod slot;
 mod sources;
 pub mod steps;
 mod targets;
@@ -353,7 +354,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         },
         error_logs,
     );
-    sources.config = nginx_config::ConfigSlot::pending(config);
+    sources.config = nginx_config::ConfigSlot::pending(config, nginx_config::config_not_run);
     sources.agent = opts.agent.clone();
     sources.memory = why502_disk::MemoryPressure::read();
     sources.since_epoch = started_at
@@ -381,46 +382,63 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         loaded_at,
         &opts.agent.paths.dpkg_log,
     );
-    sources.kernel = match tokio::time::timeout_at(deadline, kernel).await {
-        Ok(Ok(k)) => k,
-        _ => why502_kernel_log::KernelLogWindow::Unknown {
-            reason: format!(
-                "the kernel log was not read within --timeout {:?}",
-                opts.timeout
-            ),
-            fix: "Give the run more time (--timeout).".to_string(),
-            tried: Vec::new(),
+    // The kernel log, the rulesets and the security state are still being read: the walk
+    // starts now, and only the steps that judge them (backend_log, resources, security, the
+    // timeline, the host checks) wait for them.
+    let kernel = Arc::new(slot::Slot::pending(
+        async move {
+            match tokio::time::timeout_at(deadline, kernel).await {
+                Ok(Ok(k)) => k,
+                _ => sources::kernel_not_read(),
+            }
         },
-    };
+        sources::kernel_not_read,
+    ));
+    sources.kernel = kernel.clone();
     if let Some(f) = firewall {
-        sources.firewall = tokio::time::timeout_at(deadline, f)
-            .await
-            .ok()
-            .and_then(Result::ok);
+        sources.firewall = slot::Slot::pending(
+            async move {
+                tokio::time::timeout_at(deadline, f)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            },
+            || None,
+        );
     }
     // After the kernel log: without auditd or a syslog daemon, AppArmor and SELinux denials
     // reach only the kernel log, read once above.
     let security = {
         let (paths, since, nginx_pids) = security;
-        let kernel_lines = match &sources.kernel {
-            why502_kernel_log::KernelLogWindow::Read(r) => Some(r.lsm_lines.clone()),
-            why502_kernel_log::KernelLogWindow::Unknown { .. } => None,
-        };
-        tokio::task::spawn_blocking(move || {
-            why502_security::SecuritySnapshot::gather(
-                &paths,
-                since,
-                &nginx_pids,
-                kernel_lines.as_deref(),
-            )
+        tokio::spawn(async move {
+            let kernel_lines = match kernel.wait().await {
+                why502_kernel_log::KernelLogWindow::Read(r) => Some(r.lsm_lines.clone()),
+                why502_kernel_log::KernelLogWindow::Unknown { .. } => None,
+            };
+            tokio::task::spawn_blocking(move || {
+                why502_security::SecuritySnapshot::gather(
+                    &paths,
+                    since,
+                    &nginx_pids,
+                    kernel_lines.as_deref(),
+                )
+            })
+            .await
+            .ok()
         })
     };
-    sources.security = tokio::time::timeout_at(deadline, security)
-        .await
-        .ok()
-        .and_then(Result::ok);
+    sources.security = slot::Slot::pending(
+        async move {
+            tokio::time::timeout_at(deadline, security)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+        },
+        || None,
+    );
     let sources = Arc::new(sources);
-    phases.mark("php-fpm configs, units, kernel log, firewall, security");
+    phases.mark("php-fpm configs, access logs, history");
     let (upstreams, claimed) = walk::walk_all(
         targets,
         sources.clone(),
@@ -431,7 +449,10 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     .await;
     phases.mark("walk every upstream");
     let mut host_checks = sources.config.wait().await.host_checks();
-    phases.mark("then wait for nginx -t");
+    sources.kernel.wait().await;
+    sources.firewall.wait().await;
+    sources.security.wait().await;
+    phases.mark("then wait for nginx -t, the kernel log, firewall, security");
     host_checks.extend(blind_spots(&sources, &setup.parsed.errors));
     let budget = deadline
         .saturating_duration_since(Instant::now())

@@ -54,13 +54,14 @@ pub struct Sources {
     pub error_logs: ErrorLogs,
     /// The agent's own config: per-upstream overrides, thresholds, host paths.
     pub agent: AgentConfig,
-    /// The kernel log over the window: OOM kills.
-    pub kernel: KernelLogWindow,
+    /// The kernel log over the window: OOM kills. Read while the walk goes on (shared with
+    /// the security reading, which needs its LSM lines); see `kernel_log`.
+    pub kernel: std::sync::Arc<crate::slot::Slot<KernelLogWindow>>,
     pub memory: MemoryPressure,
-    /// nftables and iptables rules (`None`: not read, e.g. out of time).
-    pub firewall: Option<why502_firewall::FirewallSnapshot>,
+    /// nftables and iptables rules (`None`: not read, e.g. out of time, or no TCP upstream).
+    pub firewall: crate::slot::Slot<Option<why502_firewall::FirewallSnapshot>>,
     /// SELinux and AppArmor state and denials (`None`: not read).
-    pub security: Option<why502_security::SecuritySnapshot>,
+    pub security: crate::slot::Slot<Option<why502_security::SecuritySnapshot>>,
     /// php-fpm configurations (running masters' first, then installed), read once.
     pub fpm_configs: Vec<why502_backend::PhpFpmConfig>,
     /// systemd unit files, read once (for backends that are down).
@@ -147,7 +148,35 @@ pub struct Owner {
     pub name: String,
 }
 
+/// The kernel log as a judge sees it before its gather waited for it (and what a lost read
+/// leaves): not read, so nothing is cleared by it.
+pub fn kernel_not_read() -> KernelLogWindow {
+    KernelLogWindow::Unknown {
+        reason: "the kernel log was not read within --timeout".to_string(),
+        fix: "Give the run more time (--timeout).".to_string(),
+        tried: Vec::new(),
+    }
+}
+
+static KERNEL_NOT_READ: std::sync::LazyLock<KernelLogWindow> =
+    std::sync::LazyLock::new(kernel_not_read);
+
 impl Sources {
+    /// The kernel log's window, as far as it is in (a step's gather waits for it).
+    pub fn kernel_log(&self) -> &KernelLogWindow {
+        self.kernel.get().unwrap_or(&KERNEL_NOT_READ)
+    }
+
+    /// The packet filter's rules, if they were read (a step's gather waits for them).
+    pub fn packet_filter(&self) -> Option<&why502_firewall::FirewallSnapshot> {
+        self.firewall.get().and_then(Option::as_ref)
+    }
+
+    /// SELinux and AppArmor, if they were read (a step's gather waits for them).
+    pub fn security_state(&self) -> Option<&why502_security::SecuritySnapshot> {
+        self.security.get().and_then(Option::as_ref)
+    }
+
     pub fn new(
         procs: ProcessTable,
         listen: ListenTable,
@@ -172,11 +201,7 @@ impl Sources {
             config: crate::steps::nginx_config::ConfigSlot::ready(config),
             error_logs,
             agent: AgentConfig::default(),
-            kernel: KernelLogWindow::Unknown {
-                reason: "the kernel log was not read".to_string(),
-                fix: String::new(),
-                tried: Vec::new(),
-            },
+            kernel: std::sync::Arc::new(crate::slot::Slot::ready(kernel_not_read())),
             memory: MemoryPressure {
                 meminfo: why502_disk::Reading::NotApplicable {
                     reason: "not read".to_string(),
@@ -185,8 +210,8 @@ impl Sources {
                     reason: "not read".to_string(),
                 },
             },
-            firewall: None,
-            security: None,
+            firewall: crate::slot::Slot::ready(None),
+            security: crate::slot::Slot::ready(None),
             fpm_configs: Vec::new(),
             unit_dirs: Vec::new(),
             units: std::sync::OnceLock::new(),

@@ -100,12 +100,21 @@ pub async fn gather_for(
         StepId::BackendLog => {
             backend::gather(target, cx, facts).await;
             backend::gather_logs(target, cx, facts).await;
+            // A worker's SIGKILL is the OOM killer's only if the kernel log says so.
+            cx.sources.kernel.wait().await;
         }
         StepId::Resources => {
             backend::gather(target, cx, facts).await;
             disk::gather(target, cx, facts).await;
+            cx.sources.kernel.wait().await;
         }
-        StepId::Security => resolve(target, cx, facts).await,
+        StepId::Security => {
+            resolve(target, cx, facts).await;
+            if matches!(target.addr, TargetAddr::Tcp { .. }) {
+                cx.sources.firewall.wait().await;
+            }
+            cx.sources.security.wait().await;
+        }
         StepId::NginxConfig => {
             cx.sources.config.wait().await;
         }

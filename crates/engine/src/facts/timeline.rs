@@ -207,7 +207,7 @@ pub fn build(
             host.extend(unit_events(&unit, &read));
         }
     }
-    for k in sources.kernel.kills() {
+    for k in sources.kernel_log().kills() {
         if claims.iter().any(|(pid, t)| *pid == k.pid && *t == k.time) {
             host.push((
                 secs(k.time),
@@ -356,6 +356,8 @@ pub async fn gather(
     sources: &Sources,
     budget: std::time::Duration,
 ) {
+    // OOM kills of its processes go on the timeline.
+    sources.kernel.wait().await;
     for (c, _) in related_fpm_configs(target, sources) {
         if let why502_backend::FpmLogTarget::File(log) = &c.global.error_log {
             let _ = sources.backend_log(log);

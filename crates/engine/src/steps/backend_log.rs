@@ -196,7 +196,7 @@ fn confirmed_cause(s: &ClassSummary, cx: &JudgeCx<'_>) -> (CauseId, Vec<super::K
     };
     let kill = s.newest_pid.and_then(|pid| {
         cx.sources
-            .kernel
+            .kernel_log()
             .kills()
             .iter()
             .filter(|k| k.pid == pid)

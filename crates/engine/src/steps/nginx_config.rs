@@ -17,54 +17,13 @@ pub struct ConfigFinding {
 
 /// The nginx_config finding, which only the nginx_config step (and the host checks after the
 /// walk) wait for: `nginx -t` runs while every other step of every upstream is walked.
-pub struct ConfigSlot {
-    cell: tokio::sync::OnceCell<ConfigFinding>,
-    pending: std::sync::Mutex<Option<PendingConfig>>,
-}
+pub type ConfigSlot = crate::slot::Slot<ConfigFinding>;
 
-type PendingConfig = std::pin::Pin<Box<dyn std::future::Future<Output = ConfigFinding> + Send>>;
-
-impl ConfigSlot {
-    /// A finding known already (tests, captured facts).
-    pub fn ready(finding: ConfigFinding) -> ConfigSlot {
-        ConfigSlot {
-            cell: tokio::sync::OnceCell::new_with(Some(finding)),
-            pending: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// A finding that `work` computes; the first to ask drives it, the others wait for it.
-    pub fn pending(
-        work: impl std::future::Future<Output = ConfigFinding> + Send + 'static,
-    ) -> ConfigSlot {
-        ConfigSlot {
-            cell: tokio::sync::OnceCell::new(),
-            pending: std::sync::Mutex::new(Some(Box::pin(work))),
-        }
-    }
-
-    /// The finding, waiting for `nginx -t` if it has not finished.
-    pub async fn wait(&self) -> &ConfigFinding {
-        self.cell
-            .get_or_init(|| async {
-                let work = match self.pending.lock() {
-                    Ok(mut p) => p.take(),
-                    Err(poisoned) => poisoned.into_inner().take(),
-                };
-                match work {
-                    Some(w) => w.await,
-                    None => ConfigFinding {
-                        finding: StepFinding::unknown("nginx -t was not run"),
-                        changed_since_load: Vec::new(),
-                    },
-                }
-            })
-            .await
-    }
-
-    /// The finding if it is in (the step's judge runs after its gather waited for it).
-    pub fn get(&self) -> Option<&ConfigFinding> {
-        self.cell.get()
+/// What the nginx_config step says when `nginx -t`'s run was lost (cancelled at the deadline).
+pub fn config_not_run() -> ConfigFinding {
+    ConfigFinding {
+        finding: StepFinding::unknown("nginx -t was not run"),
+        changed_since_load: Vec::new(),
     }
 }
 
@@ -431,14 +390,17 @@ mod tests {
     async fn the_config_slot_runs_its_work_once_for_every_waiter() {
         let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = runs.clone();
-        let slot = std::sync::Arc::new(ConfigSlot::pending(async move {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            ConfigFinding {
-                finding: StepFinding::pass("nginx -t: ok"),
-                changed_since_load: Vec::new(),
-            }
-        }));
+        let slot = std::sync::Arc::new(ConfigSlot::pending(
+            async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                ConfigFinding {
+                    finding: StepFinding::pass("nginx -t: ok"),
+                    changed_since_load: Vec::new(),
+                }
+            },
+            config_not_run,
+        ));
         assert!(slot.get().is_none(), "nothing is in before anyone waits");
         let waiters: Vec<_> = (0..4)
             .map(|_| {

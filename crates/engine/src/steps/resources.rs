@@ -145,7 +145,7 @@ fn oom_finding(
     backend: Option<&BackendFacts>,
     cx: &JudgeCx<'_>,
 ) -> StepFinding {
-    let read = match &cx.sources.kernel {
+    let read = match cx.sources.kernel_log() {
         KernelLogWindow::Unknown { reason, fix, .. } => {
             return StepFinding::unknown(format!(
                 "cannot tell whether the kernel OOM-killed the backend: {reason}"

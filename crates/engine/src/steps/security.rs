@@ -37,7 +37,7 @@ pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
         if let Destination::Tcp { ip, port } = d {
             parts.push(firewall(*ip, *port, cx));
         }
-        parts.push(match &src.security {
+        parts.push(match src.security_state() {
             Some(snapshot) => lsm(snapshot.judge(d)),
             None => StepFinding::unknown("SELinux and AppArmor were not read within --timeout"),
         });
@@ -69,7 +69,7 @@ pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
 
 fn firewall(ip: IpAddr, port: u16, cx: &JudgeCx<'_>) -> StepFinding {
     let src = cx.sources;
-    let Some(rules) = src.firewall.as_ref() else {
+    let Some(rules) = src.packet_filter() else {
         return StepFinding::unknown("the packet-filter rules were not read within --timeout");
     };
     // nginx's source address is chosen by the kernel; only "some local address" is known.

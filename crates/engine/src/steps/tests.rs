@@ -72,18 +72,20 @@ fn kill(pid: u32, secs_ago: u64, task_memcg: &str) -> OomKill {
 
 fn sources_with_kills(kills: Vec<OomKill>) -> Sources {
     let mut s = Sources::for_tests();
-    s.kernel = KernelLogWindow::Read(KernelLogRead {
-        source: KernelLogSource::Kmsg,
-        since: at(3600),
-        kills,
-        kills_dropped: 0,
-        lsm_lines: Vec::new(),
-        records_read: 100,
-        covers_from: Some(at(7200)),
-        reaches_back: true,
-        stopped: None,
-        unusable: Vec::new(),
-    });
+    s.kernel = std::sync::Arc::new(crate::slot::Slot::ready(KernelLogWindow::Read(
+        KernelLogRead {
+            source: KernelLogSource::Kmsg,
+            since: at(3600),
+            kills,
+            kills_dropped: 0,
+            lsm_lines: Vec::new(),
+            records_read: 100,
+            covers_from: Some(at(7200)),
+            reaches_back: true,
+            stopped: None,
+            unusable: Vec::new(),
+        },
+    )));
     s
 }
 
