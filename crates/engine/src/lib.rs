@@ -90,7 +90,10 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     let may_skip_check = (opts.server_name.is_some() || opts.upstream.is_some())
         && !opts.all
         && setup.master.is_some();
-    let load_files = {
+    // Only a view that may skip nginx -t needs to know what nginx read at load.
+    let load_files = if !may_skip_check {
+        Vec::new()
+    } else {
         let conf_dir = setup
             .conf
             .parent()
@@ -145,7 +148,18 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             })
         }
     };
-    let (config_check, start_check) = if may_skip_check {
+    // The log can only confirm the master's own load time (`trusted_load_time` is it or
+    // None): a file changed since then, or a parse error, means nginx -t runs whatever the
+    // log says, so it starts now instead of after the log is read — on a busy log that read
+    // is the longest thing before it.
+    let unchanged_since_load = may_skip_check
+        && setup
+            .master
+            .as_ref()
+            .and_then(|m| m.loaded_at())
+            .is_some_and(|t| facts::drift::maybe_changed_since(&load_files, Some(t)).is_empty())
+        && nginx_config::real_parse_errors(&setup.parsed.errors) == 0;
+    let (config_check, start_check) = if unchanged_since_load {
         (None, Some(start_check))
     } else {
         (Some(start_check()), None)
@@ -298,8 +312,9 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             let master = setup.master.as_ref()?;
             let reloads = reload_times(&error_logs);
             let trusted = why502_nginx::discovery::trusted_load_time(master, &reloads);
+            // Checked above against the master's load time, which is what `trusted` is.
             nginx_config::skipped_check(
-                facts::drift::maybe_changed_since(&load_files, trusted).is_empty(),
+                unchanged_since_load,
                 trusted,
                 &setup.parsed.errors,
                 load_files.len(),

@@ -185,7 +185,7 @@ pub fn is_parser_limit(e: &ParseError) -> bool {
 }
 
 /// Our parser's errors that are about the configuration (not its own limits).
-fn real_parse_errors(errors: &[ParseError]) -> usize {
+pub(crate) fn real_parse_errors(errors: &[ParseError]) -> usize {
     errors.iter().filter(|e| !is_parser_limit(e)).count()
 }
 
