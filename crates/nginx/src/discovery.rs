@@ -267,7 +267,7 @@ fn elf_rodata(path: &Path) -> Option<Vec<u8>> {
     let shentsize = u64::from(u16_at(&header, 0x3A)?);
     let shnum = u64::from(u16_at(&header, 0x3C)?);
     let shstrndx = u64::from(u16_at(&header, 0x3E)?);
-    if shentsize < 64 || shnum == 0 || shnum > 4096 || shstrndx >= shnum {
+    if shentsize != 64 || shnum == 0 || shnum > 4096 || shstrndx >= shnum {
         return None;
     }
     let table = read_at(shoff, shentsize * shnum)?;

@@ -88,7 +88,7 @@ pub(crate) fn tie(
             // A live process that was killed is still dying; one that started after the kill
             // has the pid of an earlier process (pids are reused), and one in another cgroup
             // than the kill's is another process too.
-            let alive_then = m.started_at.is_some_and(|s| s <= kill.time + CLOCK_SLACK);
+            let alive_then = m.started_at.is_none_or(|s| s <= kill.time + CLOCK_SLACK);
             let same_cgroup = match (kill.task_memcg.as_deref(), b.memory_cgroup.as_deref()) {
                 (Some(k), Some(own)) => k == own,
                 _ => true,

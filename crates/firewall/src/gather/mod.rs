@@ -63,7 +63,12 @@ pub async fn gather_with(prefix: &[&str], timeout: Duration) -> FirewallSnapshot
     let json_argv = [nft.as_str(), "-j", "list", "ruleset"];
     let listing_argv = [nft.as_str(), "-a", "list", "ruleset"];
     let (ipt_argv, ip6t_argv) = ([ipt.as_str()], [ip6t.as_str()]);
+    let started = std::time::Instant::now();
     let json = run_prefixed(prefix, &json_argv, timeout).await;
+    // One budget for the whole read: what follows nft gets what nft left of it.
+    let timeout = timeout
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_millis(1));
     let parsed = checked("nft", json).map(|out| NftRuleset::from_json(&out.stdout));
     let read = match &parsed {
         Ok(Ok(rs)) => Some(rs),
