@@ -402,6 +402,34 @@ impl Lab {
     #[track_caller]
     pub fn prove_status(&self, expected_status: u16, expected_error_log_substring: &str) {
         let status = self.curl_through_nginx("/");
+        self.assert_proved(status, expected_status, expected_error_log_substring);
+    }
+
+    /// Like `prove_502` for a breakage a proof request can itself use up: up to `attempts`
+    /// requests of at most `max_time` each, until one gets 502. (A full accept queue may
+    /// have room for one more when its worker takes the next connection; the request that
+    /// lands there waits, and the next one overflows.)
+    #[track_caller]
+    pub fn prove_502_within(
+        &self,
+        attempts: usize,
+        max_time: Duration,
+        expected_error_log_substring: &str,
+    ) {
+        let max_time = format!("{}", max_time.as_secs().max(1));
+        let url = format!("http://{}/", super::nginx::NGINX_LISTEN);
+        let mut status = 0;
+        for _ in 0..attempts.max(1) {
+            status = self.curl_status_with(&url, &["--max-time", &max_time]);
+            if status == 502 {
+                break;
+            }
+        }
+        self.assert_proved(status, 502, expected_error_log_substring);
+    }
+
+    #[track_caller]
+    fn assert_proved(&self, status: u16, expected_status: u16, expected_error_log_substring: &str) {
         assert_eq!(
             status,
             expected_status,

@@ -53,6 +53,16 @@ pub fn judge(target: &UpstreamTarget, cx: &JudgeCx<'_>) -> StepFinding {
     }
 }
 
+/// Whether cgroup path `inner` is `outer` or lies below it ("/a/b" is within "/a", "/ab" is not).
+fn within_cgroup(inner: &str, outer: &str) -> bool {
+    let outer = outer.trim_end_matches('/');
+    outer.is_empty()
+        || inner == outer
+        || inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Why a kill is this upstream's backend's, or None when nothing ties them.
 pub(crate) fn tie(
     kill: &OomKill,
@@ -86,11 +96,12 @@ pub(crate) fn tie(
     if let Some(b) = &backend.current {
         if let Some(m) = b.family.iter().find(|m| m.pid == kill.pid) {
             // A live process that was killed is still dying; one that started after the kill
-            // has the pid of an earlier process (pids are reused), and one in another cgroup
-            // than the kill's is another process too.
+            // has the pid of an earlier process (pids are reused), and one outside the
+            // backend's cgroup (its own or one below it: a unit with Delegate=yes puts its
+            // workers in child cgroups) is another process too.
             let alive_then = m.started_at.is_none_or(|s| s <= kill.time + CLOCK_SLACK);
             let same_cgroup = match (kill.task_memcg.as_deref(), b.memory_cgroup.as_deref()) {
-                (Some(k), Some(own)) => k == own,
+                (Some(k), Some(own)) => within_cgroup(k, own),
                 _ => true,
             };
             if alive_then && same_cgroup {

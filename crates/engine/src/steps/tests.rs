@@ -242,15 +242,28 @@ fn a_kill_of_an_earlier_process_with_a_reused_pid_is_not_the_backends() {
         "{}",
         f.summary
     );
-    // Older than the kill but in another cgroup: another process.
-    let sources = sources_with_kills(vec![kill(501, 30, "/panel/job-7")]);
+    // Older than the kill but in another cgroup: another process. A cgroup that only shares
+    // the backend's name as a prefix is another one too.
+    for other in ["/panel/job-7", "/why502-lab-2"] {
+        let sources = sources_with_kills(vec![kill(501, 30, other)]);
+        check(
+            StepId::Resources,
+            &tcp_target(8000),
+            &sources,
+            &facts_serving(serving("/why502-lab", false, 60)),
+            Some(CauseId::UpstreamReset),
+            (Outcome::Pass, None),
+        );
+    }
+    // A worker in a child cgroup of the backend's (a unit with Delegate=yes) is the backend's.
+    let sources = sources_with_kills(vec![kill(501, 30, "/why502-lab/pool-www")]);
     check(
         StepId::Resources,
         &tcp_target(8000),
         &sources,
         &facts_serving(serving("/why502-lab", false, 60)),
         Some(CauseId::UpstreamReset),
-        (Outcome::Pass, None),
+        (Outcome::Break, Some(CauseId::OomKilled)),
     );
 }
 

@@ -76,16 +76,17 @@ pub async fn gather_with(prefix: &[&str], timeout: Duration) -> FirewallSnapshot
     };
     let wants_listing = read.is_some_and(|rs| !rs.rules.is_empty());
     // Another namespace's /proc/net is not ours to read from here: run everything there.
-    let nothing_for = |family: Family| -> bool {
-        let names = match family {
-            Family::Ip6 => "/proc/net/ip6_tables_names",
-            _ => "/proc/net/ip_tables_names",
-        };
-        prefix.is_empty()
-            && read.is_some_and(|rs| !rs.tables().any(|(f, _)| f == family.as_str()))
-            && legacy_tables(names).is_some_and(|t| t.is_empty())
+    let nothing_for = |family: Family| -> Option<String> {
+        if !prefix.is_empty() {
+            return None;
+        }
+        let names = legacy_tables_file(family);
+        dump_not_needed(read, family, names, legacy_tables(names).as_deref())
     };
     let (skip_v4, skip_v6) = (nothing_for(Family::Ip), nothing_for(Family::Ip6));
+    let mut notes = Vec::new();
+    notes.extend(skip_v4.iter().chain(skip_v6.iter()).cloned());
+    let (skip_v4, skip_v6) = (skip_v4.is_some(), skip_v6.is_some());
     let (listing, v4, v6) = tokio::join!(
         async {
             match wants_listing {
@@ -120,7 +121,6 @@ pub async fn gather_with(prefix: &[&str], timeout: Duration) -> FirewallSnapshot
         Err(unavailable) => unavailable,
     };
 
-    let mut notes = Vec::new();
     let mut iptables = Vec::new();
     for (family, command, result) in [
         (Family::Ip, "iptables-save", v4),
@@ -206,11 +206,7 @@ fn without_iptables_save(
         // Another namespace's /proc/net is not ours to read from here.
         return None;
     }
-    let names = if family == Family::Ip6 {
-        "/proc/net/ip6_tables_names"
-    } else {
-        "/proc/net/ip_tables_names"
-    };
+    let names = legacy_tables_file(family);
     let loaded = legacy_tables(names)?;
     if loaded.is_empty() {
         notes.push(format!(
@@ -226,6 +222,36 @@ fn without_iptables_save(
             ),
             fix: "install the iptables package so its rules can be read".into(),
         })
+    }
+}
+
+/// Why `family`'s iptables-save need not run (the note that says so), or None when it must:
+/// it can print rules only from nft tables of that family (iptables-nft) or from legacy
+/// tables the kernel lists in `names_file` (`legacy`, None when that file was unreadable).
+fn dump_not_needed(
+    nft: Option<&NftRuleset>,
+    family: Family,
+    names_file: &str,
+    legacy: Option<&[String]>,
+) -> Option<String> {
+    let nft = nft?;
+    if nft.tables().any(|(f, _)| f == family.as_str()) || !legacy?.is_empty() {
+        return None;
+    }
+    let command = match family {
+        Family::Ip6 => "ip6tables-save",
+        _ => "iptables-save",
+    };
+    Some(format!(
+        "{command} not run: nft lists no {} table and {names_file} is empty, so it has no rules to print",
+        family.as_str()
+    ))
+}
+
+fn legacy_tables_file(family: Family) -> &'static str {
+    match family {
+        Family::Ip6 => "/proc/net/ip6_tables_names",
+        _ => "/proc/net/ip_tables_names",
     }
 }
 
