@@ -301,6 +301,26 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
+    // Worker starts no reload notice explains (Debian logs at `error`, below the notices)
+    // are a reload's when the master's log shows no worker died then: only a view that may
+    // skip nginx -t asks, and only about those seconds.
+    let quiet_starts = match (&start_check, &setup.master) {
+        (Some(_), Some(master)) => {
+            let unexplained = why502_nginx::discovery::unexplained_worker_starts(
+                master,
+                &reload_times(&error_logs),
+            );
+            let logs = master_error_logs(&setup);
+            if unexplained.is_empty() || logs.is_empty() {
+                Vec::new()
+            } else {
+                tokio::task::spawn_blocking(move || quiet_worker_starts(&unexplained, &logs))
+                    .await
+                    .unwrap_or_default()
+            }
+        }
+        _ => Vec::new(),
+    };
     // nginx -t goes on while the upstreams are walked: only the nginx_config step (and the
     // host checks after the walk) wait for its finding.
     let config = {
@@ -311,7 +331,8 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         let skipped = start_check.as_ref().and_then(|_| {
             let master = setup.master.as_ref()?;
             let reloads = reload_times(&error_logs);
-            let trusted = why502_nginx::discovery::trusted_load_time(master, &reloads);
+            let trusted =
+                why502_nginx::discovery::trusted_load_time(master, &reloads, &quiet_starts);
             // Checked above against the master's load time, which is what `trusted` is.
             nginx_config::skipped_check(
                 unchanged_since_load,
@@ -728,6 +749,53 @@ enum ErrorLogSource {
 /// level notice, so only when the error_log level lets it through).
 fn last_reload_logged(logs: &ErrorLogs) -> Option<SystemTime> {
     reload_times(logs).into_iter().max()
+}
+
+/// The files the master itself logs to at a level that keeps a worker's death (`[alert]
+/// worker process N exited on signal S`): the main context's `error_log` files, else the
+/// compiled-in log (at nginx's default level `error`).
+fn master_error_logs(setup: &discover::NginxSetup) -> Vec<PathBuf> {
+    use why502_nginx::config::ErrorLogDest;
+    let main: Vec<_> = setup.config.error_logs.iter().filter(|e| e.main).collect();
+    if main.is_empty() {
+        return compiled_error_log(setup).into_iter().collect();
+    }
+    main.iter()
+        .filter(|e| e.level != "emerg")
+        .filter_map(|e| match &e.dest {
+            ErrorLogDest::File { path } if path.as_os_str() != "/dev/null" => Some(path.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Of `starts`, those around which (5 s either side) a master log that covers the time shows
+/// no worker exit, and none shows one.
+fn quiet_worker_starts(starts: &[SystemTime], logs: &[PathBuf]) -> Vec<SystemTime> {
+    use why502_nginx::errorlog::exits::{worker_exits_in_span, ExitsInSpan};
+    const AROUND: i64 = 5;
+    starts
+        .iter()
+        .copied()
+        .filter(|start| {
+            let Ok(at) = start.duration_since(SystemTime::UNIX_EPOCH) else {
+                return false;
+            };
+            let at = at.as_secs() as i64;
+            let mut covered = false;
+            for log in logs {
+                match worker_exits_in_span(log, at - AROUND, at + AROUND) {
+                    Ok(ExitsInSpan::Covered(exits)) if exits.is_empty() => covered = true,
+                    Ok(ExitsInSpan::Covered(_)) => return false,
+                    Ok(ExitsInSpan::NotCovered(why)) => {
+                        tracing::debug!(log = %log.display(), "worker start not checked: {why}")
+                    }
+                    Err(e) => tracing::debug!("worker start not checked: {e}"),
+                }
+            }
+            covered
+        })
+        .collect()
 }
 
 /// Every reload notice the error logs hold in the window.

@@ -34,6 +34,26 @@ pub fn local_hour_to_epoch(y: i64, mo: i64, d: i64, h: i64) -> Option<i64> {
     (t != -1).then_some(t as i64)
 }
 
+/// `t` (seconds since the epoch) as a local `YYYY/MM/DD HH:MM:SS`, the stamp nginx writes.
+pub fn local_stamp(t: i64) -> Option<String> {
+    let t = libc::time_t::try_from(t).ok()?;
+    // SAFETY: a zeroed tm is a valid value for localtime_r to fill.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to valid values owned by this frame.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return None;
+    }
+    Some(format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
+        i64::from(tm.tm_year) + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +73,11 @@ mod tests {
         assert_eq!(b - a, 3600);
         assert_eq!(local_hour_to_epoch(2026, 13, 1, 0), None);
         assert_eq!(local_hour_to_epoch(2026, 1, 1, 24), None);
+    }
+
+    #[test]
+    fn a_local_stamp_reads_back_as_its_time() {
+        let t = local_hour_to_epoch(2026, 11, 21, 3).unwrap() + 12 * 60 + 9;
+        assert_eq!(local_stamp(t).as_deref(), Some("2026/11/21 03:12:09"));
     }
 }

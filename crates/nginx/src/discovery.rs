@@ -50,27 +50,59 @@ impl Master {
 }
 
 /// When the master last loaded its configuration, if that can be told from its workers: each
-/// worker must have started with the master or at a reload the error log noted (`reloads`).
-/// A worker started at any other time was respawned after one died, from the configuration in
-/// memory — then its start says nothing about what was read from disk, and the answer is None.
-pub fn trusted_load_time(master: &Master, reloads: &[SystemTime]) -> Option<SystemTime> {
+/// worker must have started with the master, at a reload the error log noted (`reloads`), or
+/// at a start the master's log shows no worker died at (`quiet_starts`, from
+/// `unexplained_worker_starts` checked with `errorlog::exits`: a reload the log's level did
+/// not note). A worker started at any other time was respawned after one died, from the
+/// configuration in memory — then its start says nothing about what was read from disk, and
+/// the answer is None.
+pub fn trusted_load_time(
+    master: &Master,
+    reloads: &[SystemTime],
+    quiet_starts: &[SystemTime],
+) -> Option<SystemTime> {
     let starts: Vec<SystemTime> = master.workers.iter().filter_map(|w| w.started).collect();
     if starts.is_empty() || starts.len() != master.workers.len() {
         return None;
     }
-    // A start time is known to the second; a reload's workers start within moments of it.
-    let near = |w: SystemTime, a: SystemTime| {
-        w + Duration::from_secs(2) >= a && w <= a + Duration::from_secs(5)
-    };
+    let anchors: Vec<SystemTime> = master
+        .started
+        .into_iter()
+        .chain(reloads.iter().copied())
+        .chain(quiet_starts.iter().copied())
+        .collect();
+    if !starts
+        .iter()
+        .all(|w| anchors.iter().any(|a| near_load(*w, *a)))
+    {
+        return None;
+    }
+    master.loaded_at()
+}
+
+/// The workers' start times that neither the master's start nor a logged reload explains
+/// (oldest first, one per second): each a reload the log's level hid, or a respawn.
+pub fn unexplained_worker_starts(master: &Master, reloads: &[SystemTime]) -> Vec<SystemTime> {
     let anchors: Vec<SystemTime> = master
         .started
         .into_iter()
         .chain(reloads.iter().copied())
         .collect();
-    if !starts.iter().all(|w| anchors.iter().any(|a| near(*w, *a))) {
-        return None;
-    }
-    master.loaded_at()
+    let mut starts: Vec<SystemTime> = master
+        .workers
+        .iter()
+        .filter_map(|w| w.started)
+        .filter(|w| !anchors.iter().any(|a| near_load(*w, *a)))
+        .collect();
+    starts.sort();
+    starts.dedup_by(|a, b| a.duration_since(*b).unwrap_or_default() < Duration::from_secs(1));
+    starts
+}
+
+/// A start time is known to the tick and a log stamp to the second; a load's workers start
+/// within moments of it.
+fn near_load(worker: SystemTime, load: SystemTime) -> bool {
+    worker + Duration::from_secs(2) >= load && worker <= load + Duration::from_secs(5)
 }
 
 /// Every nginx master in the table, the ones in the agent's network namespace first.
@@ -534,16 +566,41 @@ mod tests {
                 .collect(),
         };
         // Started with the master: loaded then.
-        assert_eq!(trusted_load_time(&master(&[100, 101]), &[]), Some(at(100)));
+        assert_eq!(
+            trusted_load_time(&master(&[100, 101]), &[], &[]),
+            Some(at(100))
+        );
+        assert!(unexplained_worker_starts(&master(&[100, 101]), &[]).is_empty());
         // Replaced at a logged reload.
         assert_eq!(
-            trusted_load_time(&master(&[500, 500]), &[at(499)]),
+            trusted_load_time(&master(&[500, 500]), &[at(499)], &[]),
             Some(at(500))
         );
         // One worker respawned at 700 (no reload then): its config is the one in memory.
-        assert_eq!(trusted_load_time(&master(&[500, 700]), &[at(499)]), None);
+        assert_eq!(
+            trusted_load_time(&master(&[500, 700]), &[at(499)], &[]),
+            None
+        );
+        assert_eq!(
+            unexplained_worker_starts(&master(&[500, 700]), &[at(499)]),
+            vec![at(700)]
+        );
         // The only worker started with no reload logged: a respawn, or a reload out of the window.
-        assert_eq!(trusted_load_time(&master(&[700]), &[]), None);
-        assert_eq!(trusted_load_time(&master(&[]), &[]), None);
+        assert_eq!(trusted_load_time(&master(&[700]), &[], &[]), None);
+        assert_eq!(trusted_load_time(&master(&[]), &[], &[]), None);
+        // The master's log shows no worker died at 700: a reload its level did not note.
+        assert_eq!(
+            trusted_load_time(&master(&[700, 700]), &[], &[at(700)]),
+            Some(at(700))
+        );
+        assert_eq!(
+            unexplained_worker_starts(&master(&[700, 700, 900]), &[]),
+            vec![at(700), at(900)]
+        );
+        // Quiet at 700, but the worker of 900 is a respawn.
+        assert_eq!(
+            trusted_load_time(&master(&[700, 900]), &[], &[at(700)]),
+            None
+        );
     }
 }

@@ -214,11 +214,6 @@ fn read_window_of(
             Ok(t) => std::borrow::Cow::Borrowed(t),
             Err(_) => String::from_utf8_lossy(raw),
         };
-        // A busy shared log is mostly other sites' lines and lines below error: the level at
-        // its fixed place, then the run's filter on the whole entry (the message is a part of
-        // it, so nothing the filter accepts is lost), skip them before the stamp is parsed.
-        // Every SAMPLE_EVERY-th of them is still parsed, so the read stops near the window's
-        // start as before.
         // A busy shared log is mostly other sites' lines and lines below error: the level,
         // then the run's filter on the message (the same filter as below, on the same text),
         // skip them before the stamp is parsed. Every SAMPLE_EVERY-th of them is still parsed,
@@ -423,6 +418,8 @@ impl LocalClock {
         Some(base + mi * 60 + s)
     }
 }
+
+pub mod exits;
 
 #[cfg(test)]
 mod tests;

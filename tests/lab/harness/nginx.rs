@@ -205,27 +205,8 @@ impl Lab {
     /// `nginx -s reload` by signal: SIGHUP to the master, then wait until every worker is
     /// a new one (the old ones finish and exit).
     pub fn reload_nginx(&mut self) {
-        let master = self
-            .process_mut(PROCESS_LABEL)
-            .map(|p| p.pid())
-            .unwrap_or_else(|| panic!("lab: nginx was not started"));
-        let children = || -> Vec<i32> {
-            std::fs::read_dir("/proc")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|pid| {
-                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                        .ok()
-                        .and_then(|st| {
-                            let rest = &st[st.rfind(')')? + 2..];
-                            rest.split_whitespace().nth(1)?.parse::<i32>().ok()
-                        })
-                        == Some(master)
-                })
-                .collect()
-        };
+        let master = self.nginx_master_pid();
+        let children = || children_of(master);
         let before = children();
         // SAFETY: kill has no memory preconditions; the pid is the lab's own nginx master.
         let rc = unsafe { libc::kill(master, libc::SIGHUP) };
@@ -238,6 +219,33 @@ impl Lab {
             replaced.is_some(),
             "lab: nginx {master} did not replace its workers after SIGHUP"
         );
+    }
+
+    /// Kills one worker with SIGKILL, as the OOM killer would, and waits until the master
+    /// has started its replacement (nginx logs `[alert] worker process N exited on signal 9`).
+    pub fn kill_an_nginx_worker(&mut self) {
+        let master = self.nginx_master_pid();
+        let before = children_of(master);
+        let victim = *before
+            .first()
+            .unwrap_or_else(|| panic!("lab: nginx {master} has no worker"));
+        // SAFETY: kill has no memory preconditions; the pid is a worker of the lab's nginx.
+        let rc = unsafe { libc::kill(victim, libc::SIGKILL) };
+        assert_eq!(rc, 0, "lab: SIGKILL to nginx worker {victim}");
+        let respawned = super::wait::poll_until(START_TIMEOUT, || {
+            let now = children_of(master);
+            (now.len() == before.len() && !now.contains(&victim)).then_some(())
+        });
+        assert!(
+            respawned.is_some(),
+            "lab: nginx {master} did not respawn worker {victim}"
+        );
+    }
+
+    fn nginx_master_pid(&mut self) -> i32 {
+        self.process_mut(PROCESS_LABEL)
+            .map(|p| p.pid())
+            .unwrap_or_else(|| panic!("lab: nginx was not started"))
     }
 
     /// Fast stop (SIGTERM) and wait for the master to exit.
@@ -308,6 +316,25 @@ impl Lab {
         );
         out
     }
+}
+
+/// The processes whose parent is `parent`, from /proc.
+fn children_of(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| {
+                    let rest = &st[st.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
 }
 
 #[cfg(test)]

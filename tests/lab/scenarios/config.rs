@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::{
-    find_causes, findings, mentions_file_line, parse_nginx_error_location, AgentRun, CliSandbox,
-    Expect, Lab,
+    find_causes, findings, mentions_file_line, parse_nginx_error_location, poll_until,
+    render_nginx_conf, AgentRun, CliSandbox, Expect, Lab,
 };
 
 const CONFIG_INVALID: &str = "nginx_config_invalid";
@@ -346,4 +346,61 @@ fn lab_per_site_view_runs_nginx_t_only_after_a_change() {
         run.context()
     );
     assert_config_invalid_at(&run, &[("nginx.conf", line)]);
+}
+
+/// At Debian's default level (`error`) nginx logs no reload notice, so new workers look like
+/// respawned ones. The per-site view reads the master's log around their start: no worker
+/// died then, so it was a reload and nginx -t need not run; after a worker is killed and
+/// respawned (nginx logs that at `alert`), the load time is not trusted and nginx -t runs.
+#[test]
+fn lab_per_site_view_trusts_a_reload_the_log_level_hid_but_not_a_respawn() {
+    let Some(mut lab) = Lab::new("per-site-quiet-reload") else {
+        return;
+    };
+    lab.start_http_backend("127.0.0.1", 8000);
+    let location = lab.proxy_location("127.0.0.1:8000");
+    let conf = render_nginx_conf(lab.root(), &location);
+    let quiet = conf.replace("/logs/error.log info;", "/logs/error.log;");
+    assert_ne!(quiet, conf, "the lab's error_log line changed");
+    lab.start_nginx_with_conf(&quiet);
+    assert_eq!(lab.curl_through_nginx("/"), 200, "{}", lab.diagnostics());
+    let step_of = |run: &AgentRun| {
+        run.report()["upstreams"][0]["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["step"] == "nginx_config"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no nginx_config step\n{}", run.context()))
+    };
+    let args = [
+        "--json",
+        "--nginx-conf",
+        &lab.nginx_conf_arg(),
+        "--server-name",
+        "lab.test",
+    ];
+    // Later than a start can be told from the master's own (5 s).
+    std::thread::sleep(Duration::from_millis(6000));
+    lab.reload_nginx();
+    assert!(
+        !lab.error_log_contains("reconfiguring"),
+        "level error was to hide the reload notice\n{}",
+        lab.diagnostics()
+    );
+    let run = lab.run_agent(&args);
+    run.assert(&Expect::healthy("127.0.0.1:8000"));
+    let step = step_of(&run);
+    assert_eq!(step["outcome"], "skip", "{step}\n{}", run.context());
+    // A worker killed and respawned: its start is no load time.
+    lab.kill_an_nginx_worker();
+    assert!(
+        poll_until(Duration::from_secs(5), || lab
+            .error_log_contains("exited on signal 9")
+            .then_some(()))
+        .is_some(),
+        "nginx logged no worker exit\n{}",
+        lab.diagnostics()
+    );
+    let run = lab.run_agent(&args);
+    let step = step_of(&run);
+    assert_eq!(step["outcome"], "pass", "{step}\n{}", run.context());
 }

@@ -129,7 +129,11 @@ fn error_logs(main: &[Directive], prefix: &Path) -> Vec<ErrorLogTarget> {
     let mut logs = Vec::new();
     visit_all(main, &mut |d| {
         if d.name == "error_log" {
-            logs.extend(error_log(d, prefix));
+            let in_main = main.iter().any(|m| std::ptr::eq(m, d));
+            logs.extend(error_log(d, prefix).map(|mut log| {
+                log.main = in_main;
+                log
+            }));
         }
     });
     logs
@@ -156,6 +160,7 @@ fn error_log(directive: &Directive, prefix: &Path) -> Option<ErrorLogTarget> {
             .cloned()
             .unwrap_or_else(|| "error".into()),
         loc: directive.loc.clone(),
+        main: false,
     })
 }
 

@@ -478,6 +478,9 @@ pub struct ErrorLogTarget {
     /// `error` when not given (nginx's default).
     pub level: String,
     pub loc: SourceLoc,
+    /// In the main context: a log of the master process itself (its reloads, its workers'
+    /// deaths), not only of the requests of one block.
+    pub main: bool,
 }
 
 /// The 502-relevant model of a whole configuration.
