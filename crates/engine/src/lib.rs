@@ -862,12 +862,16 @@ fn read_source(
     since_epoch: i64,
     wanted: &facts::errorlog::KeySet,
 ) -> Result<why502_nginx::errorlog::ErrorLogWindow, why502_host::ReadError> {
-    use why502_nginx::errorlog::{read_syslog_window_about, read_window_about, WindowLimits};
+    use why502_nginx::errorlog::{read_syslog_window_about, read_window_screened, WindowLimits};
     let about = |l: &why502_nginx::errorlog::LineRef<'_>| facts::errorlog::about_wanted(l, wanted);
     match source {
-        ErrorLogSource::File(path) => {
-            read_window_about(path, since_epoch, WindowLimits::default(), &about)
-        }
+        ErrorLogSource::File(path) => read_window_screened(
+            path,
+            since_epoch,
+            WindowLimits::default(),
+            &about,
+            wanted.needles().as_deref(),
+        ),
         ErrorLogSource::Syslog { file, tag } => {
             read_syslog_window_about(file, tag, since_epoch, WindowLimits::default(), &about)
         }

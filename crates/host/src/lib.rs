@@ -14,7 +14,7 @@ pub mod users;
 
 pub use exec::{run, run_isolated, run_without_binding, CommandOutput, ExecError};
 pub use fsread::{open_regular, read_bounded, read_to_string_bounded, ReadError};
-pub use logtail::{read_tail, LineTake, TailLimits, TailRead};
+pub use logtail::{read_tail, read_tail_screened, BlockScreen, LineTake, TailLimits, TailRead};
 pub use packages::{read_package_changes, PackageChange};
 pub use proc::{own_netns, Credentials, ProcessInfo, ProcessTable, SocketOwnerScan};
 pub use users::{group_name, identity_for, user_name, Identity};

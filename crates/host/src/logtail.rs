@@ -78,8 +78,29 @@ pub fn read_tail<T>(
     limits: TailLimits,
     take: impl FnMut(&[u8]) -> LineTake<T>,
 ) -> Result<TailRead<T>, ReadError> {
+    read_tail_screened(path, limits, None, take)
+}
+
+/// Says of a run of whole lines (newline-separated, a block's worth) whether any of them may
+/// be wanted: `false` is a promise that `take` would keep none of them.
+pub type BlockScreen<'s> = &'s dyn Fn(&[u8]) -> bool;
+
+/// `read_tail` with a block screen: a busy log's blocks that hold nothing the caller wants
+/// (a substring search over 64 KiB instead of a parse per line) cost `take` one call, on
+/// their oldest line, which says whether the window's start was passed.
+///
+/// A block is skipped whole only when no entry straddles it: nothing pending from the lines
+/// after it, and its oldest line no continuation. A skipped line stamped in the future is
+/// not seen by `take`; only the plain files read backward are screened (not `.gz`).
+pub fn read_tail_screened<T>(
+    path: &Path,
+    limits: TailLimits,
+    screen: Option<BlockScreen<'_>>,
+    take: impl FnMut(&[u8]) -> LineTake<T>,
+) -> Result<TailRead<T>, ReadError> {
     let mut scan = Scan {
         limits,
+        screen,
         take,
         newest_first: Vec::new(),
         bytes_read: 0,
@@ -122,8 +143,9 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-struct Scan<T, F> {
+struct Scan<'s, T, F> {
     limits: TailLimits,
+    screen: Option<BlockScreen<'s>>,
     take: F,
     newest_first: Vec<T>,
     bytes_read: u64,
@@ -132,7 +154,7 @@ struct Scan<T, F> {
     pending: Vec<Vec<u8>>,
 }
 
-impl<T, F: FnMut(&[u8]) -> LineTake<T>> Scan<T, F> {
+impl<T, F: FnMut(&[u8]) -> LineTake<T>> Scan<'_, T, F> {
     /// Read a plain file from its end in blocks; `true` once a line older than the window is met.
     fn backward(&mut self, path: &Path) -> Result<bool, ReadError> {
         // Continuations at the top of a newer file have no first line here.
@@ -155,8 +177,28 @@ impl<T, F: FnMut(&[u8]) -> LineTake<T>> Scan<T, F> {
             self.bytes_read += len as u64;
             let chunk = &block[..len];
             let mut end = len;
+            // The block's whole lines lie between its first and its last newline: the line
+            // after the last is handled first (it may go on in `tail`), then these, at once
+            // when the screen says none is wanted.
+            let whole_lines = self.screen.and_then(|_| {
+                let first = memchr::memchr(b'\n', chunk)?;
+                let last = last_newline(chunk)?;
+                (first < last).then_some((first, last))
+            });
             // Walk the chunk's newlines from the end: each closes the line that follows it.
             while let Some(nl) = last_newline(&chunk[..end]) {
+                if let (Some((first, last)), Some(screen)) = (whole_lines, self.screen) {
+                    // The line after the last newline is done (and `tail` with it).
+                    if end == last {
+                        if let Some(passed) = self.skip_unwanted(&chunk[first + 1..last], screen) {
+                            if passed {
+                                return Ok(true);
+                            }
+                            end = first;
+                            continue;
+                        }
+                    }
+                }
                 let found = if tail.is_empty() {
                     // The whole line is in this block: no copy (the common case).
                     let line = &chunk[nl + 1..end];
@@ -174,6 +216,21 @@ impl<T, F: FnMut(&[u8]) -> LineTake<T>> Scan<T, F> {
             tail = join_capped(&chunk[..end], &tail, self.limits.max_line);
         }
         Ok(!tail.is_empty() && self.take_backward(&tail))
+    }
+
+    /// `lines` (whole, newline-separated) when the screen says none is wanted and no entry
+    /// straddles them: `take` sees only the oldest, for its time; Some(true) when that one is
+    /// older than the window. None: read them line by line.
+    fn skip_unwanted(&mut self, lines: &[u8], screen: BlockScreen<'_>) -> Option<bool> {
+        if !self.pending.is_empty() || screen(lines) {
+            return None;
+        }
+        let oldest = &lines[..memchr::memchr(b'\n', lines).unwrap_or(lines.len())];
+        let oldest = strip_cr(&oldest[..oldest.len().min(self.limits.max_line)]);
+        if self.limits.continuation.is_some_and(|c| c(oldest)) {
+            return None;
+        }
+        Some(self.take_entry(oldest))
     }
 
     fn take_backward(&mut self, raw: &[u8]) -> bool {
@@ -436,6 +493,7 @@ mod tests {
         assert_eq!(r.items, want);
         let mut scan = Scan {
             limits,
+            screen: None,
             take: numbered(0),
             newest_first: Vec::new(),
             bytes_read: 0,
@@ -476,6 +534,163 @@ mod tests {
             r.items[0]
         );
         assert!(r.items[0].ends_with("   line 499"), "{}", r.items[0]);
+    }
+
+    /// Blocks the screen rejects are skipped, and the result is the unscreened read's: the
+    /// same kept entries (continuations joined across block edges), the same stop at the
+    /// window's start, from far fewer `take` calls.
+    #[test]
+    fn a_screened_read_keeps_what_the_full_read_keeps() {
+        fn cont(raw: &[u8]) -> bool {
+            !raw.starts_with(b"t=")
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("busy.log");
+        let mut text = String::new();
+        for n in 0..60_000i64 {
+            text.push_str(&format!(
+                "t={n} another site's line, padded to a busy log's width\n"
+            ));
+            if n % 7_919 == 0 {
+                // A wanted entry whose needle sits in its last continuation line.
+                text.push_str(&format!(
+                    "t={n} head of an entry\n  stack frame\n  upstream: WANT-{n}\n"
+                ));
+            }
+            if n % 13_001 == 0 {
+                text.push_str(&format!("t={n} WANT in a single line\n"));
+            }
+            if n % 5_003 == 1 {
+                // The needle in the head, the continuations without it.
+                text.push_str(&format!("t={n} WANT-head\n  cont a {n}\n  cont b {n}\n"));
+            }
+        }
+        std::fs::write(&p, &text).unwrap();
+        let limits = TailLimits {
+            continuation: Some(cont),
+            follow_rotated: false,
+            ..TailLimits::default()
+        };
+        let wanted = |since: i64| {
+            let mut inner = numbered(since);
+            move |raw: &[u8]| match inner(raw) {
+                LineTake::Keep(s) if s.contains("WANT") => LineTake::Keep(s),
+                LineTake::Keep(_) => LineTake::Skip,
+                other => other,
+            }
+        };
+        let screen = |lines: &[u8]| memchr::memmem::find(lines, b"WANT").is_some();
+        for since in [0, 20_000, 59_990, 70_000] {
+            let full_calls = std::cell::Cell::new(0usize);
+            let mut all = wanted(since);
+            let full = read_tail(&p, limits, |raw: &[u8]| {
+                full_calls.set(full_calls.get() + 1);
+                all(raw)
+            })
+            .unwrap();
+            let calls = std::cell::Cell::new(0usize);
+            let mut counted = wanted(since);
+            let screened = read_tail_screened(&p, limits, Some(&screen), |raw: &[u8]| {
+                calls.set(calls.get() + 1);
+                counted(raw)
+            })
+            .unwrap();
+            assert_eq!(screened.items, full.items, "since {since}");
+            if since == 0 {
+                assert_eq!(full.items.len(), 8 + 5 + 12, "{:?}", full.items);
+                assert!(
+                    full.items.iter().any(|i| i.ends_with("cont b 5004")),
+                    "{:?}",
+                    full.items
+                );
+                assert!(
+                    full.items[0].ends_with("upstream: WANT-0"),
+                    "{:?}",
+                    full.items
+                );
+                // 25 of some 60 blocks hold a needle; the rest cost one call each.
+                assert!(
+                    calls.get() * 3 < full_calls.get() * 2,
+                    "take called {} times, {} unscreened",
+                    calls.get(),
+                    full_calls.get()
+                );
+            }
+        }
+    }
+
+    /// An entry cut by a block edge is never skipped in part: its continuations read before
+    /// its head (the needle in the last one), or a block whose oldest lines continue an entry
+    /// from the block before (the needle in the head).
+    #[test]
+    fn a_screened_read_keeps_entries_cut_by_a_block_edge_whole() {
+        fn cont(raw: &[u8]) -> bool {
+            !raw.starts_with(b"t=")
+        }
+        let limits = TailLimits {
+            continuation: Some(cont),
+            follow_rotated: false,
+            ..TailLimits::default()
+        };
+        let filler = |from: i64, to: i64| -> String {
+            (from..to)
+                .map(|n| format!("t={n} another site's line, padded to a busy log's width\n"))
+                .collect()
+        };
+        // `head` ends where the file's last block begins; that block is `after`, padded to
+        // exactly one block with filler lines from t=2000 on.
+        let build = |head: &str, after: &str| -> String {
+            let mut tail = after.to_string();
+            let mut n = 2000;
+            loop {
+                let line = filler(n, n + 1);
+                if tail.len() + line.len() + 16 > BLOCK {
+                    break;
+                }
+                tail.push_str(&line);
+                n += 1;
+            }
+            // One last line padded to end the block exactly.
+            let last = format!("t={n} pad ");
+            let pad = BLOCK - tail.len() - last.len() - 1;
+            tail.push_str(&last);
+            tail.push_str(&"x".repeat(pad));
+            tail.push('\n');
+            assert_eq!(tail.len(), BLOCK);
+            filler(0, 1500) + head + &tail
+        };
+        let screen = |lines: &[u8]| memchr::memmem::find(lines, b"WANT").is_some();
+        let keep_wanted = || {
+            let mut inner = numbered(0);
+            move |raw: &[u8]| match inner(raw) {
+                LineTake::Keep(s) if s.contains("WANT") => LineTake::Keep(s),
+                LineTake::Keep(_) => LineTake::Skip,
+                other => other,
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("edge.log");
+        for (head, after, want) in [
+            // The continuations (needle last) start the last block; the head ends the one before.
+            (
+                "t=1500 head of an entry\n",
+                "  stack frame\n  upstream: WANT-1500\n",
+                "t=1500 head of an entry   stack frame   upstream: WANT-1500",
+            ),
+            // The last block's first line is cut (it goes on from the block before); its oldest
+            // whole line is a continuation too; the needle is in the head.
+            (
+                "t=1500 WANT-head\n",
+                "  cont a\n  cont b\n",
+                "t=1500 WANT-head   cont a   cont b",
+            ),
+        ] {
+            std::fs::write(&p, build(head, after)).unwrap();
+            let full = read_tail(&p, limits, keep_wanted()).unwrap();
+            assert_eq!(full.items, [want]);
+            let screened = read_tail_screened(&p, limits, Some(&screen), keep_wanted()).unwrap();
+            assert_eq!(screened.items, [want]);
+        }
     }
 
     #[test]

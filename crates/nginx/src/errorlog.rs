@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use why502_host::{read_tail, LineTake, ReadError, TailLimits};
+use why502_host::{LineTake, ReadError, TailLimits};
 
 /// Bounds on one log read.
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +110,19 @@ pub fn read_window_about(
     limits: WindowLimits,
     about: LineFilter<'_>,
 ) -> Result<ErrorLogWindow, ReadError> {
+    read_window_screened(path, since, limits, about, None)
+}
+
+/// `read_window_about` for a filter that accepts only lines holding one of `needles` (a few
+/// addresses: one site's view): blocks of a busy log that hold none of them, and no reload
+/// notice, are skipped by a substring search instead of parsed line by line.
+pub fn read_window_screened(
+    path: &Path,
+    since: i64,
+    limits: WindowLimits,
+    about: LineFilter<'_>,
+    needles: Option<&[String]>,
+) -> Result<ErrorLogWindow, ReadError> {
     read_window_of(
         path,
         since,
@@ -117,8 +130,12 @@ pub fn read_window_about(
         &|text| Some(text),
         about,
         Some(unstamped),
+        needles,
     )
 }
+
+/// The text every reload notice holds (`is_reload_notice`).
+const RELOAD_NEEDLE: &str = "reconfiguring";
 
 /// A physical line of an error-log file without nginx's stamp (`2026/11/21 03:12:09 [`): the
 /// continuation of the entry above it, as what a backend wrote to stderr with newlines is.
@@ -168,6 +185,7 @@ pub fn read_syslog_window_about(
         about,
         // A syslog line is a message of its own.
         None,
+        None,
     )
 }
 
@@ -191,8 +209,23 @@ fn read_window_of(
     message_of: &dyn Fn(&str) -> Option<&str>,
     about: LineFilter<'_>,
     continuation: Option<fn(&[u8]) -> bool>,
+    needles: Option<&[String]>,
 ) -> Result<ErrorLogWindow, ReadError> {
     let mut clock = LocalClock::default();
+    let finders: Option<Vec<memchr::memmem::Finder<'_>>> =
+        needles.filter(|_| !limits.keep_all).map(|n| {
+            n.iter()
+                .map(String::as_str)
+                .chain([RELOAD_NEEDLE])
+                .filter(|n| !n.is_empty())
+                .map(memchr::memmem::Finder::new)
+                .collect()
+        });
+    let screen = |lines: &[u8]| {
+        finders
+            .as_ref()
+            .is_none_or(|f| f.iter().any(|f| f.find(lines).is_some()))
+    };
     let mut parsed_lines = 0u64;
     let mut future_lines = 0u64;
     let until = std::time::SystemTime::now()
@@ -208,7 +241,11 @@ fn read_window_of(
         continuation,
     };
     let mut screened_out = 0u32;
-    let read = read_tail(path, tail_limits, |raw| {
+    let screen: Option<why502_host::BlockScreen<'_>> = match finders {
+        Some(_) => Some(&screen),
+        None => None,
+    };
+    let read = why502_host::read_tail_screened(path, tail_limits, screen, |raw| {
         // from_utf8's ASCII fast path first; the lossy walk only for a line that needs it.
         let text = match std::str::from_utf8(raw) {
             Ok(t) => std::borrow::Cow::Borrowed(t),

@@ -303,6 +303,17 @@ fn one_size(n: usize) -> Result<Row, String> {
             .collect();
         Stats::of(&runs)
     });
+    // To look at the stack by hand (perf, strace): `WHY502_SCALE_HOLD=600` keeps it up.
+    if let Some(secs) = std::env::var("WHY502_SCALE_HOLD")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        eprintln!(
+            "scale {n}: holding the stack for {secs} s: netns {ns}, conf {}",
+            lab.nginx_conf_arg()
+        );
+        std::thread::sleep(Duration::from_secs(secs));
+    }
     Ok(Row {
         sites: n,
         agent: Stats::of(&samples),

@@ -660,3 +660,55 @@ fn the_screen_sees_the_message_as_the_filter_always_did() {
     let w = read_window_about(f.path(), 0, WindowLimits::default(), &about).expect("read");
     assert_eq!(w.lines.len(), 2, "{:?}", w.lines);
 }
+
+/// One site's view of a busy shared log: the screened read (blocks without the site's
+/// address or a reload notice skipped) keeps exactly what the line-by-line read keeps.
+#[test]
+fn a_screened_window_keeps_what_the_unscreened_window_keeps() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let stamp = |t: i64| why502_host::civil::local_stamp(t).expect("stamp");
+    let ours = "unix:/run/php/site7.sock";
+    let mut lines = Vec::new();
+    for i in 0..40_000i64 {
+        let t = now - 3000 + i * 3000 / 40_000;
+        let sock = if i % 9_973 == 0 {
+            ours.to_string()
+        } else {
+            format!("unix:/run/php/gone-{}.sock", i % 997)
+        };
+        lines.push(line_at(
+            &stamp(t),
+            &format!("connect() to {sock} failed (2: No such file or directory) while connecting to upstream, client: 10.0.0.9, server: s.test, request: \"GET / HTTP/1.1\", upstream: \"fastcgi://{sock}:\", host: \"s.test\""),
+        ));
+        if i == 25_000 {
+            lines.push(format!(
+                "{} [notice] 700#700: signal 1 (SIGHUP) received from 1, reconfiguring",
+                stamp(t)
+            ));
+        }
+    }
+    let log = write_log(&lines);
+    let about = |l: &LineRef<'_>| l.message.contains(ours);
+    let needles = [ours.to_string()];
+    for since in [now - 3600, now - 1000, now - 10] {
+        let full =
+            read_window_about(log.path(), since, WindowLimits::default(), &about).expect("read");
+        let screened = read_window_screened(
+            log.path(),
+            since,
+            WindowLimits::default(),
+            &about,
+            Some(&needles),
+        )
+        .expect("read");
+        assert_eq!(screened.lines, full.lines, "since now-{}", now - since);
+        assert!(screened.parsed_lines > 0);
+    }
+    let full =
+        read_window_about(log.path(), now - 3600, WindowLimits::default(), &about).expect("read");
+    assert_eq!(full.lines.len(), 5 + 1, "{:?}", full.lines);
+    assert!(full.lines.iter().any(|l| is_reload_notice(&l.message)));
+}
