@@ -6,12 +6,15 @@
 //! `location { proxy_pass … }`. For each: the parse (`parse_config_text`) and the model
 //! (`NginxConfig::from_parsed`, every pass with its effective settings), median of 5, and the
 //! passes found. The target (20,000 servers in < 1 s) is printed, not asserted.
+//!
+//! `WHY502_BENCH_CONF=/etc/nginx/nginx.conf` also parses that file from disk, its includes
+//! read as nginx would (a real host's config, or the scale bench's held stack).
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use why502_nginx::config::{parse_config_text, NginxConfig, ParseLimits};
+use why502_nginx::config::{parse_config, parse_config_text, NginxConfig, ParseLimits};
 
 const RUNS: usize = 5;
 
@@ -82,6 +85,42 @@ fn main() {
             m.as_secs_f64() * 1000.0,
             passes
         );
+    }
+    if let Some(conf) = std::env::var_os("WHY502_BENCH_CONF") {
+        let conf = Path::new(&conf);
+        let prefix = conf.parent().unwrap_or(Path::new("/"));
+        let mut parse = Vec::new();
+        let mut model = Vec::new();
+        let mut shape = (0, 0, 0);
+        for _ in 0..RUNS * 4 {
+            let t = Instant::now();
+            let parsed = match parse_config(conf, prefix, &ParseLimits::default()) {
+                Ok(p) => p,
+                Err(e) => {
+                    println!("{}: {e}", conf.display());
+                    break;
+                }
+            };
+            parse.push(t.elapsed());
+            let t = Instant::now();
+            let config = NginxConfig::from_parsed(&parsed, Path::new("/usr/share/nginx"));
+            model.push(t.elapsed());
+            shape = (parsed.files.len(), config.servers.len(), config.passes.len());
+        }
+        parse.sort();
+        model.sort();
+        if let (Some(p), Some(m)) = (parse.get(parse.len() / 2), model.get(model.len() / 2)) {
+            println!(
+                "{:<38} {:>9} {:>10.2} {:>10.2} {:>8}  ({} files, {} servers)",
+                conf.display().to_string(),
+                "-",
+                p.as_secs_f64() * 1000.0,
+                m.as_secs_f64() * 1000.0,
+                shape.2,
+                shape.0,
+                shape.1
+            );
+        }
     }
     println!(
         "target: 20,000 servers parsed and modelled in < 1 s -> {} ({:.0} ms)",
