@@ -120,12 +120,21 @@ impl ProcessTable {
             .or_insert_with(|| {
                 let dir = self.root.join(pid.to_string()).join("fd");
                 let fds = std::fs::read_dir(dir).map_err(|e| e.kind())?;
-                Ok(std::sync::Arc::new(
-                    fds.flatten()
-                        .take(MAX_FDS_READ)
-                        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-                        .collect(),
-                ))
+                let mut targets = Vec::new();
+                for fd in fds.flatten().take(MAX_FDS_READ) {
+                    match std::fs::read_link(fd.path()) {
+                        Ok(t) => targets.push(t),
+                        // The kernel checks access per process (ptrace read mode), so one
+                        // denied link means every other is denied too: stop at the first
+                        // instead of asking hundreds of times (a container's init holds 250).
+                        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                            return Err(e.kind());
+                        }
+                        // Closed between the listing and the read.
+                        Err(_) => {}
+                    }
+                }
+                Ok(std::sync::Arc::new(targets))
             })
             .clone()
     }

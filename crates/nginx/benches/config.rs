@@ -105,7 +105,11 @@ fn main() {
             let t = Instant::now();
             let config = NginxConfig::from_parsed(&parsed, Path::new("/usr/share/nginx"));
             model.push(t.elapsed());
-            shape = (parsed.files.len(), config.servers.len(), config.passes.len());
+            shape = (
+                parsed.files.len(),
+                config.servers.len(),
+                config.passes.len(),
+            );
         }
         parse.sort();
         model.sort();

@@ -157,6 +157,15 @@ fn run() -> u8 {
         }
     }
 
+    // To look at the stack by hand (perf, strace): `WHY502_DIAGNOSE_HOLD=600` keeps it up.
+    if let Some(secs) = std::env::var("WHY502_DIAGNOSE_HOLD")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        eprintln!("diagnose bench: holding the stack for {secs} s: netns {ns}, conf {conf}");
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+    }
+
     // --- the quick-diagnosis script ----------------------------------------
     let script = lab.path("quick-diagnosis.sh");
     let script_text = quick_diagnosis_script(&lab.error_log_path(), &socket, &conf);
