@@ -71,6 +71,20 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     let deadline = started + opts.timeout;
 
     let procs = ProcessTable::read(&opts.proc_root);
+    // php-fpm's configs (hundreds of pool files on a hosting server) load on a blocking
+    // thread while nginx's config is parsed: only the process table says where they are.
+    let fpm_configs = {
+        let found = why502_backend::find_php_fpm_configs(&procs, &opts.agent.paths.etc);
+        tokio::task::spawn_blocking(move || {
+            found
+                .into_iter()
+                .filter_map(|f| match &f.prefix {
+                    Some(p) => why502_backend::PhpFpmConfig::load_with_prefix(&f.path, p).ok(),
+                    None => why502_backend::PhpFpmConfig::load(&f.path).ok(),
+                })
+                .collect::<Vec<_>>()
+        })
+    };
     let mut phases = Phases::new(started);
     phases.mark("process table");
     let setup = discover::discover(opts, &procs).await?;
@@ -182,6 +196,23 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         }
     }
 
+    // What the error-log lines are looked up by; the reader keeps only lines naming one. The
+    // error logs are the longest read before the walk: started first.
+    let log_keys = facts::errorlog::wanted_keys(&targets);
+    let files = error_log_files(opts, &setup.config, &compiled_error_log(&setup));
+    let log_files: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|f| match f {
+            Ok(ErrorLogSource::File(p)) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    let error_logs = {
+        let since = opts.since;
+        let wanted = log_keys.clone();
+        tokio::task::spawn_blocking(move || read_error_logs(files, since, &wanted))
+    };
+    let nginx_paths = host_resources::nginx_paths(&log_files);
     // The packet filter matters only for TCP upstreams; `nft` and `iptables-save` run once.
     let firewall = targets
         .iter()
@@ -210,27 +241,6 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         let budget = opts.timeout.mul_f32(0.5).min(Duration::from_secs(3));
         tokio::spawn(why502_kernel_log::KernelLog::read(since, budget))
     };
-    // What the error-log lines are looked up by; the reader keeps only lines naming one.
-    let log_keys = facts::errorlog::wanted_keys(&targets);
-    let error_logs = {
-        let files = error_log_files(opts, &setup.config, &compiled_error_log(&setup));
-        let log_dirs = host_resources::nginx_paths(
-            &files
-                .iter()
-                .filter_map(|f| match f {
-                    Ok(ErrorLogSource::File(p)) => Some(p.clone()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-        );
-        let since = opts.since;
-        let wanted = log_keys.clone();
-        (
-            tokio::task::spawn_blocking(move || read_error_logs(files, since, &wanted)),
-            log_dirs,
-        )
-    };
-    let (error_logs, nginx_paths) = error_logs;
     let listen = ListenTable::read(&opts.proc_root);
     let mut notes: Vec<String> = listen
         .unreadable
@@ -256,6 +266,10 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         ));
     }
 
+    // The walk asks who holds each upstream's listener: one fd scan of every process before
+    // the owner. Done here, while the error logs are read on another thread, instead of in
+    // the walk after them.
+    let owner_scan = in_place(|| prefetch_socket_owners(&procs, &listen, &targets));
     phases.mark("sources (listeners, firewall, security)");
     // A log on a slow disk must not cost the run its answer: what was not read by the deadline
     // is reported as unread.
@@ -390,6 +404,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         },
         error_logs,
     );
+    sources.set_owner_scan(owner_scan);
     sources.config = nginx_config::ConfigSlot::pending(config, nginx_config::config_not_run);
     sources.agent = opts.agent.clone();
     sources.memory = why502_disk::MemoryPressure::read();
@@ -401,14 +416,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         .unwrap_or(0);
     sources.narrowed = opts.upstream.is_some() || opts.server_name.is_some();
     sources.log_keys = log_keys;
-    sources.fpm_configs =
-        why502_backend::find_php_fpm_configs(&sources.procs, &opts.agent.paths.etc)
-            .into_iter()
-            .filter_map(|f| match &f.prefix {
-                Some(p) => why502_backend::PhpFpmConfig::load_with_prefix(&f.path, p).ok(),
-                None => why502_backend::PhpFpmConfig::load(&f.path).ok(),
-            })
-            .collect();
+    sources.fpm_configs = fpm_configs.await.unwrap_or_default();
     sources.unit_dirs = opts.agent.paths.units.clone();
     sources.access_logs =
         why502_nginx::accesslog::access_logs(&setup.parsed.directives, &setup.nginx_prefix);
@@ -529,7 +537,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             "verdict"
         );
     }
-    Ok(Report {
+    let report = Report {
         schema: SCHEMA.to_string(),
         status,
         host: hostname(),
@@ -540,10 +548,53 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         host_checks,
         notes,
         phases: phases.done(),
-    })
+    };
+    // Freeing a hosting server's parsed config, process table and log windows takes ms the
+    // answer need not wait for (3 ms at 500 sites): a one-shot run exits without waiting for
+    // this task, `serve` frees them on its blocking pool.
+    tokio::task::spawn_blocking(move || drop((setup, sources)));
+    Ok(report)
 }
 
 /// Where a run's time went, phase by phase (`Report.phases`), for `-v` and the benchmarks.
+/// Run blocking work on this worker thread without stalling the runtime's other tasks
+/// (`block_in_place` hands them to another worker); inline on a current-thread runtime.
+fn in_place<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// The owners of the local listeners the targets name as written (a literal IP, a socket
+/// path), found by the one fd scan the walk would otherwise run; names resolved later and
+/// other spellings of a path are left to the walk, which resumes the same scan.
+fn prefetch_socket_owners(
+    procs: &ProcessTable,
+    listen: &ListenTable,
+    targets: &[targets::UpstreamTarget],
+) -> why502_host::SocketOwnerScan {
+    let mut scan = why502_host::SocketOwnerScan::default();
+    for t in targets {
+        let inodes: Vec<u64> = match &t.addr {
+            TargetAddr::Tcp { host, port } => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .and_then(|ip| listen.tcp_accepting(ip, *port))
+                .map(|l| l.inode)
+                .into_iter()
+                .collect(),
+            TargetAddr::Unix(path) => listen.unix_bound_to(path).iter().map(|l| l.inode).collect(),
+        };
+        for inode in inodes {
+            scan.owner(procs, inode);
+        }
+    }
+    scan
+}
+
 struct Phases {
     last: Instant,
     done: Vec<why502_model::Phase>,

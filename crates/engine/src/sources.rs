@@ -696,6 +696,12 @@ impl Sources {
             .unwrap_or_else(|| gid.to_string())
     }
 
+    /// Start from a scan already run (see `prefetch_socket_owners`): what it found is not
+    /// looked for again, and it resumes where it stopped.
+    pub fn set_owner_scan(&mut self, scan: why502_host::SocketOwnerScan) {
+        self.owners = Mutex::new(scan);
+    }
+
     pub fn owner(&self, inode: u64) -> Option<Owner> {
         self.owners(&[inode]).remove(&inode)
     }
