@@ -19,7 +19,6 @@ mod test_support;
 pub mod tree;
 mod walk;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -179,8 +178,11 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         (Some(start_check()), None)
     };
 
-    let (mut targets, dynamic) = targets::collect_targets(&setup.config);
-    let referenced: HashSet<String> = targets.iter().map(|t| t.address.clone()).collect();
+    let (mut targets, dynamic) = match &opts.server_name {
+        Some(name) => targets::collect_targets_serving(&setup.config, name),
+        None => targets::collect_targets(&setup.config),
+    };
+    let referenced = targets::referenced_addresses(&setup.config);
     if let Some(f) = &opts.upstream {
         targets.retain(|t| targets::matches_upstream_filter(t, f));
         if targets.is_empty() {

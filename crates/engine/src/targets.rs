@@ -13,7 +13,7 @@ pub enum TargetAddr {
     Tcp { host: String, port: u16 },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamTarget {
     /// `unix:/run/php/x.sock` or `127.0.0.1:9000` (`[::1]:9000`).
     pub address: String,
@@ -33,71 +33,137 @@ pub struct UpstreamTarget {
 }
 
 /// A pass whose target nginx decides at request time; listed in the report's notes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DynamicPass {
     pub directive: String,
     pub at: String,
 }
 
 pub fn collect_targets(config: &NginxConfig) -> (Vec<UpstreamTarget>, Vec<DynamicPass>) {
+    collect_targets_where(config, |_, _| true)
+}
+
+/// The targets some server named `name` passes to (as `--server-name` keeps them), each with
+/// every reference to it, as `collect_targets` gives them: only the passes to those addresses
+/// are collected (a hosting server's other 499 sites cost an address each, not a target).
+pub fn collect_targets_serving(
+    config: &NginxConfig,
+    name: &str,
+) -> (Vec<UpstreamTarget>, Vec<DynamicPass>) {
+    let blocks = blocks(config);
+    let wanted: HashSet<(String, Protocol)> = config
+        .passes
+        .iter()
+        .filter(|p| p.server_names.iter().any(|n| server_name_matches(n, name)))
+        .flat_map(|p| {
+            let protocol = protocol_of(p.kind);
+            resolve_pass(&blocks, p)
+                .into_iter()
+                .map(move |(addr, _)| (address_string(&addr), protocol))
+        })
+        .collect();
+    collect_targets_where(config, |address, protocol| {
+        wanted.contains(&(address.to_string(), protocol))
+    })
+}
+
+/// Every address the config passes to (the `referenced` set: a listener nginx uses elsewhere
+/// is never another upstream's).
+pub fn referenced_addresses(config: &NginxConfig) -> HashSet<String> {
+    let blocks = blocks(config);
+    config
+        .passes
+        .iter()
+        .flat_map(|p| resolve_pass(&blocks, p))
+        .map(|(addr, _)| address_string(&addr))
+        .collect()
+}
+
+fn collect_targets_where(
+    config: &NginxConfig,
+    keep: impl Fn(&str, Protocol) -> bool,
+) -> (Vec<UpstreamTarget>, Vec<DynamicPass>) {
+    let blocks = blocks(config);
     let mut targets: Vec<UpstreamTarget> = Vec::new();
     let mut index = TargetIndex::default();
     let mut dynamic = Vec::new();
     for pass in &config.passes {
-        let reference = reference_for(pass);
-        let resolved: Vec<(TargetAddr, Option<String>)> = match &pass.endpoint {
-            Endpoint::Unix { path } => vec![(TargetAddr::Unix(path.clone()), None)],
-            Endpoint::Tcp { host, port } => vec![(
-                TargetAddr::Tcp {
-                    host: host.clone(),
-                    port: *port,
-                },
-                None,
-            )],
-            Endpoint::Upstream { name } => {
-                match config.upstreams.iter().find(|u| &u.name == name) {
-                    Some(block) => block
-                        .servers
-                        .iter()
-                        // nginx never sends to a server marked `down`.
-                        .filter(|s| !s.down)
-                        .filter_map(|s| match &s.endpoint {
-                            Endpoint::Unix { path } => {
-                                Some((TargetAddr::Unix(path.clone()), Some(name.clone())))
-                            }
-                            Endpoint::Tcp { host, port } => Some((
-                                TargetAddr::Tcp {
-                                    host: host.clone(),
-                                    port: *port,
-                                },
-                                Some(name.clone()),
-                            )),
-                            _ => None,
-                        })
-                        .collect(),
-                    None => Vec::new(),
-                }
+        if let Endpoint::Dynamic { .. } = &pass.endpoint {
+            dynamic.push(DynamicPass {
+                directive: format!("{} {}", pass.kind.directive(), pass.raw),
+                at: pass.loc.to_string(),
+            });
+            continue;
+        }
+        let protocol = protocol_of(pass.kind);
+        let mut reference = None;
+        for (addr, name) in resolve_pass(&blocks, pass) {
+            let address = address_string(&addr);
+            if !keep(&address, protocol) {
+                continue;
             }
-            Endpoint::Dynamic { .. } => {
-                dynamic.push(DynamicPass {
-                    directive: format!("{} {}", pass.kind.directive(), pass.raw),
-                    at: pass.loc.to_string(),
-                });
-                Vec::new()
-            }
-        };
-        for (addr, name) in resolved {
+            let reference = reference.get_or_insert_with(|| reference_for(pass));
             add_target(
                 &mut targets,
                 &mut index,
                 pass,
-                addr,
+                (address, addr),
                 name,
                 reference.clone(),
             );
         }
     }
     (targets, dynamic)
+}
+
+/// The `upstream` blocks by name, the first of a name as nginx (which refuses a duplicate)
+/// would have it: one lookup per pass, not a scan of every block.
+type Blocks<'a> = HashMap<&'a str, &'a why502_nginx::config::UpstreamBlock>;
+
+fn blocks(config: &NginxConfig) -> Blocks<'_> {
+    let mut map = Blocks::new();
+    for b in &config.upstreams {
+        map.entry(b.name.as_str()).or_insert(b);
+    }
+    map
+}
+
+/// Where a pass sends: its address, or its upstream block's servers not marked `down` (with
+/// the block's name); nothing for a target chosen at request time.
+fn resolve_pass(blocks: &Blocks<'_>, pass: &Pass) -> Vec<(TargetAddr, Option<String>)> {
+    match &pass.endpoint {
+        Endpoint::Unix { path } => vec![(TargetAddr::Unix(path.clone()), None)],
+        Endpoint::Tcp { host, port } => vec![(
+            TargetAddr::Tcp {
+                host: host.clone(),
+                port: *port,
+            },
+            None,
+        )],
+        Endpoint::Upstream { name } => match blocks.get(name.as_str()) {
+            Some(block) => block
+                .servers
+                .iter()
+                // nginx never sends to a server marked `down`.
+                .filter(|s| !s.down)
+                .filter_map(|s| match &s.endpoint {
+                    Endpoint::Unix { path } => {
+                        Some((TargetAddr::Unix(path.clone()), Some(name.clone())))
+                    }
+                    Endpoint::Tcp { host, port } => Some((
+                        TargetAddr::Tcp {
+                            host: host.clone(),
+                            port: *port,
+                        },
+                        Some(name.clone()),
+                    )),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        },
+        Endpoint::Dynamic { .. } => Vec::new(),
+    }
 }
 
 /// Lookups that keep collecting linear in passes: a hosting config has thousands of servers
@@ -113,11 +179,10 @@ fn add_target(
     targets: &mut Vec<UpstreamTarget>,
     index: &mut TargetIndex,
     pass: &Pass,
-    addr: TargetAddr,
+    (address, addr): (String, TargetAddr),
     name: Option<String>,
     reference: Reference,
 ) {
-    let address = address_string(&addr);
     let protocol = protocol_of(pass.kind);
     let i = match index.by_key.get(&(address.clone(), protocol)) {
         Some(&i) => i,
@@ -260,5 +325,58 @@ mod tests {
             port: 9000,
         };
         assert_eq!(address_string(&a), "[::1]:9000");
+    }
+
+    fn config(text: &str) -> NginxConfig {
+        let parsed = why502_nginx::config::parse_config_text(
+            std::path::Path::new("/etc/nginx/nginx.conf"),
+            text.as_bytes(),
+            std::path::Path::new("/etc/nginx"),
+            &why502_nginx::config::ParseLimits::default(),
+        );
+        NginxConfig::from_parsed(&parsed, std::path::Path::new("/usr/share/nginx"))
+    }
+
+    #[test]
+    fn one_sites_targets_are_the_full_collection_narrowed() {
+        // Shared backends (a pool two sites use, an upstream block), wildcard names, a
+        // server marked down, a dynamic pass, and sites the view leaves out.
+        let conf = config(
+            r#"
+            http {
+                upstream app { server 127.0.0.1:8001; server 127.0.0.1:8002 down; server unix:/run/app.sock; }
+                server { server_name shop.example www.shop.example;
+                    location / { fastcgi_pass unix:/run/php/shared.sock; }
+                    location /api/ { proxy_pass http://app; }
+                    location /x/ { proxy_pass http://$host; } }
+                server { server_name blog.example;
+                    location / { fastcgi_pass unix:/run/php/shared.sock; }
+                    location /old/ { proxy_pass http://127.0.0.1:8001; } }
+                server { server_name *.tenant.example;
+                    location / { proxy_pass http://127.0.0.1:9000; }
+                    location /g/ { grpc_pass grpc://127.0.0.1:8001; } }
+                server { server_name other.example;
+                    location / { proxy_pass http://[::1]:7000; } }
+            }
+            "#,
+        );
+        let (all, all_dynamic) = collect_targets(&conf);
+        assert!(all.len() >= 6, "the fixture collects its targets: {all:?}");
+        for name in [
+            "shop.example",
+            "www.shop.example",
+            "blog.example",
+            "a.tenant.example",
+            "other.example",
+            "nobody.example",
+        ] {
+            let mut want = all.clone();
+            want.retain(|t| matches_server_filter(t, name));
+            let (got, dynamic) = collect_targets_serving(&conf, name);
+            assert_eq!(got, want, "targets serving {name}");
+            assert_eq!(dynamic, all_dynamic, "dynamic passes noted for {name}");
+        }
+        let referenced: HashSet<String> = all.iter().map(|t| t.address.clone()).collect();
+        assert_eq!(referenced_addresses(&conf), referenced);
     }
 }
