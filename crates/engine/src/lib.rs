@@ -178,11 +178,22 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         (Some(start_check()), None)
     };
 
-    let (mut targets, dynamic) = match &opts.server_name {
-        Some(name) => targets::collect_targets_serving(&setup.config, name),
-        None => targets::collect_targets(&setup.config),
+    // Every address nginx points at, whichever targets this run keeps.
+    let (mut targets, dynamic, referenced) = match &opts.server_name {
+        Some(name) => {
+            let (targets, dynamic) = targets::collect_targets_serving(&setup.config, name);
+            (
+                targets,
+                dynamic,
+                targets::referenced_addresses(&setup.config),
+            )
+        }
+        None => {
+            let (targets, dynamic) = targets::collect_targets(&setup.config);
+            let referenced = targets.iter().map(|t| t.address.clone()).collect();
+            (targets, dynamic, referenced)
+        }
     };
-    let referenced = targets::referenced_addresses(&setup.config);
     if let Some(f) = &opts.upstream {
         targets.retain(|t| targets::matches_upstream_filter(t, f));
         if targets.is_empty() {
