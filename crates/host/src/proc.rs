@@ -285,6 +285,12 @@ fn socket_inode(link: &str) -> Option<u64> {
 fn read_process(root: &Path, pid: u32) -> Option<ProcessInfo> {
     let dir = root.join(pid.to_string());
     let stat = read_to_string_bounded(&dir.join("stat"), SMALL_FILE).ok()?;
+    // A kernel thread is never nginx, a backend or a socket's holder, and a host runs a
+    // hundred or more (several per CPU): left out, they cost no cmdline read here and no fd
+    // scan later.
+    if is_kernel_thread(&stat) {
+        return None;
+    }
     let (comm, ppid, start_ticks) = parse_stat(&stat)?;
     let cmdline = read_bounded(&dir.join("cmdline"), SMALL_FILE)
         .map(|b| split_cmdline(&b))
@@ -308,6 +314,17 @@ pub fn parse_stat(stat: &str) -> Option<(String, u32, u64)> {
     let ppid = rest.get(1)?.parse().ok()?;
     let start = rest.get(19)?.parse().ok()?;
     Some((comm, ppid, start))
+}
+
+/// PF_KTHREAD in the `flags` field (9) of /proc/PID/stat: the kernel's own mark, which holds
+/// in a container too (where kthreadd, the usual parent, is not visible).
+fn is_kernel_thread(stat: &str) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    stat.rfind(')')
+        .and_then(|close| stat.get(close + 1..))
+        .and_then(|rest| rest.split_whitespace().nth(6))
+        .and_then(|flags| flags.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_KTHREAD != 0)
 }
 
 fn split_cmdline(bytes: &[u8]) -> Vec<String> {
@@ -413,6 +430,33 @@ mod tests {
         assert_eq!(comm, "php-fpm: pool (www)");
         assert_eq!(ppid, 1);
         assert_eq!(start, 4242);
+    }
+
+    #[test]
+    fn kernel_threads_are_told_by_their_flag() {
+        // kworker as the kernel shows it (flags 69238880 = PF_KTHREAD | PF_WQ_WORKER | ...).
+        let kworker = "24 (kworker/1:0H-events_highpri) I 2 0 0 0 -1 69238880 0 0 0 0 0 0 0 0 0 -20 1 0 18 0 0";
+        assert!(is_kernel_thread(kworker));
+        // php-fpm's title holds a ')' and digits; its flags (4194624) lack the bit.
+        let fpm = "812 (php-fpm: pool (www)) S 1 812 812 0 -1 4194624 9 0 0 0 0 0 0 0 20 0 1 0 4242 1000 100";
+        assert!(!is_kernel_thread(fpm));
+        assert!(!is_kernel_thread("garbage"));
+    }
+
+    #[test]
+    fn the_live_table_holds_no_kernel_thread() {
+        let t = ProcessTable::read(Path::new("/proc"));
+        // kthreadd is pid 2 wherever the kernel's threads are visible (not in a pid namespace).
+        let kthreadd_visible =
+            std::fs::read_to_string("/proc/2/stat").is_ok_and(|s| is_kernel_thread(&s));
+        if kthreadd_visible {
+            assert!(t.get(2).is_none(), "kthreadd is in the table");
+            assert!(
+                t.children_of(2).next().is_none(),
+                "a kernel thread is in the table"
+            );
+        }
+        assert!(t.get(std::process::id()).is_some());
     }
 
     #[test]
