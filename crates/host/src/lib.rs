@@ -8,6 +8,7 @@ pub mod civil;
 pub mod exec;
 pub mod fsread;
 pub mod logtail;
+pub mod netlink;
 pub mod packages;
 pub mod proc;
 pub mod users;

@@ -4,30 +4,26 @@
 //! the shared TCP hash table (~14 ms here even in an empty network namespace); the dump of
 //! listeners takes about a millisecond.
 //!
-//! Hand-written over libc (sock_diag(7), linux/inet_diag.h, linux/unix_diag.h): the request
-//! and reply are a few fixed structs, and no netlink crate is among the workspace's
-//! dependencies. Every receive has a timeout; a reply that does not parse is an error, and
-//! the caller falls back to /proc/net.
+//! Hand-written (sock_diag(7), linux/inet_diag.h, linux/unix_diag.h): the request and reply
+//! are a few fixed structs, sent and received by `why502_host::netlink` (every receive has a
+//! timeout). A reply that does not parse is an error, and the caller falls back to /proc/net.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use why502_host::netlink::{self, NetlinkError};
 
 use crate::{TcpListener, UnixListener};
 
 const NETLINK_SOCK_DIAG: libc::c_int = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const TCP_LISTEN: u32 = 10;
 const UDIAG_SHOW_NAME: u32 = 0x1;
 const UNIX_DIAG_NAME: u16 = 0;
-const NLMSG_HDRLEN: usize = 16;
 /// `struct inet_diag_msg`: family, state, timer, retrans, the 48-byte sockid, then expires,
 /// rqueue, wqueue, uid, inode.
 const INET_DIAG_MSG_LEN: usize = 72;
 /// `struct unix_diag_msg`: family, type, state, pad, ino, cookie[2].
 const UNIX_DIAG_MSG_LEN: usize = 16;
-/// A dump of a host with hundreds of thousands of listeners ends well before this.
-const MAX_REPLY_BYTES: usize = 256 * 1024 * 1024;
 
 /// What went wrong talking to the kernel (the caller reads /proc/net instead).
 #[derive(Debug)]
@@ -124,114 +120,20 @@ fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
-/// A closed-on-drop file descriptor.
-struct Fd(libc::c_int);
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor is ours and closed once.
-        unsafe {
-            libc::close(self.0);
-        }
+impl From<NetlinkError> for DiagError {
+    fn from(e: NetlinkError) -> DiagError {
+        DiagError(format!("sock_diag: {e}"))
     }
 }
 
-/// Send one SOCK_DIAG_BY_FAMILY dump request and hand each reply payload to `each`.
+/// One SOCK_DIAG_BY_FAMILY dump; each reply's payload to `each`.
 fn dump(
     request: &[u8],
     mut each: impl FnMut(&[u8]) -> Result<(), DiagError>,
 ) -> Result<(), DiagError> {
-    let os = |what: &str| DiagError(format!("{what}: {}", std::io::Error::last_os_error()));
-    // SAFETY: plain socket syscall.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            NETLINK_SOCK_DIAG,
-        )
-    };
-    if fd < 0 {
-        return Err(os("netlink socket"));
-    }
-    let fd = Fd(fd);
-    let timeout = libc::timeval {
-        tv_sec: 1,
-        tv_usec: 0,
-    };
-    // SAFETY: setsockopt with a timeval that outlives the call.
-    unsafe {
-        libc::setsockopt(
-            fd.0,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&timeout as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
-    }
-    let mut msg = Vec::with_capacity(NLMSG_HDRLEN + request.len());
-    msg.extend_from_slice(&((NLMSG_HDRLEN + request.len()) as u32).to_ne_bytes());
-    msg.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel fills it in
-    msg.extend_from_slice(request);
-    // SAFETY: zeroed sockaddr_nl is the kernel as destination.
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: sendto with buffers that outlive the call.
-    let sent = unsafe {
-        libc::sendto(
-            fd.0,
-            msg.as_ptr().cast(),
-            msg.len(),
-            0,
-            (&kernel as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(os("netlink send"));
-    }
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0usize;
-    loop {
-        // SAFETY: recv into a buffer we own, of its length.
-        let n = unsafe { libc::recv(fd.0, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(os("netlink receive"));
-        }
-        let n = n as usize;
-        total += n;
-        if n == 0 || total > MAX_REPLY_BYTES {
-            return Err(DiagError(
-                "netlink reply ended early or grew too large".into(),
-            ));
-        }
-        let mut at = 0;
-        while at + NLMSG_HDRLEN <= n {
-            let h = &buf[at..n];
-            let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            let kind = u16::from_ne_bytes([h[4], h[5]]);
-            if len < NLMSG_HDRLEN || len > h.len() {
-                return Err(DiagError(format!("netlink message of {len} bytes")));
-            }
-            match kind {
-                NLMSG_DONE => return Ok(()),
-                NLMSG_ERROR => {
-                    let errno = h
-                        .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
-                        .map(|e| -i32::from_ne_bytes([e[0], e[1], e[2], e[3]]))
-                        .unwrap_or(0);
-                    return Err(DiagError(format!(
-                        "sock_diag refused the dump: {}",
-                        std::io::Error::from_raw_os_error(errno)
-                    )));
-                }
-                _ => each(&h[NLMSG_HDRLEN..len])?,
-            }
-            at += align4(len);
-        }
-    }
+    netlink::dump(NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, request, |_, msg| {
+        each(msg)
+    })
 }
 
 #[cfg(test)]

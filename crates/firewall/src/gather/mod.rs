@@ -1,10 +1,12 @@
 //! Reading the rulesets: `nft -j list ruleset` (plus `nft -a list ruleset` for the rule
 //! texts), `iptables-save`, `ip6tables-save`, and the legacy dumps when iptables-nft says
-//! legacy tables exist too. Explicit argv, bounded output and time.
+//! legacy tables exist too. Explicit argv, bounded output and time. Whether nft need run at
+//! all is asked of the kernel first (`nft_table_count`).
 
 use std::path::Path;
 use std::time::Duration;
 
+use why502_host::netlink::{self, NetlinkError};
 use why502_host::{run, CommandOutput, ExecError};
 
 use crate::iptables::IptablesRuleset;
@@ -51,7 +53,9 @@ impl FirewallSnapshot {
 /// Like [`FirewallSnapshot::gather`], with every command prefixed by `prefix` (tests use
 /// `["ip", "netns", "exec", NS]` to read a temporary namespace's rules).
 ///
-/// `nft -j` runs first and says what else is worth running: the rule texts (`nft -a`) only
+/// The kernel is asked first whether any nf_tables table exists: with none (a host without
+/// rules), nft does not run and the nft ruleset is empty. Otherwise `nft -j` runs first and
+/// says what else is worth running: the rule texts (`nft -a`) only
 /// when there are rules, and `iptables-save` / `ip6tables-save` only when nft shows tables of
 /// that family (iptables-nft keeps its rules there) or the kernel lists legacy tables. On a
 /// host without rules that is one process instead of four, off a two-core host's critical
@@ -64,12 +68,26 @@ pub async fn gather_with(prefix: &[&str], timeout: Duration) -> FirewallSnapshot
     let listing_argv = [nft.as_str(), "-a", "list", "ruleset"];
     let (ipt_argv, ip6t_argv) = ([ipt.as_str()], [ip6t.as_str()]);
     let started = std::time::Instant::now();
-    let json = run_prefixed(prefix, &json_argv, timeout).await;
+    let mut notes = Vec::new();
+    // A kernel without a single nf_tables table has no nftables rule (iptables-nft's
+    // included) to print: nft, a process of several ms, need not run. Asked only of our own
+    // namespace; any doubt (not permitted, no nf_tables) runs nft as before.
+    let no_tables = prefix.is_empty() && matches!(nft_table_count(), Ok(0));
+    let parsed = if no_tables {
+        notes.push(
+            "nft not run: the kernel holds no nftables table (asked over netlink), so no \
+             nftables or iptables-nft rule can filter"
+                .to_string(),
+        );
+        Ok(Ok(NftRuleset::default()))
+    } else {
+        let json = run_prefixed(prefix, &json_argv, timeout).await;
+        checked("nft", json).map(|out| NftRuleset::from_json(&out.stdout))
+    };
     // One budget for the whole read: what follows nft gets what nft left of it.
     let timeout = timeout
         .saturating_sub(started.elapsed())
         .max(Duration::from_millis(1));
-    let parsed = checked("nft", json).map(|out| NftRuleset::from_json(&out.stdout));
     let read = match &parsed {
         Ok(Ok(rs)) => Some(rs),
         _ => None,
@@ -84,7 +102,6 @@ pub async fn gather_with(prefix: &[&str], timeout: Duration) -> FirewallSnapshot
         dump_not_needed(read, family, names, legacy_tables(names).as_deref())
     };
     let (skip_v4, skip_v6) = (nothing_for(Family::Ip), nothing_for(Family::Ip6));
-    let mut notes = Vec::new();
     notes.extend(skip_v4.iter().chain(skip_v6.iter()).cloned());
     let (skip_v4, skip_v6) = (skip_v4.is_some(), skip_v6.is_some());
     let (listing, v4, v6) = tokio::join!(
@@ -174,6 +191,31 @@ pub async fn gather_with(prefix: &[&str], timeout: Duration) -> FirewallSnapshot
     let mut snapshot = FirewallSnapshot::new(nft_result, iptables);
     snapshot.notes.extend(notes);
     snapshot
+}
+
+/// How many nf_tables tables (of every family) this network namespace holds, asked of the
+/// kernel directly: NFT_MSG_GETTABLE over NETLINK_NETFILTER, the dump `nft list tables`
+/// sends (linux/netfilter/nf_tables.h). Needs CAP_NET_ADMIN, as nft does.
+pub fn nft_table_count() -> Result<usize, NetlinkError> {
+    const NETLINK_NETFILTER: libc::c_int = 12;
+    const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    const NFT_MSG_NEWTABLE: u16 = 0;
+    const NFT_MSG_GETTABLE: u16 = 1;
+    // struct nfgenmsg: family (AF_UNSPEC: all of them), version NFNETLINK_V0, res_id.
+    let nfgen = [libc::AF_UNSPEC as u8, 0, 0, 0];
+    let mut tables = 0;
+    netlink::dump(
+        NETLINK_NETFILTER,
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
+        &nfgen,
+        |kind, _| {
+            if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
+                tables += 1;
+            }
+            Ok::<(), NetlinkError>(())
+        },
+    )?;
+    Ok(tables)
 }
 
 fn parse_dump(

@@ -106,3 +106,55 @@ fn iptables_save_is_skipped_only_when_it_could_print_nothing() {
     let empty = ruleset(&[]);
     assert!(dump_not_needed(Some(&empty), Family::Ip, names, Some(none)).is_some());
 }
+
+/// In a network namespace of its own (this thread's, made by unshare), the kernel's table
+/// count is 0, then follows the tables nft adds there, and agrees with `nft list tables`.
+/// Needs root and nft; with CI=true their absence fails the test instead of skipping it.
+#[test]
+fn the_kernels_table_count_follows_nft_in_a_fresh_namespace() {
+    let nft = super::locate("nft");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !std::path::Path::new(&nft).is_file() {
+        let why = "needs root and nft";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("SKIP the_kernels_table_count_follows_nft_in_a_fresh_namespace: {why}");
+        return;
+    }
+    let worker = std::thread::spawn(move || {
+        // SAFETY: unshare affects this thread only (CLONE_NEWNET moves the calling task);
+        // children it spawns inherit the namespace, which dies with the thread.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+        }
+        let nft_cmd = |args: &[&str]| -> Result<String, String> {
+            let out = std::process::Command::new(&nft)
+                .args(args)
+                .output()
+                .map_err(|e| format!("nft: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "nft {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let mut seen = vec![super::nft_table_count().map_err(|e| e.to_string())?];
+        nft_cmd(&["add", "table", "inet", "why502_a"])?;
+        nft_cmd(&["add", "table", "ip6", "why502_b"])?;
+        nft_cmd(&["add", "chain", "ip6", "why502_b", "c"])?;
+        seen.push(super::nft_table_count().map_err(|e| e.to_string())?);
+        let listed = nft_cmd(&["list", "tables"])?
+            .lines()
+            .filter(|l| l.starts_with("table "))
+            .count();
+        Ok((seen, listed))
+    });
+    let (seen, listed) = worker
+        .join()
+        .expect("the namespace thread panicked")
+        .expect("the namespace thread");
+    assert_eq!(seen, vec![0, 2]);
+    assert_eq!(listed, 2);
+}
