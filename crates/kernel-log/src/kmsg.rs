@@ -223,6 +223,147 @@ pub(crate) fn read_device(
     Ok(sink.finish(since, stopped))
 }
 
+/// First piece of the ring buffer's tail asked of syslog(2); each next one is 4× larger.
+const TAIL_FIRST: usize = 16 * 1024;
+/// The most one record can take formatted (at most 1 KiB of text, each of its lines behind a
+/// prefix of up to 33 bytes) is under this. A reply shorter than its request by this much
+/// holds the whole buffer: an older record would have fit.
+const TAIL_SLACK: usize = 64 * 1024;
+/// How far before `since` the tail must reach: an OOM report's lines (the summary before the
+/// `Killed process` line) are written microseconds apart.
+const TAIL_MARGIN: Duration = Duration::from_secs(60);
+
+/// The ring buffer's newest records through syslog(2)'s SYSLOG_ACTION_READ_ALL (what
+/// `dmesg -S` uses), which formats and copies only the last `len` bytes: the tail is asked
+/// for in growing pieces until it reaches back past `since`. /dev/kmsg gives one record per
+/// read() from the oldest on, so its cost follows the whole buffer (a full buffer here:
+/// 2,566 records, the window's share of them a handful); this follows the window.
+///
+/// None when it cannot answer for sure, and /dev/kmsg is read instead: not permitted, no
+/// timestamps in the format (printk.time off), or the tail stops short of `since` (a
+/// `dmesg -C` hides the records before it from syslog(2), never from /dev/kmsg).
+pub(crate) fn read_syslog_tail(
+    since: SystemTime,
+    deadline: Instant,
+    limits: ReadLimits,
+) -> Option<SourceRead> {
+    const SYSLOG_ACTION_READ_ALL: libc::c_int = 3;
+    let epoch = monotonic_epoch()?;
+    let reach = since
+        .checked_sub(TAIL_MARGIN)
+        .and_then(|t| t.duration_since(epoch).ok())
+        .map_or(0, |d| d.as_micros() as u64);
+    let cap = usize::try_from(limits.max_bytes).unwrap_or(usize::MAX);
+    let mut len = TAIL_FIRST;
+    loop {
+        let mut buf = vec![0u8; len];
+        // SAFETY: the kernel writes at most `len` bytes into a buffer of that length.
+        let n = unsafe {
+            libc::klogctl(
+                SYSLOG_ACTION_READ_ALL,
+                buf.as_mut_ptr().cast(),
+                len as libc::c_int,
+            )
+        };
+        let n = usize::try_from(n).ok()?;
+        let text = String::from_utf8_lossy(&buf[..n.min(len)]);
+        let records: Vec<KmsgRecord> = text
+            .lines()
+            .map(parse_syslog_line)
+            .collect::<Option<Vec<_>>>()?;
+        let oldest = records.first().map(|r| r.ts_usec)?;
+        let whole = n + TAIL_SLACK <= len;
+        if oldest <= reach || whole {
+            if records.len() > limits.max_records {
+                return None;
+            }
+            // The whole of what syslog(2) shows, and still short of the window: either the
+            // ring wrapped (/dev/kmsg would not reach further either) or a `dmesg -C` hid the
+            // older records from syslog(2). /dev/kmsg's first record tells which, and whether
+            // the ring still holds boot (sequence 0).
+            let first_seq = if oldest <= reach {
+                1
+            } else {
+                let (seq, ts) = oldest_device_record()?;
+                if ts < oldest {
+                    return None;
+                }
+                seq
+            };
+            let mut sink = RecordSink::new(epoch, since);
+            for (i, mut r) in records.into_iter().enumerate() {
+                // syslog(2) prints no sequence numbers; only the first one's is looked at.
+                r.seq = if i == 0 { first_seq } else { first_seq + 1 };
+                sink.push(&r);
+            }
+            return Some(sink.finish(since, None));
+        }
+        if len >= cap || len > libc::c_int::MAX as usize / 4 || Instant::now() >= deadline {
+            return None;
+        }
+        len = (len * 4).min(cap);
+    }
+}
+
+/// /dev/kmsg's oldest record: (sequence, stamp), from one read.
+fn oldest_device_record() -> Option<(u64, u64)> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(KMSG)
+        .ok()?;
+    let mut buf = vec![0u8; RECORD_BUFFER];
+    // EPIPE: that record was overwritten meanwhile; the next read gives the new oldest.
+    for _ in 0..4 {
+        match file.read(&mut buf) {
+            Ok(n) => {
+                let r = parse_record(&String::from_utf8_lossy(&buf[..n]))?;
+                return Some((r.seq, r.ts_usec));
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::Interrupted) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// One line as syslog(2) prints it: `<PRI>[SECONDS.MICROS] message`, with the caller id
+/// (`[  T123]`) after the time on kernels built with CONFIG_PRINTK_CALLER. Lines of a
+/// multi-line record each carry the prefix. None without a time stamp.
+fn parse_syslog_line(line: &str) -> Option<KmsgRecord> {
+    let rest = line.strip_prefix('<')?;
+    let (pri, rest) = rest.split_once('>')?;
+    let pri: u32 = pri.parse().ok()?;
+    let (stamp, rest) = rest.strip_prefix('[')?.split_once(']')?;
+    let (secs, micros) = stamp.trim_start().split_once('.')?;
+    if micros.len() != 6 {
+        return None;
+    }
+    let ts_usec = secs
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(micros.parse::<u64>().ok()?)?;
+    let rest = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((caller, after)) if is_caller_id(caller.trim_start()) => after,
+        _ => rest,
+    };
+    Some(KmsgRecord {
+        facility: pri >> 3,
+        seq: 1,
+        ts_usec,
+        message: rest.strip_prefix(' ').unwrap_or(rest).to_string(),
+    })
+}
+
+/// `T123` (a task) or `C1` (a CPU, in interrupt context).
+fn is_caller_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('T' | 'C'))
+        && !chars.as_str().is_empty()
+        && chars.all(|c| c.is_ascii_digit())
+}
+
 fn explain_open_error(path: &Path, e: &std::io::Error) -> String {
     match e.kind() {
         ErrorKind::PermissionDenied => format!(
@@ -244,6 +385,103 @@ fn dmesg_restrict() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syslog_lines_parse_with_and_without_a_caller_id() {
+        let kill = parse_syslog_line(
+            "<3>[11795.014172] Memory cgroup out of memory: Killed process 31383 (python3) total-vm:218764kB",
+        )
+        .expect("parse");
+        assert_eq!((kill.facility, kill.ts_usec), (0, 11_795_014_172));
+        assert!(kill
+            .message
+            .starts_with("Memory cgroup out of memory: Killed process 31383"));
+        // Boot's first records, before the clock ran, with CONFIG_PRINTK_CALLER.
+        let boot =
+            parse_syslog_line("<5>[    0.000000][    T0] Linux version 6.1.0").expect("parse");
+        assert_eq!(
+            (boot.ts_usec, boot.message.as_str()),
+            (0, "Linux version 6.1.0")
+        );
+        let irq = parse_syslog_line("<4>[   12.000001][    C1] hrtimer: interrupt took 1 ns")
+            .expect("parse");
+        assert_eq!(irq.message, "hrtimer: interrupt took 1 ns");
+        // A bracket that is not a caller id is the message's own.
+        let own = parse_syslog_line("<6>[    3.5000001] x").is_none();
+        assert!(own, "seven digits of micros is not the kernel's stamp");
+        let msg = parse_syslog_line("<6>[    3.500000] [drm] Initialized").expect("parse");
+        assert_eq!(msg.message, "[drm] Initialized");
+        // What userspace writes to /dev/kmsg is facility 1 (user) at least.
+        let forged = parse_syslog_line("<14>[   50.000000] Out of memory: Killed process 1 (x)")
+            .expect("parse");
+        assert_eq!(forged.facility, 1);
+        // printk.time=0: no stamp, so the tail cannot be dated (/dev/kmsg is read instead).
+        assert!(parse_syslog_line("<6>Linux version 6.1.0").is_none());
+        assert!(parse_syslog_line("").is_none());
+    }
+
+    /// On the live host (as root), the syslog(2) tail and /dev/kmsg give the same window:
+    /// the same kills and LSM lines, and the same answer to "does it reach back?".
+    #[test]
+    fn the_syslog_tail_agrees_with_dev_kmsg_on_the_live_host() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "needs root");
+            eprintln!("SKIP the_syslog_tail_agrees_with_dev_kmsg_on_the_live_host: needs root");
+            return;
+        }
+        let marker = format!("why502 syslog tail test {}", std::process::id());
+        std::fs::write(KMSG, format!("{marker}\n")).expect("write /dev/kmsg");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let limits = ReadLimits::default();
+        // A short window (the tail's first piece), and one longer than this host's log.
+        for window in [Duration::from_secs(5), Duration::from_secs(100_000_000)] {
+            let since = SystemTime::now() - window;
+            let tail = read_syslog_tail(since, deadline, limits).expect("the tail as root");
+            let device = read_device(Path::new(KMSG), since, deadline, limits).expect("kmsg");
+            assert_eq!(tail.reaches_back, device.reaches_back, "{window:?}");
+            // Each read dates records from its own reading of the clocks: the same record's
+            // time differs by the microseconds between the two reads.
+            let close = |a: SystemTime, b: SystemTime| {
+                a.duration_since(b)
+                    .or_else(|_| b.duration_since(a))
+                    .unwrap_or_default()
+                    < Duration::from_millis(5)
+            };
+            let kills = |r: &SourceRead| -> Vec<(u32, String)> {
+                r.kills.iter().map(|k| (k.pid, k.line.clone())).collect()
+            };
+            assert_eq!(kills(&tail), kills(&device), "{window:?}");
+            assert!(tail
+                .kills
+                .iter()
+                .zip(&device.kills)
+                .all(|(a, b)| close(a.time, b.time)));
+            let lsm = |r: &SourceRead| -> Vec<String> {
+                r.lsm_lines.iter().map(|(_, l)| l.clone()).collect()
+            };
+            assert_eq!(lsm(&tail), lsm(&device), "{window:?}");
+            assert!(tail.records_read <= device.records_read);
+        }
+        // The tail of a short window is a small part of a full buffer (a fresh boot's is not).
+        let text = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+        let up: f64 = text
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
+        let since = SystemTime::now() - Duration::from_secs(1);
+        let tail = read_syslog_tail(since, deadline, limits).expect("the tail");
+        let device = read_device(Path::new(KMSG), since, deadline, limits).expect("kmsg");
+        if up > 600.0 && device.records_read > 2_000 {
+            assert!(
+                tail.records_read * 4 < device.records_read,
+                "tail {} records, /dev/kmsg {}",
+                tail.records_read,
+                device.records_read
+            );
+        }
+    }
 
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)

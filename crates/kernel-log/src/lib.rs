@@ -17,7 +17,7 @@ mod journal;
 mod kmsg;
 mod oom;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -33,6 +33,8 @@ pub const UNREADABLE_FIX: &str = "run as root or grant CAP_SYSLOG (or set kernel
 #[serde(rename_all = "snake_case")]
 pub enum KernelLogSource {
     Kmsg,
+    /// The same ring buffer's tail through syslog(2) (`kmsg::read_syslog_tail`).
+    Syslog,
     Journal,
     Dmesg,
 }
@@ -42,6 +44,7 @@ impl KernelLogSource {
     pub fn label(self) -> &'static str {
         match self {
             KernelLogSource::Kmsg => kmsg::KMSG,
+            KernelLogSource::Syslog => "the kernel ring buffer (syslog(2), as dmesg -S)",
             KernelLogSource::Journal => "journalctl -k",
             KernelLogSource::Dmesg => "dmesg",
         }
@@ -194,6 +197,9 @@ impl KernelLogWindow {
 #[derive(Debug, Clone)]
 pub struct KernelLog {
     pub kmsg_path: PathBuf,
+    /// Read the live ring buffer's tail through syslog(2) before /dev/kmsg (only when
+    /// `kmsg_path` is the real device: a captured file is read as it is).
+    pub use_syslog: bool,
     pub use_journal: bool,
     pub use_dmesg: bool,
     pub limits: ReadLimits,
@@ -203,6 +209,7 @@ impl Default for KernelLog {
     fn default() -> KernelLog {
         KernelLog {
             kmsg_path: PathBuf::from(kmsg::KMSG),
+            use_syslog: true,
             use_journal: true,
             use_dmesg: true,
             limits: ReadLimits::default(),
@@ -218,17 +225,27 @@ impl KernelLog {
 
     /// Read the window from the first source that works.
     ///
-    /// /dev/kmsg is read inline: it is non-blocking, in memory and capped (milliseconds even
-    /// for a full 32 MiB buffer). When it does not reach back to `since` (the ring buffer
-    /// wrapped), a journal that does is preferred, since journald keeps what the ring lost.
+    /// The ring buffer's tail through syslog(2) first, when it reaches back to `since`:
+    /// its cost follows the window. Else /dev/kmsg, read inline: it is non-blocking, in
+    /// memory and capped (milliseconds even for a full 32 MiB buffer). When that does not
+    /// reach back to `since` (the ring buffer wrapped), a journal that does is preferred,
+    /// since journald keeps what the ring lost.
     pub async fn read_window(&self, since: SystemTime, timeout: Duration) -> KernelLogWindow {
         let deadline = Instant::now() + timeout;
+        let live = self.kmsg_path == Path::new(kmsg::KMSG);
+        let tail = (self.use_syslog && live)
+            .then(|| kmsg::read_syslog_tail(since, deadline, self.limits))
+            .flatten();
+        let ring = match tail {
+            Some(read) => Ok((KernelLogSource::Syslog, read)),
+            None => kmsg::read_device(&self.kmsg_path, since, deadline, self.limits)
+                .map(|read| (KernelLogSource::Kmsg, read)),
+        };
         let mut failures = Vec::new();
         let mut partial: Option<KernelLogRead> = None;
-        match kmsg::read_device(&self.kmsg_path, since, deadline, self.limits) {
-            Ok(read) => {
-                let read =
-                    KernelLogRead::from_source(KernelLogSource::Kmsg, since, read, Vec::new());
+        match ring {
+            Ok((source, read)) => {
+                let read = KernelLogRead::from_source(source, since, read, Vec::new());
                 if read.reaches_back || !self.use_journal {
                     return KernelLogWindow::Read(read);
                 }
@@ -507,6 +524,7 @@ mod tests {
     async fn no_source_gives_unknown_with_reason_and_fix() {
         let log = KernelLog {
             kmsg_path: PathBuf::from("/nonexistent/why502-kmsg"),
+            use_syslog: true,
             use_journal: false,
             use_dmesg: false,
             limits: ReadLimits::default(),
@@ -535,6 +553,7 @@ mod tests {
         .expect("write");
         let log = KernelLog {
             kmsg_path: fake,
+            use_syslog: true,
             use_journal: false,
             use_dmesg: false,
             limits: ReadLimits::default(),
