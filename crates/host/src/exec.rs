@@ -38,6 +38,18 @@ pub enum ExecError {
     NotIsolated { program: String, reason: String },
 }
 
+impl ExecError {
+    /// Why `program` did not start: not found, or the OS error.
+    fn spawning(program: &str, source: std::io::Error) -> ExecError {
+        let program = program.to_string();
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ExecError::NotFound { program }
+        } else {
+            ExecError::Spawn { program, source }
+        }
+    }
+}
+
 /// Run `argv` (never through a shell) with stdin closed, each output stream capped at
 /// `max_output` bytes, killed when `timeout` passes.
 pub async fn run(
@@ -128,18 +140,7 @@ async fn spawn_prepared(
             });
             let _ = tx.send(child);
         });
-    let spawn_error = |source: std::io::Error| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            ExecError::NotFound {
-                program: program.clone(),
-            }
-        } else {
-            ExecError::Spawn {
-                program: program.clone(),
-                source,
-            }
-        }
-    };
+    let spawn_error = |source: std::io::Error| ExecError::spawning(&program, source);
     if let Err(e) = spawned {
         return Err(spawn_error(e));
     }
@@ -340,18 +341,9 @@ async fn finish(
 ) -> Result<CommandOutput, ExecError> {
     let program = argv.first().copied().unwrap_or_default().to_string();
     configure(&mut cmd, argv);
-    let child = cmd.spawn().map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            ExecError::NotFound {
-                program: program.clone(),
-            }
-        } else {
-            ExecError::Spawn {
-                program: program.clone(),
-                source,
-            }
-        }
-    })?;
+    let child = cmd
+        .spawn()
+        .map_err(|source| ExecError::spawning(&program, source))?;
     collect(child, argv, timeout, max_output).await
 }
 
