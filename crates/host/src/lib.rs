@@ -7,6 +7,7 @@
 pub mod civil;
 pub mod exec;
 pub mod fsread;
+pub mod hash;
 pub mod logtail;
 pub mod netlink;
 pub mod packages;

@@ -3,7 +3,6 @@
 //! `Sources::error_logs`); each upstream only matches against them.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use why502_model::Evidence;
 use why502_nginx::errorlog::{ErrorLogLine, ErrorLogWindow, LineRef, UpstreamErrorClass};
@@ -13,12 +12,11 @@ use crate::targets::{TargetAddr, UpstreamTarget};
 /// The run's lookup keys (`wanted_keys`). Every word of every line in the window that could
 /// be an address is looked up here, a dozen per line of a busy log, so the lookup is made
 /// cheap: first the key's length against the lengths the set holds (most words of a line
-/// fail there), then a hash with FxHash's multiply-rotate (hand-written, a few lines, instead
-/// of a dependency) rather than SipHash, whose flood resistance buys nothing for keys the
-/// run itself chose.
+/// fail there), then `why502_host::hash`'s FxHash rather than SipHash, whose flood resistance
+/// buys nothing for keys the run itself chose.
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
-    keys: HashSet<String, BuildHasherDefault<KeyHasher>>,
+    keys: HashSet<String, why502_host::hash::FxBuild>,
     /// Bit n: a key of n bytes is in the set (n < 256; longer keys set bit 255).
     lengths: [u64; 4],
     /// The set holds a `dns:NAME` key (a resolver line can match) / a `://NAME` key (an
@@ -101,31 +99,6 @@ impl FromIterator<String> for KeySet {
             set.insert(k);
         }
         set
-    }
-}
-
-/// FxHash (rustc's): fast on the short strings addresses are.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-    }
-    fn write_u8(&mut self, b: u8) {
-        self.write(&[b]);
-    }
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
