@@ -8,7 +8,9 @@
 //! passes found. The target (20,000 servers in < 1 s) is printed, not asserted.
 //!
 //! `WHY502_BENCH_CONF=/etc/nginx/nginx.conf` also parses that file from disk, its includes
-//! read as nginx would (a real host's config, or the scale bench's held stack).
+//! read as nginx would (a real host's config, or the scale bench's held stack);
+//! `WHY502_BENCH_CONF_ONLY=1` parses only that file (to profile it alone),
+//! `WHY502_BENCH_CONF_RUNS=N` that many times (default 20).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -51,10 +53,15 @@ fn main() {
         "", "MiB", "parse ms", "model ms", "passes"
     );
     let mut servers_total = Duration::ZERO;
-    for (label, text) in [
-        ("20,000 servers x 2 passes", &servers),
-        ("1 server x 16,000 locations", &locations),
-    ] {
+    let generated = if std::env::var_os("WHY502_BENCH_CONF_ONLY").is_some() {
+        Vec::new()
+    } else {
+        vec![
+            ("20,000 servers x 2 passes", &servers),
+            ("1 server x 16,000 locations", &locations),
+        ]
+    };
+    for (label, text) in generated {
         let mut parse = Vec::new();
         let mut model = Vec::new();
         let mut passes = 0;
@@ -92,7 +99,11 @@ fn main() {
         let mut parse = Vec::new();
         let mut model = Vec::new();
         let mut shape = (0, 0, 0);
-        for _ in 0..RUNS * 4 {
+        let runs = std::env::var("WHY502_BENCH_CONF_RUNS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(RUNS * 4);
+        for _ in 0..runs {
             let t = Instant::now();
             let parsed = match parse_config(conf, prefix, &ParseLimits::default()) {
                 Ok(p) => p,
@@ -125,6 +136,9 @@ fn main() {
                 shape.1
             );
         }
+    }
+    if std::env::var_os("WHY502_BENCH_CONF_ONLY").is_some() {
+        return;
     }
     println!(
         "target: 20,000 servers parsed and modelled in < 1 s -> {} ({:.0} ms)",
