@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use why502_host::{read_tail, LineTake, ReadError, TailLimits};
 
-use crate::config::Directive;
+use crate::config::{Directive, Word};
 
 /// nginx's built-in format.
 pub const COMBINED: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
@@ -132,9 +132,9 @@ pub fn access_logs(main: &[Directive], prefix: &Path) -> Vec<AccessLogUse> {
             let text: String = rest
                 .iter()
                 .filter(|a| !a.starts_with("escape="))
-                .cloned()
+                .map(Word::as_str)
                 .collect();
-            formats.insert(name.clone(), LogFormat::parse(name, &text));
+            formats.insert(name.to_string(), LogFormat::parse(name, &text));
         }
     }
     let targets = |block: &[Directive]| -> Option<Vec<(PathBuf, String)>> {
@@ -149,7 +149,11 @@ pub fn access_logs(main: &[Directive], prefix: &Path) -> Vec<AccessLogUse> {
                     if path == "off" || path.starts_with("syslog:") || path.contains('$') {
                         return None;
                     }
-                    let format = d.args.get(1).filter(|f| !f.contains('=')).cloned();
+                    let format = d
+                        .args
+                        .get(1)
+                        .filter(|f| !f.contains('='))
+                        .map(Word::to_string);
                     Some((
                         crate::config::resolve_against(prefix, path),
                         format.unwrap_or_else(|| "combined".into()),
@@ -171,7 +175,7 @@ pub fn access_logs(main: &[Directive], prefix: &Path) -> Vec<AccessLogUse> {
         let names: Vec<String> = body
             .iter()
             .filter(|d| d.name == "server_name")
-            .flat_map(|d| d.args.iter().cloned())
+            .flat_map(|d| d.args.iter().map(Word::to_string))
             .collect();
         for (path, format) in targets(body).unwrap_or_else(|| http_level.clone()) {
             match by_file

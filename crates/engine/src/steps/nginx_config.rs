@@ -278,7 +278,7 @@ mod tests {
         );
         let broken = ParseError::syntax(
             SourceLoc {
-                file: PathBuf::from("/etc/nginx/nginx.conf"),
+                file: PathBuf::from("/etc/nginx/nginx.conf").into(),
                 line: 3,
             },
             "unexpected \"}\"",
@@ -358,7 +358,7 @@ mod tests {
     fn our_parsers_limits_are_not_an_invalid_config() {
         let limit = ParseError::limit(
             SourceLoc {
-                file: PathBuf::from("/etc/nginx/big.conf"),
+                file: PathBuf::from("/etc/nginx/big.conf").into(),
                 line: 1,
             },
             why502_nginx::config::ParseLimit::BlockDepth,
@@ -434,7 +434,7 @@ mod tests {
     fn parse_errors_decide_when_nginx_did_not_run() {
         let errs = vec![ParseError::syntax(
             SourceLoc {
-                file: PathBuf::from("/etc/nginx/a.conf"),
+                file: PathBuf::from("/etc/nginx/a.conf").into(),
                 line: 3,
             },
             "include cycle",

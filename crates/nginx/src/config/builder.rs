@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::endpoint::{parse_address, parse_pass_target, UpstreamNames, UPSTREAM_SERVER};
 use super::model::{
     Directive, Endpoint, ErrorLogDest, ErrorLogTarget, Location, NginxConfig, ParsedConfig, Pass,
-    PassKind, PassSettings, Server, UpstreamBlock, UpstreamServer,
+    PassKind, PassSettings, Server, UpstreamBlock, UpstreamServer, Word,
 };
 use super::parser::resolve_against;
 use super::units::{parse_flag, parse_size, parse_time};
@@ -71,8 +71,8 @@ impl NginxConfig {
         let upstream_names = UpstreamNames::new(upstreams.iter().map(|u| u.name.as_str()));
         let user = first_named(main, "user");
         NginxConfig {
-            user: user.and_then(|d| d.args.first().cloned()),
-            group: user.and_then(|d| d.args.get(1).cloned()),
+            user: user.and_then(|d| d.args.first().map(Word::to_string)),
+            group: user.and_then(|d| d.args.get(1).map(Word::to_string)),
             error_logs: error_logs(main, nginx_prefix),
             servers: children_named(&http, "server")
                 .filter(|d| d.block.is_some())
@@ -157,7 +157,7 @@ fn error_log(directive: &Directive, prefix: &Path) -> Option<ErrorLogTarget> {
         level: directive
             .args
             .get(1)
-            .cloned()
+            .map(Word::to_string)
             .unwrap_or_else(|| "error".into()),
         loc: directive.loc.clone(),
         main: false,
@@ -174,7 +174,7 @@ fn resolvers(main: &[Directive]) -> Vec<String> {
         }
         for arg in d.args.iter().filter(|arg| !arg.contains('=')) {
             if seen.insert(arg) {
-                addresses.push(arg.clone());
+                addresses.push(arg.to_string());
             }
         }
     });
@@ -189,7 +189,7 @@ fn server(directive: &Directive) -> Server {
         listen: body
             .iter()
             .filter(|d| d.name == "listen")
-            .filter_map(|d| d.args.first().cloned())
+            .filter_map(|d| d.args.first().map(Word::to_string))
             .collect(),
         server_names: server_names(directive),
         locations,
@@ -201,7 +201,7 @@ fn server_names(server: &Directive) -> Vec<String> {
     children(server)
         .iter()
         .filter(|d| d.name == "server_name")
-        .flat_map(|d| d.args.iter().cloned())
+        .flat_map(|d| d.args.iter().map(Word::to_string))
         .collect()
 }
 
@@ -228,7 +228,7 @@ fn upstream_block(directive: &Directive) -> Option<UpstreamBlock> {
     let name = directive.args.first()?;
     directive.block.as_ref()?;
     Some(UpstreamBlock {
-        name: name.clone(),
+        name: name.to_string(),
         servers: children(directive)
             .iter()
             .filter(|d| d.name == "server")
@@ -242,11 +242,15 @@ fn upstream_block(directive: &Directive) -> Option<UpstreamBlock> {
 /// nginx's defaults for what is absent or invalid.
 fn upstream_server(directive: &Directive) -> Option<UpstreamServer> {
     let (raw, params) = directive.args.split_first()?;
-    let endpoint = parse_address(raw, UPSTREAM_SERVER, &UpstreamNames::default())
-        .unwrap_or_else(|| Endpoint::Dynamic { raw: raw.clone() });
+    let endpoint =
+        parse_address(raw, UPSTREAM_SERVER, &UpstreamNames::default()).unwrap_or_else(|| {
+            Endpoint::Dynamic {
+                raw: raw.to_string(),
+            }
+        });
     let mut server = UpstreamServer {
         endpoint,
-        raw: raw.clone(),
+        raw: raw.to_string(),
         weight: 1,
         max_fails: 1,
         fail_timeout: Duration::from_secs(10),
@@ -510,9 +514,11 @@ impl<'a> PassWalker<'a> {
             .unwrap_or_default();
         Some(Pass {
             kind,
-            raw: raw.clone(),
+            raw: raw.to_string(),
             scheme,
-            endpoint: endpoint.unwrap_or_else(|| Endpoint::Dynamic { raw: raw.clone() }),
+            endpoint: endpoint.unwrap_or_else(|| Endpoint::Dynamic {
+                raw: raw.to_string(),
+            }),
             loc: directive.loc.clone(),
             server_name: server_names.first().cloned(),
             server_names,
@@ -531,7 +537,7 @@ fn pass_settings(kind: PassKind, scopes: &Scopes, prefix: &Path) -> PassSettings
     let value = |suffix: &str| {
         setting(suffix)
             .and_then(|d| d.args.first())
-            .map(String::as_str)
+            .map(Word::as_str)
     };
     let time = |suffix: &str, default| value(suffix).and_then(parse_time).unwrap_or(default);
     let flag = |suffix: &str, default| value(suffix).and_then(parse_flag).unwrap_or(default);
@@ -548,13 +554,14 @@ fn pass_settings(kind: PassKind, scopes: &Scopes, prefix: &Path) -> PassSettings
         ssl_name: value("ssl_name").map(str::to_owned),
         ssl_trusted_certificate: value("ssl_trusted_certificate")
             .map(|path| resolve_against(prefix, path)),
-        ssl_protocols: setting("ssl_protocols").map(|d| d.args.clone()),
+        ssl_protocols: setting("ssl_protocols")
+            .map(|d| d.args.iter().map(Word::to_string).collect()),
         resolver: resolver
             .map(|d| {
                 d.args
                     .iter()
                     .filter(|a| !a.contains('='))
-                    .cloned()
+                    .map(Word::to_string)
                     .collect()
             })
             .unwrap_or_default(),

@@ -21,11 +21,14 @@
 //! even on a multi-megabyte single token.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
+
+use super::model::Word;
 
 /// What a token is; words carry their text with quotes removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TokenKind {
-    Word { text: String, quoted: bool },
+    Word { text: Word, quoted: bool },
     Semicolon,
     OpenBrace,
     CloseBrace,
@@ -49,6 +52,33 @@ pub(crate) struct LexError {
 
 /// How many bytes of an overlong token to quote in the error message.
 const TOO_LONG_EXCERPT: usize = 32;
+
+/// The distinct words of one parse, each kept once (see [`Word`]); shared by the lexers of
+/// every file the parse reads.
+#[derive(Default)]
+pub(crate) struct Words {
+    seen: HashSet<Word, why502_host::hash::FxBuild>,
+}
+
+impl Words {
+    /// `bytes` as a word: the copy already kept, or a new one. `from_utf8`'s ASCII fast path
+    /// first (a config is nearly always ASCII), the lossy walk only for bytes that need it.
+    pub fn word(&mut self, bytes: &[u8]) -> Word {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.text(text),
+            Err(_) => self.text(&String::from_utf8_lossy(bytes)),
+        }
+    }
+
+    fn text(&mut self, text: &str) -> Word {
+        if let Some(word) = self.seen.get(text) {
+            return word.clone();
+        }
+        let word = Word::from(text);
+        self.seen.insert(word.clone());
+        word
+    }
+}
 
 pub(crate) struct Lexer<'a> {
     /// The main file's text is borrowed from the caller; included files' are owned.
@@ -98,16 +128,25 @@ impl<'a> Lexer<'a> {
         self.pos += rest.iter().position(|&b| !in_run(b)).unwrap_or(rest.len());
     }
 
+    /// Whitespace (an indented config is mostly that) in one pass over the slice, counting
+    /// its newlines, instead of a `bump` a byte.
     fn skip_whitespace(&mut self) {
-        while self.peek().is_some_and(is_space) {
-            self.bump();
-        }
+        let rest = &self.src[self.pos..];
+        let run = rest
+            .iter()
+            .position(|&b| !is_space(b))
+            .unwrap_or(rest.len());
+        let newlines = rest[..run].iter().filter(|&&b| b == b'\n').count();
+        self.pos += run;
+        self.line = self
+            .line
+            .saturating_add(u32::try_from(newlines).unwrap_or(u32::MAX));
     }
 
     /// Skips to the end of the line, leaving the newline for `skip_whitespace` to count.
     fn skip_to_line_end(&mut self) {
         let rest = &self.src[self.pos..];
-        self.pos += rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        self.pos += memchr::memchr(b'\n', rest).unwrap_or(rest.len());
     }
 
     fn special(&mut self, kind: TokenKind, line: u32) -> Result<Token, LexError> {
@@ -116,7 +155,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// An unquoted word: everything up to whitespace or `;`, `{`, `}`.
-    fn word(&mut self, line: u32) -> Result<Token, LexError> {
+    fn word(&mut self, line: u32, words: &mut Words) -> Result<Token, LexError> {
         let start = self.pos;
         let mut after_dollar = false;
         while let Some(byte) = self.peek() {
@@ -146,7 +185,7 @@ impl<'a> Lexer<'a> {
         self.check_length(text, line)?;
         Ok(Token {
             kind: TokenKind::Word {
-                text: String::from_utf8_lossy(text).into_owned(),
+                text: words.word(text),
                 quoted: false,
             },
             line,
@@ -172,7 +211,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// A string in `quote`s; the token's line is the line of the opening quote.
-    fn quoted(&mut self, quote: u8, line: u32) -> Result<Token, LexError> {
+    fn quoted(&mut self, quote: u8, line: u32, words: &mut Words) -> Result<Token, LexError> {
         self.pos += 1;
         let start = self.pos;
         let mut has_escape = false;
@@ -201,9 +240,9 @@ impl<'a> Lexer<'a> {
         self.pos += 1; // the closing quote
         self.check_length(body, line)?;
         let text = if has_escape {
-            unescape_quote(body, quote)
+            words.word(&unescape_quote(body, quote))
         } else {
-            String::from_utf8_lossy(body).into_owned()
+            words.word(body)
         };
         Ok(Token {
             kind: TokenKind::Word { text, quoted: true },
@@ -332,10 +371,9 @@ impl<'a> Lexer<'a> {
     }
 }
 
-impl Iterator for Lexer<'_> {
-    type Item = Result<Token, LexError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl Lexer<'_> {
+    /// The next token, its words kept in `words`; `None` at the end of the input.
+    pub fn next_token(&mut self, words: &mut Words) -> Option<Result<Token, LexError>> {
         loop {
             self.skip_whitespace();
             let byte = self.peek()?;
@@ -348,26 +386,48 @@ impl Iterator for Lexer<'_> {
                 b';' => self.special(TokenKind::Semicolon, line),
                 b'{' => self.special(TokenKind::OpenBrace, line),
                 b'}' => self.special(TokenKind::CloseBrace, line),
-                b'"' | b'\'' => self.quoted(byte, line),
-                _ => self.word(line),
+                b'"' | b'\'' => self.quoted(byte, line, words),
+                _ => self.word(line, words),
             });
         }
     }
 }
 
+const SPACE: u8 = 1;
+const ENDS_WORD_RUN: u8 = 2;
+
+/// Byte classes, looked up once a byte in the lexer's hot loops instead of a chain of
+/// comparisons.
+static CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let spaces = [b' ', b'\t', b'\n', b'\r', 0x0b, 0x0c];
+    let mut i = 0;
+    while i < spaces.len() {
+        table[spaces[i] as usize] = SPACE | ENDS_WORD_RUN;
+        i += 1;
+    }
+    let ends = [b'\\', b'$', b';', b'{', b'}'];
+    let mut i = 0;
+    while i < ends.len() {
+        table[ends[i] as usize] = ENDS_WORD_RUN;
+        i += 1;
+    }
+    table
+};
+
 /// nginx's separators plus vertical tab and form feed, which crossplane also skips.
 fn is_space(byte: u8) -> bool {
-    matches!(byte, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+    CLASSES[byte as usize] & SPACE != 0
 }
 
 /// Bytes that end a run of ordinary word bytes: delimiters, escapes and `$` (which may
 /// start `${`). Newlines are whitespace, so a run never spans lines.
 fn ends_word_run(byte: u8) -> bool {
-    matches!(byte, b'\\' | b'$' | b';' | b'{' | b'}') || is_space(byte)
+    CLASSES[byte as usize] & ENDS_WORD_RUN != 0
 }
 
 /// Drops the backslash of an escaped `quote`; every other escape stays as written.
-fn unescape_quote(body: &[u8], quote: u8) -> String {
+fn unescape_quote(body: &[u8], quote: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
     let mut bytes = body.iter().copied();
     while let Some(byte) = bytes.next() {
@@ -381,17 +441,24 @@ fn unescape_quote(body: &[u8], quote: u8) -> String {
             None => out.push(b'\\'),
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Every token (and error) of `lexer`, in order.
+    fn all(mut lexer: Lexer<'_>) -> Vec<Result<Token, LexError>> {
+        let mut words = Words::default();
+        std::iter::from_fn(|| lexer.next_token(&mut words)).collect()
+    }
+
     /// Renders tokens compactly: words as-is (quoted ones in «»), specials as themselves,
     /// errors as `!line`.
     fn lex(src: &str) -> Vec<String> {
-        Lexer::new(src.as_bytes(), 1024)
+        all(Lexer::new(src.as_bytes(), 1024))
+            .into_iter()
             .map(|item| match item {
                 Ok(Token {
                     kind: TokenKind::Word { text, quoted },
@@ -400,7 +467,7 @@ mod tests {
                     if quoted {
                         format!("«{text}»")
                     } else {
-                        text
+                        text.to_string()
                     }
                 }
                 Ok(Token {
@@ -421,7 +488,8 @@ mod tests {
     }
 
     fn lines(src: &str) -> Vec<u32> {
-        Lexer::new(src.as_bytes(), 1024)
+        all(Lexer::new(src.as_bytes(), 1024))
+            .into_iter()
             .map(|item| match item {
                 Ok(token) => token.line,
                 Err(e) => e.line,
@@ -496,7 +564,7 @@ mod tests {
     #[test]
     fn overlong_token_is_an_error_and_lexing_resumes() {
         let src = format!("a {} b; \"{}\" c;", "x".repeat(100), "y".repeat(100));
-        let items: Vec<_> = Lexer::new(src.as_bytes(), 50).collect();
+        let items: Vec<_> = all(Lexer::new(src.as_bytes(), 50));
         let errors: Vec<_> = items.iter().filter_map(|i| i.as_ref().err()).collect();
         assert_eq!(errors.len(), 2, "{items:?}");
         assert!(errors[0].message.starts_with("too long parameter \"xxxx"));
@@ -516,14 +584,15 @@ mod tests {
     #[test]
     fn token_at_exact_limit_is_accepted() {
         let src = format!("{};", "x".repeat(50));
-        let items: Vec<_> = Lexer::new(src.as_bytes(), 50).collect();
+        let items: Vec<_> = all(Lexer::new(src.as_bytes(), 50));
         assert!(items.iter().all(Result::is_ok), "{items:?}");
     }
 
     #[test]
     fn invalid_utf8_is_replaced_not_fatal() {
         let src = b"a \xff\xfe b\xc3; \"q\x80\";";
-        let words: Vec<_> = Lexer::new(src, 1024)
+        let words: Vec<_> = all(Lexer::new(src, 1024))
+            .into_iter()
             .filter_map(|i| match i {
                 Ok(Token {
                     kind: TokenKind::Word { text, .. },
@@ -545,12 +614,13 @@ mod tests {
     fn after_lua(body: &str) -> (Result<(), LexError>, Vec<String>) {
         let mut lexer = Lexer::new(body.as_bytes(), 1024);
         let skipped = lexer.skip_lua_block(1);
-        let rest = lexer
+        let rest = all(lexer)
+            .into_iter()
             .map(|t| match t {
                 Ok(Token {
                     kind: TokenKind::Word { text, .. },
                     ..
-                }) => text,
+                }) => text.to_string(),
                 Ok(_) => "<special>".into(),
                 Err(e) => format!("!{}", e.message),
             })
@@ -595,7 +665,10 @@ mod tests {
     fn lua_block_counts_lines() {
         let mut lexer = Lexer::new(b"\n'a\n'\n[[\n]]\n--[[\n]]\n} x", 1024);
         assert_eq!(lexer.skip_lua_block(1), Ok(()));
-        let next = lexer.next().and_then(Result::ok).map(|t| t.line);
+        let next = lexer
+            .next_token(&mut Words::default())
+            .and_then(Result::ok)
+            .map(|t| t.line);
         assert_eq!(next, Some(8));
     }
 }

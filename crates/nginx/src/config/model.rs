@@ -1,20 +1,138 @@
 //! The parts of an nginx configuration that matter for 502s, with file:line on each.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-/// Where a directive was written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// Where a directive was written. The file is shared by every directive written in it (a
+/// hosting config has tens of thousands): one allocation per file, not per directive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceLoc {
-    pub file: PathBuf,
+    pub file: Arc<Path>,
     pub line: u32,
+}
+
+impl SourceLoc {
+    pub fn new(file: impl AsRef<Path>, line: u32) -> SourceLoc {
+        SourceLoc {
+            file: Arc::from(file.as_ref()),
+            line,
+        }
+    }
+}
+
+impl Default for SourceLoc {
+    fn default() -> Self {
+        SourceLoc::new("", 0)
+    }
 }
 
 impl std::fmt::Display for SourceLoc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// A directive's name or one of its arguments, as the lexer read it. A hosting server's
+/// config writes the same words tens of thousands of times (`fastcgi_param`,
+/// `$document_root` in every site's `include fastcgi_params`): the parser keeps one copy of
+/// each distinct word, shared, so a directive costs no allocation per word and the tree a
+/// fraction of the memory.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Word(Arc<str>);
+
+impl Word {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Word {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Word {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Word {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        std::ffi::OsStr::new(&*self.0)
+    }
+}
+
+impl AsRef<Path> for Word {
+    fn as_ref(&self) -> &Path {
+        Path::new(&*self.0)
+    }
+}
+
+/// `Hash` agrees with `str`'s (an `Arc<str>` hashes as its text), so a set of words is
+/// looked up by `&str`.
+impl std::borrow::Borrow<str> for Word {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Word {
+    fn from(text: &str) -> Word {
+        Word(Arc::from(text))
+    }
+}
+
+impl From<String> for Word {
+    fn from(text: String) -> Word {
+        Word(Arc::from(text))
+    }
+}
+
+impl From<Word> for String {
+    fn from(word: Word) -> String {
+        word.0.to_string()
+    }
+}
+
+impl PartialEq<str> for Word {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Word {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Word {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl std::fmt::Display for Word {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Word {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for Word {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 
@@ -27,8 +145,8 @@ impl std::fmt::Display for SourceLoc {
 /// [`DEBUG_DEPTH`] levels.
 #[derive(Eq)]
 pub struct Directive {
-    pub name: String,
-    pub args: Vec<String>,
+    pub name: Word,
+    pub args: Vec<Word>,
     pub loc: SourceLoc,
     /// `Some` for block directives (`http { ... }`); the body of `*_by_lua_block` is skipped
     /// and given as an empty block.

@@ -15,9 +15,10 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::lexer::{LexError, Lexer, Token, TokenKind};
-use super::model::{Directive, ParseError, ParseLimit, ParsedConfig, SourceLoc};
+use super::lexer::{LexError, Lexer, Token, TokenKind, Words};
+use super::model::{Directive, ParseError, ParseLimit, ParsedConfig, SourceLoc, Word};
 
 /// Bounds on what one parse may read, so a hostile or broken configuration (a huge file,
 /// an include of `/dev/zero`, an include explosion) cannot exhaust time or memory.
@@ -232,11 +233,12 @@ enum BlockHead {
     Anonymous,
 }
 
-/// A block being parsed: what opened it, its line and its directives so far.
+/// A block being parsed: what opened it, its line, and where its directives start on
+/// `Tree::stack`.
 struct OpenBlock {
     head: BlockHead,
     line: u32,
-    directives: Vec<Directive>,
+    start: usize,
 }
 
 impl OpenBlock {
@@ -248,11 +250,14 @@ impl OpenBlock {
     }
 }
 
-/// The tree being built: the top level and the blocks open around the current token,
-/// outermost first, across includes.
+/// The tree being built: the blocks open around the current token, outermost first, across
+/// includes, and the directives read so far in the top level and in each open block, on one
+/// stack. A block that closes takes its own off the top of the stack into a `Vec` of exactly
+/// their number: one allocation per block, where growing each block's own `Vec` cost a few
+/// reallocations and a shrink.
 #[derive(Default)]
 struct Tree {
-    top: Vec<Directive>,
+    stack: Vec<Directive>,
     open: Vec<OpenBlock>,
 }
 
@@ -261,29 +266,37 @@ impl Tree {
         self.open.len()
     }
 
-    /// Where the next directive goes.
-    fn out(&mut self) -> &mut Vec<Directive> {
-        match self.open.last_mut() {
-            Some(block) => &mut block.directives,
-            None => &mut self.top,
-        }
+    /// Adds a directive to the innermost open block (or the top level).
+    fn push(&mut self, directive: Directive) {
+        self.stack.push(directive);
+    }
+
+    fn open(&mut self, head: BlockHead, line: u32) {
+        self.open.push(OpenBlock {
+            head,
+            line,
+            start: self.stack.len(),
+        });
     }
 
     /// Closes the innermost block and gives its directive to the enclosing one.
     fn close(&mut self) {
-        let Some(OpenBlock {
-            head,
-            mut directives,
-            ..
-        }) = self.open.pop()
-        else {
+        let Some(OpenBlock { head, start, .. }) = self.open.pop() else {
             return;
         };
+        let directives: Vec<Directive> = self.stack.drain(start..).collect();
         if let BlockHead::Directive(mut directive) = head {
-            directives.shrink_to_fit();
             directive.block = Some(directives);
-            self.out().push(directive);
+            self.push(directive);
         }
+    }
+
+    /// The top level, once every block is closed.
+    fn into_top(mut self) -> Vec<Directive> {
+        while !self.open.is_empty() {
+            self.close();
+        }
+        self.stack
     }
 }
 
@@ -296,8 +309,8 @@ struct PendingInclude {
 /// A file being parsed.
 struct OpenFile<'t> {
     lexer: Lexer<'t>,
-    /// The path its directives are attributed to.
-    path: PathBuf,
+    /// The path its directives are attributed to (shared by all of them).
+    path: Arc<Path>,
     /// `Tree::depth` when the file was opened: the blocks above it are this file's, and
     /// must close in it.
     base: usize,
@@ -316,13 +329,22 @@ struct IncludeFrame {
     path: PathBuf,
 }
 
+/// What ended a directive's arguments.
+enum DirectiveEnd {
+    Eof,
+    Semicolon,
+    OpenBrace,
+    /// A `}` on this line, without the `;` before it.
+    CloseBrace(u32),
+}
+
 /// What the driver does after one step in the current file.
 enum Step {
     Continue,
     /// An `include` directive to splice in where the current file is.
     Include {
         loc: SourceLoc,
-        args: Vec<String>,
+        args: Vec<Word>,
     },
     /// The current file (or the token budget) ended.
     Eof,
@@ -347,6 +369,10 @@ struct Parser<'l> {
     /// hosting config includes `fastcgi_params` once per site, and each inclusion must not
     /// cost a stat, a canonicalize and a read again. Only successful reads are kept.
     read_cache: HashMap<PathBuf, CachedFile>,
+    /// The arguments of the directive being read (see `directive`).
+    args_scratch: Vec<Word>,
+    /// Every distinct word read, kept once.
+    words: Words,
 }
 
 struct CachedFile {
@@ -371,6 +397,8 @@ impl<'l> Parser<'l> {
             tokens: 0,
             halted: false,
             read_cache: HashMap::new(),
+            args_scratch: Vec::new(),
+            words: Words::default(),
         }
     }
 
@@ -385,10 +413,7 @@ impl<'l> Parser<'l> {
     }
 
     fn error_at(&mut self, file: &Path, line: u32, message: String) {
-        let loc = SourceLoc {
-            file: file.to_path_buf(),
-            line,
-        };
+        let loc = SourceLoc::new(file, line);
         self.errors.push(ParseError::syntax(loc, message));
     }
 
@@ -397,10 +422,7 @@ impl<'l> Parser<'l> {
     }
 
     fn limit_at(&mut self, file: &Path, line: u32, limit: ParseLimit, message: String) {
-        let loc = SourceLoc {
-            file: file.to_path_buf(),
-            line,
-        };
+        let loc = SourceLoc::new(file, line);
         self.errors.push(ParseError::limit(loc, limit, message));
     }
 
@@ -454,7 +476,7 @@ impl<'l> Parser<'l> {
         }
         // Every file closes its own blocks, so the tree is complete here.
         debug_assert_eq!(tree.depth(), 0);
-        tree.top
+        tree.into_top()
     }
 
     /// Records a successfully read file and makes it the one being parsed.
@@ -480,7 +502,7 @@ impl<'l> Parser<'l> {
         });
         files.push(OpenFile {
             lexer: Lexer::new(text, self.limits.max_token_bytes),
-            path: path.to_path_buf(),
+            path: Arc::from(path),
             base: tree.depth(),
             include,
             pending_close: false,
@@ -515,7 +537,7 @@ impl<'l> Parser<'l> {
             if self.halted {
                 return None;
             }
-            match file.lexer.next()? {
+            match file.lexer.next_token(&mut self.words)? {
                 Ok(token) => {
                     self.tokens += 1;
                     if self.tokens > self.limits.max_tokens {
@@ -587,51 +609,64 @@ impl<'l> Parser<'l> {
 
     /// Reads the arguments of the directive `name` up to its `;` or `{` and adds it to the
     /// tree (opening its block), or hands an `include` to the driver.
-    fn directive(&mut self, file: &mut OpenFile, tree: &mut Tree, name: String, line: u32) -> Step {
+    fn directive(&mut self, file: &mut OpenFile, tree: &mut Tree, name: Word, line: u32) -> Step {
         let loc = SourceLoc {
-            file: file.path.clone(),
+            file: Arc::clone(&file.path),
             line,
         };
-        let mut args = Vec::new();
-        loop {
+        // The arguments gather in a reused buffer and leave it in a `Vec` of exactly their
+        // number: one allocation per directive (none without arguments).
+        let mut scratch = std::mem::take(&mut self.args_scratch);
+        scratch.clear();
+        let end = loop {
             let Some(token) = self.next_token(file) else {
+                break DirectiveEnd::Eof;
+            };
+            match token.kind {
+                TokenKind::Word { text, .. } => scratch.push(text),
+                TokenKind::Semicolon => break DirectiveEnd::Semicolon,
+                TokenKind::OpenBrace => break DirectiveEnd::OpenBrace,
+                TokenKind::CloseBrace => break DirectiveEnd::CloseBrace(token.line),
+            }
+        };
+        // Not `mem::take`: that would hand the buffer's spare capacity to the tree.
+        let mut args = Vec::with_capacity(scratch.len());
+        args.append(&mut scratch);
+        self.args_scratch = scratch;
+        match end {
+            DirectiveEnd::Eof => {
                 if !self.halted {
                     let message = format!(
                         "unexpected end of file, expecting \";\" or \"}}\" after \"{name}\""
                     );
                     self.error_near(&loc, message);
                 }
-                return simple(tree, name, args, loc);
-            };
-            match token.kind {
-                TokenKind::Word { text, .. } => args.push(text),
-                TokenKind::Semicolon => return simple(tree, name, args, loc),
-                TokenKind::OpenBrace => {
-                    args.shrink_to_fit();
-                    let mut directive = Directive {
-                        name,
-                        args,
-                        loc,
-                        block: None,
-                    };
-                    if is_lua_block(&directive.name) {
-                        if let Err(LexError { line, message, .. }) = file.lexer.skip_lua_block(line)
-                        {
-                            self.error_at(&file.path, line, message);
-                        }
-                        directive.block = Some(Vec::new());
-                        tree.out().push(directive);
-                    } else {
-                        self.open_block(file, tree, BlockHead::Directive(directive), line);
+                simple(tree, name, args, loc)
+            }
+            DirectiveEnd::Semicolon => simple(tree, name, args, loc),
+            DirectiveEnd::OpenBrace => {
+                let mut directive = Directive {
+                    name,
+                    args,
+                    loc,
+                    block: None,
+                };
+                if is_lua_block(&directive.name) {
+                    if let Err(LexError { line, message, .. }) = file.lexer.skip_lua_block(line) {
+                        self.error_at(&file.path, line, message);
                     }
-                    return Step::Continue;
+                    directive.block = Some(Vec::new());
+                    tree.push(directive);
+                } else {
+                    self.open_block(file, tree, BlockHead::Directive(directive), line);
                 }
-                TokenKind::CloseBrace => {
-                    let message = format!("unexpected \"}}\", expecting \";\" after \"{name}\"");
-                    self.error_at(&file.path, token.line, message);
-                    file.pending_close = true;
-                    return simple(tree, name, args, loc);
-                }
+                Step::Continue
+            }
+            DirectiveEnd::CloseBrace(at) => {
+                let message = format!("unexpected \"}}\", expecting \";\" after \"{name}\"");
+                self.error_at(&file.path, at, message);
+                file.pending_close = true;
+                simple(tree, name, args, loc)
             }
         }
     }
@@ -641,11 +676,7 @@ impl<'l> Parser<'l> {
     /// block).
     fn open_block(&mut self, file: &mut OpenFile, tree: &mut Tree, head: BlockHead, line: u32) {
         if tree.depth() < self.limits.max_block_depth {
-            tree.open.push(OpenBlock {
-                head,
-                line,
-                directives: Vec::new(),
-            });
+            tree.open(head, line);
             return;
         }
         let name = match &head {
@@ -661,7 +692,7 @@ impl<'l> Parser<'l> {
         self.skip_block(file, name, line);
         if let BlockHead::Directive(mut directive) = head {
             directive.block = Some(Vec::new());
-            tree.out().push(directive);
+            tree.push(directive);
         }
     }
 
@@ -684,7 +715,7 @@ impl<'l> Parser<'l> {
     }
 
     /// Starts splicing the files an `include` names into the tree where it stands.
-    fn include(&mut self, files: &mut Vec<OpenFile>, tree: &Tree, loc: SourceLoc, args: &[String]) {
+    fn include(&mut self, files: &mut Vec<OpenFile>, tree: &Tree, loc: SourceLoc, args: &[Word]) {
         let [pattern] = args else {
             self.error_near(
                 &loc,
@@ -862,12 +893,11 @@ impl<'l> Parser<'l> {
 }
 
 /// Adds a directive without a block, or hands an `include` to the driver.
-fn simple(tree: &mut Tree, name: String, mut args: Vec<String>, loc: SourceLoc) -> Step {
+fn simple(tree: &mut Tree, name: Word, args: Vec<Word>, loc: SourceLoc) -> Step {
     if name == "include" {
         return Step::Include { loc, args };
     }
-    args.shrink_to_fit();
-    tree.out().push(Directive {
+    tree.push(Directive {
         name,
         args,
         loc,

@@ -24,7 +24,7 @@ fn render(directives: &[Directive]) -> String {
         .iter()
         .map(|d| {
             let head = std::iter::once(d.name.as_str())
-                .chain(d.args.iter().map(String::as_str))
+                .chain(d.args.iter().map(Word::as_str))
                 .collect::<Vec<_>>()
                 .join(" ");
             match &d.block {
@@ -137,7 +137,7 @@ fn directive_lines_are_the_lines_of_their_names() {
     assert!(parsed
         .directives
         .iter()
-        .all(|d| d.loc.file == Path::new(MAIN)));
+        .all(|d| *d.loc.file == *Path::new(MAIN)));
 }
 
 #[test]
@@ -284,6 +284,25 @@ fn invalid_utf8_does_not_stop_parsing() {
     );
 }
 
+/// The same word written twice, even in two files, is one copy; the directives of a file
+/// share its path. (The memory of a 500-site config rests on this.)
+#[test]
+fn repeated_words_and_a_files_path_are_shared() {
+    let conf = TempConf::new();
+    conf.write("nginx.conf", "a x;\nb \"x\";\ninclude inc.conf;\n");
+    conf.write("inc.conf", "c x;\nd y;\n");
+    let parsed = conf.parse("nginx.conf");
+    assert_eq!(errors(&parsed), Vec::<String>::new());
+    let d = &parsed.directives;
+    assert_eq!(render(d), "a x; b x; c x; d y;");
+    let first = d[0].args[0].as_str().as_ptr();
+    assert!(d[1..3].iter().all(|d| d.args[0].as_str().as_ptr() == first));
+    assert_ne!(d[3].args[0].as_str().as_ptr(), first);
+    assert!(std::sync::Arc::ptr_eq(&d[0].loc.file, &d[1].loc.file));
+    assert!(std::sync::Arc::ptr_eq(&d[2].loc.file, &d[3].loc.file));
+    assert_eq!(*d[2].loc.file, *conf.path("inc.conf"));
+}
+
 #[test]
 fn includes_with_globs_relative_to_prefix_in_sorted_order() {
     let conf = TempConf::new();
@@ -325,7 +344,7 @@ fn includes_with_globs_relative_to_prefix_in_sorted_order() {
     // directives from an included file carry that file and their line in it
     let http = &parsed.directives[1];
     let a = &http.block.as_deref().unwrap_or_default()[1];
-    assert_eq!(a.loc.file, conf.path("conf.d/a.conf"));
+    assert_eq!(*a.loc.file, *conf.path("conf.d/a.conf"));
     assert_eq!(a.loc.line, 1);
 }
 
@@ -1383,8 +1402,8 @@ http {{
     assert_eq!(config.upstreams.len(), 1);
     assert_eq!(config.upstreams[0].servers.len(), 3);
     assert_eq!(
-        config.upstreams[0].loc.file,
-        root.join("conf.d/upstreams.conf")
+        *config.upstreams[0].loc.file,
+        *root.join("conf.d/upstreams.conf")
     );
 
     let servers: Vec<_> = config
@@ -1456,7 +1475,7 @@ http {{
     let php = &config.passes[0];
     assert_eq!(php.settings.buffer_size, 32 * 1024);
     assert_eq!(php.server_name.as_deref(), Some("php.example.com"));
-    assert_eq!(php.loc.file, root.join("sites-enabled/php"));
+    assert_eq!(*php.loc.file, *root.join("sites-enabled/php"));
     assert_eq!(php.loc.line, 13);
     assert_eq!(config.passes[1].raw, "http://127.0.0.1:8000");
     assert_eq!(
