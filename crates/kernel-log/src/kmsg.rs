@@ -92,6 +92,8 @@ pub(crate) fn monotonic_epoch() -> Option<SystemTime> {
 pub(crate) struct RecordSink {
     epoch: SystemTime,
     collector: OomCollector,
+    /// Records read, a record of several lines counted once per line: syslog(2) prints each
+    /// line as a record of its own (the same prefix on each), so both sources count alike.
     records: usize,
     first: Option<(u64, SystemTime)>,
 }
@@ -107,7 +109,7 @@ impl RecordSink {
     }
 
     pub(crate) fn push(&mut self, record: &KmsgRecord) {
-        self.records += 1;
+        self.records += 1 + record.message.bytes().filter(|&b| b == b'\n').count();
         let time = self.epoch + Duration::from_micros(record.ts_usec);
         if self.first.is_none() {
             self.first = Some((record.seq, time));
@@ -249,10 +251,12 @@ pub(crate) fn read_syslog_tail(
 ) -> Option<SourceRead> {
     const SYSLOG_ACTION_READ_ALL: libc::c_int = 3;
     let epoch = monotonic_epoch()?;
+    // None when the window starts before boot: then only the whole buffer, holding boot's
+    // record, reaches back.
     let reach = since
         .checked_sub(TAIL_MARGIN)
         .and_then(|t| t.duration_since(epoch).ok())
-        .map_or(0, |d| d.as_micros() as u64);
+        .map(|d| d.as_micros() as u64);
     let cap = usize::try_from(limits.max_bytes).unwrap_or(usize::MAX);
     let mut len = TAIL_FIRST;
     loop {
@@ -273,7 +277,8 @@ pub(crate) fn read_syslog_tail(
             .collect::<Option<Vec<_>>>()?;
         let oldest = records.first().map(|r| r.ts_usec)?;
         let whole = n + TAIL_SLACK <= len;
-        if oldest <= reach || whole {
+        let reached = reach.is_some_and(|reach| oldest <= reach);
+        if reached || whole {
             if records.len() > limits.max_records {
                 return None;
             }
@@ -281,7 +286,7 @@ pub(crate) fn read_syslog_tail(
             // ring wrapped (/dev/kmsg would not reach further either) or a `dmesg -C` hid the
             // older records from syslog(2). /dev/kmsg's first record tells which, and whether
             // the ring still holds boot (sequence 0).
-            let first_seq = if oldest <= reach {
+            let first_seq = if reached {
                 1
             } else {
                 let (seq, ts) = oldest_device_record()?;
@@ -474,7 +479,12 @@ mod tests {
                     .collect()
             };
             assert_eq!(lsm(&tail), lsm(&device), "{window:?}");
-            assert!(tail.records_read <= device.records_read);
+            assert!(
+                tail.records_read <= device.records_read,
+                "{} {} {window:?}",
+                tail.records_read,
+                device.records_read
+            );
         }
     }
 
@@ -564,6 +574,16 @@ mod tests {
         assert_eq!(read.lsm_lines[0].0, at(9));
         assert_eq!(read.lsm_lines[0].1, denied);
         assert!(read.kills.is_empty());
+    }
+
+    /// A record with an escaped newline (captured on this machine) counts as its two lines,
+    /// as syslog(2) prints it.
+    #[test]
+    fn a_multi_line_record_counts_once_per_line() {
+        let text = "4,286,445249,-;amd_pstate: The CPPC feature is supported but currently disabled by the BIOS.\\x0aPlease enable it if your BIOS has the CPPC option.\n\
+                    6,287,445261,-;amd_pstate: the _CPC object is not present in SBIOS or ACPI disabled\n";
+        let read = read_text(text, at(0), at(0));
+        assert_eq!(read.records_read, 3);
     }
 
     #[test]
