@@ -72,9 +72,21 @@ pub async fn run_without_binding(
     timeout: Duration,
     max_output: usize,
 ) -> Result<CommandOutput, ExecError> {
+    start_without_binding(argv, timeout)
+        .await?
+        .finish(max_output)
+        .await
+}
+
+/// `run_without_binding` in two halves: this one returns once the child has started, so a
+/// caller whose answer waits on the child (nginx -t) can start it before anything else.
+pub async fn start_without_binding(
+    argv: &[&str],
+    timeout: Duration,
+) -> Result<RunningCommand, ExecError> {
     let refusal = BindRefusal::new();
     let child = spawn_prepared(argv, timeout, move || refusal.apply()).await?;
-    collect(child, argv, timeout, max_output).await
+    Ok(RunningCommand::new(child, argv, timeout))
 }
 
 /// `run_without_binding`, and in a private mount namespace where each of `overlays`
@@ -88,6 +100,18 @@ pub async fn run_isolated(
     max_output: usize,
     overlays: &[PathBuf],
 ) -> Result<CommandOutput, ExecError> {
+    start_isolated(argv, timeout, overlays)
+        .await?
+        .finish(max_output)
+        .await
+}
+
+/// `run_isolated` in two halves, as `start_without_binding`.
+pub async fn start_isolated(
+    argv: &[&str],
+    timeout: Duration,
+    overlays: &[PathBuf],
+) -> Result<RunningCommand, ExecError> {
     let program = argv.first().copied().unwrap_or_default().to_string();
     let plan = IsolationPlan::new(overlays).map_err(|reason| ExecError::NotIsolated {
         program: program.clone(),
@@ -107,7 +131,32 @@ pub async fn run_isolated(
         refusal.apply()
     })
     .await?;
-    collect(child, argv, timeout, max_output).await
+    Ok(RunningCommand::new(child, argv, timeout))
+}
+
+/// A started child whose output is not collected yet (see `start_without_binding`). Dropped
+/// unfinished, it is killed.
+#[derive(Debug)]
+pub struct RunningCommand {
+    child: tokio::process::Child,
+    program: String,
+    timeout: Duration,
+}
+
+impl RunningCommand {
+    fn new(child: tokio::process::Child, argv: &[&str], timeout: Duration) -> RunningCommand {
+        RunningCommand {
+            child,
+            program: argv.first().copied().unwrap_or_default().to_string(),
+            timeout,
+        }
+    }
+
+    /// Its output, each stream capped at `max_output` bytes; killed when the timeout it was
+    /// started with passes (counted from now).
+    pub async fn finish(self, max_output: usize) -> Result<CommandOutput, ExecError> {
+        collect(self.child, &self.program, self.timeout, max_output).await
+    }
 }
 
 /// Start `argv` from a fresh thread that first runs `prepare` on itself. What `prepare` sets
@@ -344,17 +393,16 @@ async fn finish(
     let child = cmd
         .spawn()
         .map_err(|source| ExecError::spawning(&program, source))?;
-    collect(child, argv, timeout, max_output).await
+    collect(child, &program, timeout, max_output).await
 }
 
 /// Each output stream read up to `max_output`, and the exit, within `timeout`.
 async fn collect(
     mut child: tokio::process::Child,
-    argv: &[&str],
+    program: &str,
     timeout: Duration,
     max_output: usize,
 ) -> Result<CommandOutput, ExecError> {
-    let program = argv.first().copied().unwrap_or_default().to_string();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let work = async {
@@ -375,7 +423,10 @@ async fn collect(
             })
         }
         // Dropping `work` drops the child, and kill_on_drop kills it.
-        Err(_) => Err(ExecError::Timeout { program, timeout }),
+        Err(_) => Err(ExecError::Timeout {
+            program: program.to_string(),
+            timeout,
+        }),
     }
 }
 

@@ -50,6 +50,22 @@ pub async fn check_config(
     timeout: Duration,
     isolate: Option<&[PathBuf]>,
 ) -> ConfigCheck {
+    start_check(binary, conf, prefix, globals, timeout, isolate)
+        .await
+        .finish()
+        .await
+}
+
+/// `check_config` in two halves: this one returns once nginx has started (or could not), so
+/// the caller can start it ahead of the rest of its work and collect the verdict later.
+pub async fn start_check(
+    binary: &Path,
+    conf: &Path,
+    prefix: Option<&Path>,
+    globals: Option<&str>,
+    timeout: Duration,
+    isolate: Option<&[PathBuf]>,
+) -> PendingCheck {
     let bin = binary.to_string_lossy();
     let conf_s = conf.to_string_lossy();
     let mut argv: Vec<&str> = vec![&bin, "-t", "-c", &conf_s];
@@ -60,10 +76,39 @@ pub async fn check_config(
     if let Some(g) = globals {
         argv.extend(["-g", g]);
     }
-    let ran = match isolate {
-        Some(dirs) => why502_host::run_isolated(&argv, timeout, 256 * 1024, dirs).await,
-        None => why502_host::run_without_binding(&argv, timeout, 256 * 1024).await,
+    let started = match isolate {
+        Some(dirs) => why502_host::start_isolated(&argv, timeout, dirs).await,
+        None => why502_host::start_without_binding(&argv, timeout).await,
     };
+    PendingCheck {
+        started: started.map_err(|e| verdict(Err(e))),
+    }
+}
+
+/// A started `nginx -t` (see `start_check`), or the verdict of one that could not start.
+#[derive(Debug)]
+pub struct PendingCheck {
+    started: Result<why502_host::RunningCommand, ConfigCheck>,
+}
+
+impl PendingCheck {
+    /// A check whose verdict is known without running nginx (not run, not isolated).
+    pub fn ready(check: ConfigCheck) -> PendingCheck {
+        PendingCheck {
+            started: Err(check),
+        }
+    }
+
+    /// nginx's verdict, once it exits (or the timeout it was started with passes).
+    pub async fn finish(self) -> ConfigCheck {
+        match self.started {
+            Ok(running) => verdict(running.finish(256 * 1024).await),
+            Err(check) => check,
+        }
+    }
+}
+
+fn verdict(ran: Result<why502_host::CommandOutput, ExecError>) -> ConfigCheck {
     match ran {
         Ok(out) => {
             let messages = parse_check_output(&out.stderr);
