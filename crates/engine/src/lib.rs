@@ -675,7 +675,7 @@ struct NginxTPaths {
 }
 
 /// `nginx -t` that cannot change the host: never able to bind a port (see
-/// `why502_nginx::check::check_config`), and as root in a private mount namespace whose
+/// `why502_nginx::check::start_check`), and as root in a private mount namespace whose
 /// overlays catch every pid file, log and temp directory it creates or chowns. Not as root it
 /// cannot chown or write root's directories anyway, and runs without the namespace; its
 /// denials are judged as such.

@@ -33,7 +33,9 @@ pub enum ConfigCheck {
     },
 }
 
-/// Run `nginx -t -c CONF [-p PREFIX] [-g GLOBALS]` with explicit argv and a deadline.
+/// Start `nginx -t -c CONF [-p PREFIX] [-g GLOBALS]` with explicit argv and a deadline; it
+/// returns once nginx has started (or could not), so the caller can start it ahead of the
+/// rest of its work and collect the verdict later (`PendingCheck::finish`).
 ///
 /// `nginx -t` is not read-only: it binds every `listen` address (and creates the socket file
 /// of a `listen unix:`), creates the pid file and every log the config names, and creates and
@@ -42,22 +44,6 @@ pub enum ConfigCheck {
 /// even when nginx is down. With `isolate` (the directories `overlay_dirs` gives), it also
 /// runs in a private mount namespace where those directories are overlaid by a throw-away
 /// tmpfs, so none of its files reach the host.
-pub async fn check_config(
-    binary: &Path,
-    conf: &Path,
-    prefix: Option<&Path>,
-    globals: Option<&str>,
-    timeout: Duration,
-    isolate: Option<&[PathBuf]>,
-) -> ConfigCheck {
-    start_check(binary, conf, prefix, globals, timeout, isolate)
-        .await
-        .finish()
-        .await
-}
-
-/// `check_config` in two halves: this one returns once nginx has started (or could not), so
-/// the caller can start it ahead of the rest of its work and collect the verdict later.
 pub async fn start_check(
     binary: &Path,
     conf: &Path,
@@ -237,7 +223,7 @@ pub fn runtime_dirs(configured: &[PathBuf], compiled: &[PathBuf], prefix: &Path)
         .collect()
 }
 
-/// The directories to overlay for `check_config`'s isolation: for each runtime directory the
+/// The directories to overlay for `start_check`'s isolation: for each runtime directory the
 /// nearest one that exists (nginx creates the missing ones below it), without those already
 /// inside another. `Err` when one would be `/` itself, which cannot be overlaid.
 pub fn overlay_dirs(runtime: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
