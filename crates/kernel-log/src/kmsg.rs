@@ -225,8 +225,8 @@ pub(crate) fn read_device(
     Ok(sink.finish(since, stopped))
 }
 
-/// First piece of the ring buffer's tail asked of syslog(2); the next asks for the whole
-/// ring (see `next_request`).
+/// The first piece of the ring buffer's tail asked of syslog(2) when the ring's size is
+/// unknown; pieces grow from it (see `next_request`).
 const TAIL_FIRST: usize = 16 * 1024;
 /// The most one record can take formatted (at most 1 KiB of text, each of its lines behind a
 /// prefix of up to 33 bytes) is under this. A reply shorter than its request by this much
@@ -237,13 +237,14 @@ const TAIL_SLACK: usize = 64 * 1024;
 const TAIL_MARGIN: Duration = Duration::from_secs(60);
 
 /// The ring buffer's newest records through syslog(2)'s SYSLOG_ACTION_READ_ALL (what
-/// `dmesg -S` uses), which copies only the last `len` bytes, formatted: a first piece of
-/// `TAIL_FIRST` usually reaches back past `since`, and the userspace work follows it. The
-/// kernel's work does not: to find where the last `len` bytes start it sizes every record of
-/// the ring twice, so each call costs about what reading the whole buffer does (measured on
-/// 6.18 with a full 128 KiB ring of 2,463 records: 2.1–2.7 ms for 16 KiB and for all of it
-/// alike, as for the 2,463 reads of /dev/kmsg). So a second call asks for all of it at once
-/// (`whole_ring_request`), not for the next of growing pieces.
+/// `dmesg -S` uses), which copies only the last `len` bytes, formatted. The kernel's work does
+/// not follow `len`: to find where the last `len` bytes start it sizes every record of the
+/// ring, so each call costs about what reading the whole buffer does (measured on 6.18 with a
+/// full 128 KiB ring of 2,463 records: 2.1–2.7 ms for 16 KiB and for all of it alike, as for
+/// the 2,463 reads of /dev/kmsg). So the one call asks for the whole ring
+/// (`whole_ring_request`): a first piece of 16 KiB that fell short of `since` — a host whose
+/// last hour holds a few OOM reports — cost a second walk of the ring. The userspace work
+/// follows the window: lines are parsed from the newest back to the first before it.
 ///
 /// None when it cannot answer for sure, and /dev/kmsg is read instead: not permitted, no
 /// timestamps in the format (printk.time off), or the tail stops short of `since` (a
@@ -262,7 +263,11 @@ pub(crate) fn read_syslog_tail(
         .and_then(|t| t.duration_since(epoch).ok())
         .map(|d| d.as_micros() as u64);
     let cap = usize::try_from(limits.max_bytes).unwrap_or(usize::MAX);
-    let mut len = TAIL_FIRST;
+    let whole_ring = whole_ring_request();
+    let mut len = match whole_ring {
+        0 => TAIL_FIRST,
+        whole => whole.min(cap),
+    };
     loop {
         let mut buf = vec![0u8; len];
         // SAFETY: the kernel writes at most `len` bytes into a buffer of that length.
@@ -275,13 +280,9 @@ pub(crate) fn read_syslog_tail(
         };
         let n = usize::try_from(n).ok()?;
         let text = String::from_utf8_lossy(&buf[..n.min(len)]);
-        let records: Vec<KmsgRecord> = text
-            .lines()
-            .map(parse_syslog_line)
-            .collect::<Option<Vec<_>>>()?;
+        let (records, reached) = parse_tail(&text, reach)?;
         let oldest = records.first().map(|r| r.ts_usec)?;
         let whole = n + TAIL_SLACK <= len;
-        let reached = reach.is_some_and(|reach| oldest <= reach);
         if reached || whole {
             if records.len() > limits.max_records {
                 return None;
@@ -310,8 +311,27 @@ pub(crate) fn read_syslog_tail(
         if len >= cap || len > libc::c_int::MAX as usize / 4 || Instant::now() >= deadline {
             return None;
         }
-        len = next_request(len, whole_ring_request(), cap);
+        len = next_request(len, whole_ring, cap);
     }
+}
+
+/// The lines of a syslog(2) reply from the newest back to the first at or before `reach` (all
+/// of them when `reach` is None), oldest first, and whether that line was found. Lines older
+/// than it are not parsed: the userspace work follows the window, not the ring. None when a
+/// line it reads does not parse (no timestamps): /dev/kmsg is read instead.
+fn parse_tail(text: &str, reach: Option<u64>) -> Option<(Vec<KmsgRecord>, bool)> {
+    let mut records: Vec<KmsgRecord> = Vec::new();
+    let mut reached = false;
+    for line in text.lines().rev() {
+        let record = parse_syslog_line(line)?;
+        reached = reach.is_some_and(|reach| record.ts_usec <= reach);
+        records.push(record);
+        if reached {
+            break;
+        }
+    }
+    records.reverse();
+    Some((records, reached))
 }
 
 /// The request after one of `len` that fell short: `whole` (the whole ring, see
@@ -599,9 +619,30 @@ mod tests {
     }
 
     #[test]
-    fn a_tail_that_falls_short_asks_next_for_the_whole_ring() {
-        // Each syslog(2) call costs a walk of the whole ring: a 128 KiB ring is asked for at
-        // most twice — 16 KiB, then all of it formatted.
+    fn a_tail_is_parsed_back_to_the_first_line_before_the_window_only() {
+        let text = "garbage before the window is never parsed\n\
+                    <6>[   10.000000] old\n\
+                    <6>[   20.000000] at the reach\n\
+                    <4>[   30.000000] newer\n\
+                    <3>[   40.000000] newest\n";
+        let (records, reached) = parse_tail(text, Some(25_000_000)).expect("parsed");
+        let shown: Vec<&str> = records.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(shown, ["at the reach", "newer", "newest"]);
+        assert!(reached);
+        // A reach older than every line parses them all, and says it was not reached; here
+        // that reaches the unparsable line, which sends the read to /dev/kmsg.
+        assert!(parse_tail(text, Some(1)).is_none());
+        let (records, reached) = parse_tail(&text[text.find('<').unwrap_or(0)..], None).expect("parsed");
+        assert_eq!(records.len(), 4);
+        assert!(!reached);
+        // A newest line without a timestamp (printk.time off) is never taken for a record.
+        assert!(parse_tail("<6>no stamp\n", Some(0)).is_none());
+    }
+
+    #[test]
+    fn a_tail_that_falls_short_asks_next_for_more() {
+        // Each syslog(2) call costs a walk of the whole ring: the first asks for all of it
+        // formatted; only when its size is unknown do pieces grow, and then to it once known.
         let whole = 2 * 128 * 1024 + TAIL_SLACK;
         assert_eq!(next_request(TAIL_FIRST, whole, 64 << 20), whole);
         // Unknown ring size (0) or one smaller than the next piece: growing pieces.
