@@ -66,6 +66,36 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     Ok(buf)
 }
 
+/// A file of a process's /proc directory (`stat`, `cmdline`, `status`, `cgroup`) read whole
+/// in the fewest syscalls: open, a read of a page, close. The table of every process reads two
+/// per process, and `read_bounded`'s fstat (which says nothing here: size 0, always regular)
+/// and its read that finds the end were two of its five. Such files are generated on read,
+/// so a read shorter than asked is the end. Non-blocking and capped at `max` like
+/// `read_bounded`; for other files use that, which refuses what is not a regular file.
+pub fn read_proc_file(path: &Path, max: usize) -> Result<Vec<u8>, ReadError> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|source| ReadError::io(path, source))?;
+    let mut buf = vec![0u8; max.min(4096)];
+    let mut len = 0;
+    loop {
+        let n = match file.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(ReadError::io(path, source)),
+        };
+        len += n;
+        if len < buf.len() || buf.len() >= max {
+            break;
+        }
+        buf.resize(buf.len().saturating_mul(2).min(max), 0);
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+
 /// `read_bounded`, decoded lossily: host files may hold any bytes.
 pub fn read_to_string_bounded(path: &Path, max: u64) -> Result<String, ReadError> {
     let bytes = read_bounded(path, max)?;
@@ -75,6 +105,30 @@ pub fn read_to_string_bounded(path: &Path, max: u64) -> Result<String, ReadError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proc_file_is_read_whole_and_capped() {
+        let me = read_proc_file(Path::new("/proc/self/stat"), 64 * 1024).expect("own stat");
+        let text = String::from_utf8_lossy(&me);
+        assert!(
+            text.starts_with(&format!("{} (", std::process::id())),
+            "{text}"
+        );
+        assert!(text.ends_with('\n'), "read to the end: {text}");
+        // Longer than the first page: read on to the end, or to the cap.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let long = dir.path().join("environ");
+        std::fs::write(&long, vec![b'x'; 10_000]).expect("write");
+        assert_eq!(
+            read_proc_file(&long, 64 * 1024).expect("read").len(),
+            10_000
+        );
+        assert_eq!(read_proc_file(&long, 5_000).expect("read").len(), 5_000);
+        assert_eq!(read_proc_file(&long, 4_096).expect("read").len(), 4_096);
+        assert!(read_proc_file(&dir.path().join("gone"), 10)
+            .expect_err("missing")
+            .is_not_found());
+    }
 
     #[test]
     fn caps_the_bytes_read() {

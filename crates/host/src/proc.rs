@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::fsread::{read_bounded, read_to_string_bounded};
+use crate::fsread::{read_proc_file, read_to_string_bounded};
 
 const SMALL_FILE: u64 = 64 * 1024;
 
@@ -161,7 +161,8 @@ impl ProcessTable {
     pub fn credentials(&self, pid: u32) -> Option<Credentials> {
         memo(&self.creds, pid, || {
             let path = self.root.join(pid.to_string()).join("status");
-            parse_credentials(&read_to_string_bounded(&path, SMALL_FILE).ok()?)
+            let status = read_proc_file(&path, SMALL_FILE as usize).ok()?;
+            parse_credentials(&String::from_utf8_lossy(&status))
         })
     }
 
@@ -212,7 +213,9 @@ impl ProcessTable {
     /// The process's cgroup membership (`/proc/PID/cgroup`), as text.
     pub fn cgroup(&self, pid: u32) -> Option<String> {
         memo(&self.cgroups, pid, || {
-            read_to_string_bounded(&self.root.join(pid.to_string()).join("cgroup"), SMALL_FILE).ok()
+            let path = self.root.join(pid.to_string()).join("cgroup");
+            let cgroup = read_proc_file(&path, SMALL_FILE as usize).ok()?;
+            Some(String::from_utf8_lossy(&cgroup).into_owned())
         })
     }
 
@@ -326,7 +329,8 @@ fn read_processes(root: &Path, pids: &[u32]) -> Vec<ProcessInfo> {
 
 fn read_process(root: &Path, pid: u32) -> Option<ProcessInfo> {
     let dir = root.join(pid.to_string());
-    let stat = read_to_string_bounded(&dir.join("stat"), SMALL_FILE).ok()?;
+    let stat = read_proc_file(&dir.join("stat"), SMALL_FILE as usize).ok()?;
+    let stat = String::from_utf8_lossy(&stat);
     // A kernel thread is never nginx, a backend or a socket's holder, and a host runs a
     // hundred or more (several per CPU): left out, they cost no cmdline read here and no fd
     // scan later.
@@ -334,7 +338,7 @@ fn read_process(root: &Path, pid: u32) -> Option<ProcessInfo> {
         return None;
     }
     let (comm, ppid, start_ticks) = parse_stat(&stat)?;
-    let cmdline = read_bounded(&dir.join("cmdline"), SMALL_FILE)
+    let cmdline = read_proc_file(&dir.join("cmdline"), SMALL_FILE as usize)
         .map(|b| split_cmdline(&b))
         .unwrap_or_default();
     Some(ProcessInfo {
