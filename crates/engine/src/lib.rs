@@ -69,6 +69,16 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     let started_at = SystemTime::now();
     let deadline = started + opts.timeout;
 
+    // The kernel log is read once, on a worker while this thread reads the process table: it
+    // needs nothing else, and its syslog(2) call costs ~2.5 ms of CPU however small the window
+    // (see `why502_kernel_log`). Started later it took that CPU from nginx -t and the walk.
+    let kernel = {
+        let since = started_at
+            .checked_sub(opts.since)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let budget = opts.timeout.mul_f32(0.5).min(Duration::from_secs(3));
+        tokio::spawn(why502_kernel_log::KernelLog::read(since, budget))
+    };
     let procs = ProcessTable::read(&opts.proc_root);
     // php-fpm's configs (hundreds of pool files on a hosting server) load on a blocking
     // thread while nginx's config is parsed: only the process table says where they are.
@@ -244,14 +254,6 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
             nginx_pids.extend(procs.children_of(m.pid).map(|c| c.pid));
         }
         (paths, since, nginx_pids)
-    };
-    // The kernel log is read once, while the rest is gathered.
-    let kernel = {
-        let since = started_at
-            .checked_sub(opts.since)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let budget = opts.timeout.mul_f32(0.5).min(Duration::from_secs(3));
-        tokio::spawn(why502_kernel_log::KernelLog::read(since, budget))
     };
     let listen = ListenTable::read(&opts.proc_root);
     let mut notes: Vec<String> = listen

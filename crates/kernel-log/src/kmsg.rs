@@ -632,7 +632,8 @@ mod tests {
         // A reach older than every line parses them all, and says it was not reached; here
         // that reaches the unparsable line, which sends the read to /dev/kmsg.
         assert!(parse_tail(text, Some(1)).is_none());
-        let (records, reached) = parse_tail(&text[text.find('<').unwrap_or(0)..], None).expect("parsed");
+        let (records, reached) =
+            parse_tail(&text[text.find('<').unwrap_or(0)..], None).expect("parsed");
         assert_eq!(records.len(), 4);
         assert!(!reached);
         // A newest line without a timestamp (printk.time off) is never taken for a record.

@@ -225,11 +225,12 @@ impl KernelLog {
 
     /// Read the window from the first source that works.
     ///
-    /// The ring buffer's tail through syslog(2) first, when it reaches back to `since`:
-    /// its cost follows the window. Else /dev/kmsg, read inline: it is non-blocking, in
-    /// memory and capped (milliseconds even for a full 32 MiB buffer). When that does not
-    /// reach back to `since` (the ring buffer wrapped), a journal that does is preferred,
-    /// since journald keeps what the ring lost.
+    /// The ring buffer's tail through syslog(2) first, when it reaches back to `since`: one
+    /// call (the kernel formats the whole ring on each), parsed only back to the window.
+    /// Else /dev/kmsg, read inline: it is non-blocking, in memory and capped (milliseconds
+    /// even for a full 32 MiB buffer). When that does not reach back to `since` (the ring
+    /// buffer wrapped), a journal that does is preferred, since journald keeps what the ring
+    /// lost.
     pub async fn read_window(&self, since: SystemTime, timeout: Duration) -> KernelLogWindow {
         let deadline = Instant::now() + timeout;
         let live = self.kmsg_path == Path::new(kmsg::KMSG);
