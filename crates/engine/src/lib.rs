@@ -79,6 +79,12 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         let budget = opts.timeout.mul_f32(0.5).min(Duration::from_secs(3));
         tokio::spawn(why502_kernel_log::KernelLog::read(since, budget))
     };
+    // As root nginx -t runs in a private mount namespace (see `start_nginx_t`), made by a
+    // thread that starts now, while the process table and the config it needs are read. A
+    // view that may skip nginx -t (one site's, see below) starts it only if it runs.
+    let spawner = (nix::unistd::geteuid().is_root()
+        && !((opts.server_name.is_some() || opts.upstream.is_some()) && !opts.all))
+        .then(why502_host::IsolatedSpawner::start);
     let procs = ProcessTable::read(&opts.proc_root);
     // php-fpm's configs (hundreds of pool files on a hosting server) load on a blocking
     // thread while nginx's config is parsed: only the process table says where they are.
@@ -153,6 +159,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         let configured = why502_nginx::check::configured_runtime_paths(&setup.parsed.directives);
         let as_root = nix::unistd::geteuid().is_root();
         move || async move {
+            let spawner = spawner.or_else(|| as_root.then(why502_host::IsolatedSpawner::start));
             match (unsafe_reason, binary) {
                 (Some(reason), _) => PendingCheck::ready(ConfigCheck::NotRun { reason }),
                 (None, None) => PendingCheck::ready(ConfigCheck::NotRun {
@@ -165,7 +172,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
                         compiled: build.map(|b| b.runtime_paths).unwrap_or_default(),
                         configured,
                     };
-                    start_nginx_t(&bin, &conf, paths, globals, as_root, budget).await
+                    start_nginx_t(&bin, &conf, paths, globals, spawner, budget).await
                 }
             }
         }
@@ -686,14 +693,14 @@ async fn start_nginx_t(
     conf: &std::path::Path,
     paths: NginxTPaths,
     globals: Option<String>,
-    as_root: bool,
+    spawner: Option<why502_host::IsolatedSpawner>,
     budget: Duration,
 ) -> PendingCheck {
-    use why502_nginx::check::{overlay_dirs, runtime_dirs};
+    use why502_nginx::check::{overlay_dirs, runtime_dirs, Isolation};
     let prefix = paths.prefix.as_deref();
-    if !as_root {
+    let Some(spawner) = spawner else {
         return start_check(bin, conf, prefix, globals.as_deref(), budget, None).await;
-    }
+    };
     let dirs = runtime_dirs(&paths.configured, &paths.compiled, &paths.nginx_prefix);
     match overlay_dirs(&dirs) {
         Ok(overlays) => {
@@ -703,7 +710,10 @@ async fn start_nginx_t(
                 prefix,
                 globals.as_deref(),
                 budget,
-                Some(&overlays),
+                Some(Isolation {
+                    spawner,
+                    overlays: &overlays,
+                }),
             )
             .await
         }

@@ -16,7 +16,7 @@ pub mod users;
 
 pub use exec::{
     run, run_isolated, run_without_binding, start_isolated, start_without_binding, CommandOutput,
-    ExecError, RunningCommand,
+    ExecError, IsolatedSpawner, RunningCommand,
 };
 pub use fsread::{open_regular, read_bounded, read_to_string_bounded, ReadError};
 pub use logtail::{read_tail, read_tail_screened, BlockScreen, LineTake, TailLimits, TailRead};

@@ -50,7 +50,7 @@ pub async fn start_check(
     prefix: Option<&Path>,
     globals: Option<&str>,
     timeout: Duration,
-    isolate: Option<&[PathBuf]>,
+    isolate: Option<Isolation<'_>>,
 ) -> PendingCheck {
     let bin = binary.to_string_lossy();
     let conf_s = conf.to_string_lossy();
@@ -63,12 +63,22 @@ pub async fn start_check(
         argv.extend(["-g", g]);
     }
     let started = match isolate {
-        Some(dirs) => why502_host::start_isolated(&argv, timeout, dirs).await,
+        Some(Isolation { spawner, overlays }) => {
+            spawner.start_isolated(&argv, timeout, overlays).await
+        }
         None => why502_host::start_without_binding(&argv, timeout).await,
     };
     PendingCheck {
         started: started.map_err(|e| verdict(Err(e))),
     }
+}
+
+/// How `start_check` isolates nginx -t: the directories to overlay (`overlay_dirs`), and the
+/// thread to start it from, which may have been started ahead (see
+/// `why502_host::IsolatedSpawner`).
+pub struct Isolation<'a> {
+    pub spawner: why502_host::IsolatedSpawner,
+    pub overlays: &'a [PathBuf],
 }
 
 /// A started `nginx -t` (see `start_check`), or the verdict of one that could not start.
