@@ -192,27 +192,13 @@ impl IsolatedSpawner {
             runtime: tokio::runtime::Handle::current(),
             reply,
         };
-        let spawn_error = |source: std::io::Error| ExecError::spawning(&program, source);
         if self.requests.send(request).is_err() {
-            return Err(spawn_error(std::io::Error::other(
-                "the spawning thread could not start",
-            )));
+            return Err(ExecError::spawning(
+                &program,
+                std::io::Error::other("the spawning thread could not start"),
+            ));
         }
-        let child = match tokio::time::timeout(timeout, replied).await {
-            Ok(Ok(Ok(child))) => child,
-            Ok(Ok(Err(e))) => return Err(spawn_error(e)),
-            Ok(Err(_)) => {
-                return Err(spawn_error(std::io::Error::other(
-                    "the spawning thread ended without a child",
-                )))
-            }
-            Err(_) => {
-                return Err(ExecError::Timeout {
-                    program: program.clone(),
-                    timeout,
-                })
-            }
-        };
+        let child = spawned_child(&program, timeout, replied).await?;
         Ok(RunningCommand::new(child, argv, timeout))
     }
 }
@@ -273,18 +259,27 @@ async fn spawn_prepared(
             });
             let _ = tx.send(child);
         });
-    let spawn_error = |source: std::io::Error| ExecError::spawning(&program, source);
     if let Err(e) = spawned {
-        return Err(spawn_error(e));
+        return Err(ExecError::spawning(&program, e));
     }
-    match tokio::time::timeout(timeout, rx).await {
+    spawned_child(&program, timeout, rx).await
+}
+
+/// The child a spawning thread sends back, within `timeout`.
+async fn spawned_child(
+    program: &str,
+    timeout: Duration,
+    reply: tokio::sync::oneshot::Receiver<std::io::Result<tokio::process::Child>>,
+) -> Result<tokio::process::Child, ExecError> {
+    match tokio::time::timeout(timeout, reply).await {
         Ok(Ok(Ok(child))) => Ok(child),
-        Ok(Ok(Err(e))) => Err(spawn_error(e)),
-        Ok(Err(_)) => Err(spawn_error(std::io::Error::other(
-            "the spawning thread ended without a child",
-        ))),
+        Ok(Ok(Err(e))) => Err(ExecError::spawning(program, e)),
+        Ok(Err(_)) => Err(ExecError::spawning(
+            program,
+            std::io::Error::other("the spawning thread ended without a child"),
+        )),
         Err(_) => Err(ExecError::Timeout {
-            program: program.clone(),
+            program: program.to_string(),
             timeout,
         }),
     }
