@@ -82,9 +82,9 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     // As root nginx -t runs in a private mount namespace (see `start_nginx_t`), made by a
     // thread that starts now, while the process table and the config it needs are read. A
     // view that may skip nginx -t (one site's, see below) starts it only if it runs.
-    let spawner = (nix::unistd::geteuid().is_root()
-        && !((opts.server_name.is_some() || opts.upstream.is_some()) && !opts.all))
-        .then(why502_host::IsolatedSpawner::start);
+    let as_root = nix::unistd::geteuid().is_root();
+    let one_site_view = (opts.server_name.is_some() || opts.upstream.is_some()) && !opts.all;
+    let spawner = (as_root && !one_site_view).then(why502_host::IsolatedSpawner::start);
     let procs = ProcessTable::read(&opts.proc_root);
     // php-fpm's configs (hundreds of pool files on a hosting server) load on a blocking
     // thread while nginx's config is parsed: only the process table says where they are.
@@ -116,9 +116,7 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
     // reads at load changed since it loaded: the running configuration is the one on disk,
     // and nginx accepted it then. Whether the load time can be trusted needs the error log's
     // reload notices, so such a run decides once the logs are read.
-    let may_skip_check = (opts.server_name.is_some() || opts.upstream.is_some())
-        && !opts.all
-        && setup.master.is_some();
+    let may_skip_check = one_site_view && setup.master.is_some();
     // Only a view that may skip nginx -t needs to know what nginx read at load.
     let load_files = if !may_skip_check {
         Vec::new()
@@ -157,7 +155,6 @@ pub async fn diagnose(opts: &Options) -> Result<Report, DiagnoseError> {
         let unsafe_reason = nginx_t_is_unsafe(&setup.parsed.errors);
         let budget = opts.timeout.mul_f32(0.8).min(Duration::from_secs(5));
         let configured = why502_nginx::check::configured_runtime_paths(&setup.parsed.directives);
-        let as_root = nix::unistd::geteuid().is_root();
         move || async move {
             let spawner = spawner.or_else(|| as_root.then(why502_host::IsolatedSpawner::start));
             match (unsafe_reason, binary) {
