@@ -287,8 +287,16 @@ const PROCESSES_PER_THREAD: usize = 64;
 /// (300 processes) it cost 7–9 ms on one thread. The kernel's per-file work dominates, and
 /// it runs in parallel.
 fn read_processes(root: &Path, pids: &[u32]) -> Vec<ProcessInfo> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = (pids.len() / PROCESSES_PER_THREAD).clamp(1, cpus.min(4));
+    // std's available_parallelism reads the cgroup's CPU quota (/proc/self/cgroup,
+    // mountinfo, cpu.max): ~0.1 ms on the run's critical path, asked only when more than one
+    // thread could be wanted.
+    let wanted = pids.len() / PROCESSES_PER_THREAD;
+    let threads = if wanted <= 1 {
+        1
+    } else {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        wanted.min(cpus.min(4))
+    };
     let read_all = |chunk: &[u32]| -> Vec<ProcessInfo> {
         chunk
             .iter()
