@@ -269,18 +269,22 @@ pub(crate) fn read_syslog_tail(
         whole => whole.min(cap),
     };
     loop {
-        let mut buf = vec![0u8; len];
-        // SAFETY: the kernel writes at most `len` bytes into a buffer of that length.
+        // Not zeroed first: the kernel writes what it returns, and only that is read. On a
+        // host with a past the reply is ~140 KiB, of which the window is often a few lines.
+        let mut buf: Vec<u8> = Vec::with_capacity(len);
+        // SAFETY: the kernel writes at most `len` bytes into a buffer of that capacity, and
+        // returns how many it wrote; only those become the vector's contents.
         let n = unsafe {
-            libc::klogctl(
+            let n = libc::klogctl(
                 SYSLOG_ACTION_READ_ALL,
                 buf.as_mut_ptr().cast(),
                 len as libc::c_int,
-            )
+            );
+            let n = usize::try_from(n).ok()?.min(len);
+            buf.set_len(n);
+            n
         };
-        let n = usize::try_from(n).ok()?;
-        let text = String::from_utf8_lossy(&buf[..n.min(len)]);
-        let (records, reached) = parse_tail(&text, reach)?;
+        let (records, reached) = parse_tail(&buf, reach)?;
         let oldest = records.first().map(|r| r.ts_usec)?;
         let whole = n + TAIL_SLACK <= len;
         if reached || whole {
@@ -318,12 +322,16 @@ pub(crate) fn read_syslog_tail(
 /// The lines of a syslog(2) reply from the newest back to the first at or before `reach` (all
 /// of them when `reach` is None), oldest first, and whether that line was found. Lines older
 /// than it are not parsed: the userspace work follows the window, not the ring. None when a
-/// line it reads does not parse (no timestamps): /dev/kmsg is read instead.
-fn parse_tail(text: &str, reach: Option<u64>) -> Option<(Vec<KmsgRecord>, bool)> {
+/// line it reads does not parse (no timestamps): /dev/kmsg is read instead. Bytes, each
+/// line made text on its own: checking the whole reply's UTF-8 first cost as much as the
+/// parse of a small window.
+fn parse_tail(text: &[u8], reach: Option<u64>) -> Option<(Vec<KmsgRecord>, bool)> {
     let mut records: Vec<KmsgRecord> = Vec::new();
     let mut reached = false;
-    for line in text.lines().rev() {
-        let record = parse_syslog_line(line)?;
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    for line in text.rsplit(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let record = parse_syslog_line(&String::from_utf8_lossy(line))?;
         reached = reach.is_some_and(|reach| record.ts_usec <= reach);
         records.push(record);
         if reached {
@@ -625,19 +633,27 @@ mod tests {
                     <6>[   20.000000] at the reach\n\
                     <4>[   30.000000] newer\n\
                     <3>[   40.000000] newest\n";
-        let (records, reached) = parse_tail(text, Some(25_000_000)).expect("parsed");
+        let (records, reached) = parse_tail(text.as_bytes(), Some(25_000_000)).expect("parsed");
         let shown: Vec<&str> = records.iter().map(|r| r.message.as_str()).collect();
         assert_eq!(shown, ["at the reach", "newer", "newest"]);
         assert!(reached);
         // A reach older than every line parses them all, and says it was not reached; here
         // that reaches the unparsable line, which sends the read to /dev/kmsg.
-        assert!(parse_tail(text, Some(1)).is_none());
+        assert!(parse_tail(text.as_bytes(), Some(1)).is_none());
         let (records, reached) =
-            parse_tail(&text[text.find('<').unwrap_or(0)..], None).expect("parsed");
+            parse_tail(&text.as_bytes()[text.find('<').unwrap_or(0)..], None).expect("parsed");
         assert_eq!(records.len(), 4);
         assert!(!reached);
         // A newest line without a timestamp (printk.time off) is never taken for a record.
-        assert!(parse_tail("<6>no stamp\n", Some(0)).is_none());
+        assert!(parse_tail(b"<6>no stamp\n", Some(0)).is_none());
+        // Each line is made text on its own: a stray byte spoils only its own line's text.
+        let (records, _) = parse_tail(
+            b"<6>[   50.000000] bad \xff byte\n<6>[   60.000000] fine\n",
+            None,
+        )
+        .expect("parsed");
+        let shown: Vec<&str> = records.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(shown, ["bad \u{fffd} byte", "fine"]);
     }
 
     #[test]
